@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The project's single test command: installs what it needs (idempotently), then runs every check.
+# Usage: scripts/test.sh            (all checks)
+#        QUICK=1 scripts/test.sh    (skip clippy and the no_std/wasm builds)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo not found: install Rust with rustup first" >&2
+  exit 1
+fi
+
+if [ -z "${QUICK:-}" ]; then
+  log "toolchain components and targets"
+  rustup component add clippy rustfmt >/dev/null 2>&1 || true
+  for t in wasm32-unknown-unknown thumbv7em-none-eabihf; do
+    rustup target list --installed | grep -qx "$t" || rustup target add "$t"
+  done
+
+  log "rustfmt"
+  cargo fmt --all -- --check
+
+  log "clippy (-D warnings)"
+  cargo clippy --workspace --all-targets -- -D warnings
+
+  log "amrpc-core builds no_std (thumbv7em-none-eabihf) and for wasm32-unknown-unknown"
+  cargo build -p amrpc-core --no-default-features --target thumbv7em-none-eabihf
+  cargo build -p amrpc-core --no-default-features --target wasm32-unknown-unknown
+  cargo build -p amrpc-core --target wasm32-unknown-unknown
+
+  log "docs build without warnings"
+  RUSTDOCFLAGS="-D warnings" cargo doc -p amrpc-core --no-deps
+fi
+
+log "benchmarks compile and run once (correctness only, no timings)"
+cargo bench -p amrpc-core --bench machine -- --test
+
+log "tests (workspace, release-mode proptests included)"
+cargo test --workspace --all-targets
+cargo test --workspace --doc

@@ -1,0 +1,64 @@
+//! # amrpc-core
+//!
+//! A Rust port of [asyncmachine-go] v0.8.0's state machine (`pkg/machine`): a clock-based,
+//! relational, multi-state machine. `#![no_std]` + `alloc`; the default `std` feature adds panic
+//! catching in handlers, std locks and handler timeouts measured with `std::time`.
+//!
+//! ```
+//! use amrpc_core::{Machine, Opts, Outcome, State, schema};
+//! let m = Machine::new(
+//!     schema([("Foo", State::new().require(&["Bar"])), ("Bar", State::new())]),
+//!     Opts::default(),
+//! ).unwrap();
+//! assert_eq!(m.add1("Foo", None), Outcome::Canceled); // Foo requires Bar
+//! assert_eq!(m.add(&["Foo", "Bar"], None), Outcome::Executed);
+//! assert_eq!(m.string(), "(Bar:1 Foo:1)");
+//! ```
+//!
+//! Differences from upstream that are not bugs but Rust adaptations (all listed in
+//! `docs/upstream-tests.md`): handlers run on the draining thread and a handler timeout is
+//! detected when the handler returns (there is no executor thread to abandon it on); `When*`
+//! channels are futures ([`Wait`]) whose drop is the cancellation; `Result` is [`Outcome`].
+//!
+//! [asyncmachine-go]: https://github.com/pancsta/asyncmachine-go
+
+#![no_std]
+#![warn(missing_docs)]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+#[doc(hidden)]
+pub mod __alloc {
+    pub use alloc::{string, vec};
+}
+
+mod api;
+mod handlers;
+mod machine;
+mod resolver;
+mod schema;
+mod sync;
+mod tracer;
+mod transition;
+mod types;
+mod wait;
+
+pub use api::{Api, BoxFuture};
+pub use handlers::{Event, HandlerFn, Handlers, HandlersId, is_handler, list_handlers};
+pub use machine::{
+    ArgsMapper, Clock, ExceptionArgsPanic, HANDLER_TIMEOUT, Logger, Machine, Opts, QUEUE_LIMIT, Serialized,
+    Time, is_time_after, opts_with_debug, opts_with_tracers,
+};
+pub use schema::{
+    ANY, EXCEPTION, HANDLER_GLOBAL, S, Schema, State, diff_states, parse_struct, s_add, schema, state_add,
+    state_set, states_equal, struct_merge,
+};
+pub use tracer::{NoOpTracer, Tracer};
+pub use transition::{Mutation, MutationInfo, Step, StepData, Transition};
+pub use types::{
+    Args, Error, LogLevel, MutationType, Opaque, Outcome, Relation, StepType, Value, is_active_tick,
+    new_args_mapper, truncate_str,
+};
+pub use wait::{Ctx, CtxCanceled, CtxValue, Slot, Wait, WaitError, WaitRegistry};
