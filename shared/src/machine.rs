@@ -1537,7 +1537,7 @@ impl Machine {
             'exits: for i in 0..t.exits.len() {
                 let from = t.exits[i];
                 let step = Step::new(StepState::Id(from), StepState::None, StepType::Handler, None);
-                if self.handle(t, d, d.exit[from].as_ref(), step, &args) == Outcome::Canceled {
+                if self.handle(t, d, d.exit.get(from).and_then(Option::as_ref), step, &args) == Outcome::Canceled {
                     result = Outcome::Canceled;
                     break 'exits;
                 }
@@ -1550,7 +1550,7 @@ impl Machine {
                     }
                 }
                 let step = Step::new(StepState::Id(from), StepState::Any, StepType::Handler, None);
-                if self.handle(t, d, d.from_any[from].as_ref(), step, &empty) == Outcome::Canceled {
+                if self.handle(t, d, d.from_any.get(from).and_then(Option::as_ref), step, &empty) == Outcome::Canceled {
                     result = Outcome::Canceled;
                     break 'exits;
                 }
@@ -1561,12 +1561,12 @@ impl Machine {
             'enters: for i in 0..t.enters.len() {
                 let to = t.enters[i];
                 let step = Step::new(StepState::Any, StepState::Id(to), StepType::Handler, None);
-                if self.handle(t, d, d.any_to[to].as_ref(), step, &args) == Outcome::Canceled {
+                if self.handle(t, d, d.any_to.get(to).and_then(Option::as_ref), step, &args) == Outcome::Canceled {
                     result = Outcome::Canceled;
                     break 'enters;
                 }
                 let step = Step::new(StepState::None, StepState::Id(to), StepType::Handler, None);
-                if self.handle(t, d, d.enter[to].as_ref(), step, &args) == Outcome::Canceled {
+                if self.handle(t, d, d.enter.get(to).and_then(Option::as_ref), step, &args) == Outcome::Canceled {
                     result = Outcome::Canceled;
                     break 'enters;
                 }
@@ -1589,7 +1589,7 @@ impl Machine {
                 .chain(t.enters.iter().map(|s| (*s, true)))
                 .collect();
             for (s, is_enter) in finals {
-                let ev = if is_enter { d.state[s].as_ref() } else { d.end[s].as_ref() };
+                let ev = if is_enter { d.state.get(s).and_then(Option::as_ref) } else { d.end.get(s).and_then(Option::as_ref) };
                 let mut step = Step::new(StepState::Id(s), StepState::None, StepType::Handler, None);
                 step.is_final = true;
                 step.is_enter = is_enter;
