@@ -28,7 +28,12 @@ pub trait Api: Send + Sync {
     /// Make exactly these states active.
     fn set<'a>(&'a self, states: &[&str], args: Option<Args>) -> BoxFuture<'a, Result<Outcome, Error>>;
     /// Store an error and add `state` plus `Exception`.
-    fn add_err_state<'a>(&'a self, state: &str, err: Error, args: Option<Args>) -> BoxFuture<'a, Result<Outcome, Error>>;
+    fn add_err_state<'a>(
+        &'a self,
+        state: &str,
+        err: Error,
+        args: Option<Args>,
+    ) -> BoxFuture<'a, Result<Outcome, Error>>;
     /// Activate one state.
     fn add1<'a>(&'a self, state: &str, args: Option<Args>) -> BoxFuture<'a, Result<Outcome, Error>> {
         self.add(&[state], args)
@@ -180,7 +185,12 @@ impl Api for Machine {
     fn set<'a>(&'a self, states: &[&str], args: Option<Args>) -> BoxFuture<'a, Result<Outcome, Error>> {
         ready(self.try_set(states, args))
     }
-    fn add_err_state<'a>(&'a self, state: &str, err: Error, args: Option<Args>) -> BoxFuture<'a, Result<Outcome, Error>> {
+    fn add_err_state<'a>(
+        &'a self,
+        state: &str,
+        err: Error,
+        args: Option<Args>,
+    ) -> BoxFuture<'a, Result<Outcome, Error>> {
         if !self.has1(state) {
             return ready(Err(Error::StateUnknown(state.into())));
         }
@@ -213,7 +223,9 @@ impl Api for Machine {
     fn when_not(&self, states: &[&str], ctx: Option<&Ctx>) -> Wait {
         match self.try_when_not(states, ctx) {
             Ok(w) => w,
-            Err(e) => Wait::ready(Err(crate::WaitError::InvalidArgs(alloc::string::ToString::to_string(&e)))),
+            Err(e) => Wait::ready(Err(crate::WaitError::InvalidArgs(alloc::string::ToString::to_string(
+                &e,
+            )))),
         }
     }
     fn when_time(&self, states: &[&str], times: &[u64], ctx: Option<&Ctx>) -> Wait {

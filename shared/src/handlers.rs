@@ -130,12 +130,7 @@ impl Handlers {
         self.on(format!("{state}{state}"), f)
     }
     /// `FooBar`: negotiation, `from` exits while `to` is a target state.
-    pub fn transition(
-        self,
-        from: &str,
-        to: &str,
-        f: impl Fn(&Event<'_>) -> bool + Send + Sync + 'static,
-    ) -> Self {
+    pub fn transition(self, from: &str, to: &str, f: impl Fn(&Event<'_>) -> bool + Send + Sync + 'static) -> Self {
         self.on(format!("{from}{to}"), f)
     }
     /// `AnyFoo`: negotiation, just before `FooEnter`.

@@ -48,17 +48,17 @@ mod wait;
 pub use api::{Api, BoxFuture};
 pub use handlers::{Event, HandlerFn, Handlers, HandlersId, is_handler, list_handlers};
 pub use machine::{
-    ArgsMapper, Clock, ExceptionArgsPanic, HANDLER_TIMEOUT, Logger, Machine, Opts, QUEUE_LIMIT, Serialized,
-    Time, is_time_after, opts_with_debug, opts_with_tracers,
+    ArgsMapper, Clock, ExceptionArgsPanic, HANDLER_TIMEOUT, Logger, Machine, Opts, QUEUE_LIMIT, Serialized, Time,
+    is_time_after, opts_with_debug, opts_with_tracers,
 };
 pub use schema::{
-    ANY, EXCEPTION, HANDLER_GLOBAL, S, Schema, State, diff_states, parse_struct, s_add, schema, state_add,
-    state_set, states_equal, struct_merge,
+    ANY, EXCEPTION, HANDLER_GLOBAL, S, Schema, State, diff_states, parse_struct, s_add, schema, state_add, state_set,
+    states_equal, struct_merge,
 };
 pub use tracer::{NoOpTracer, Tracer};
 pub use transition::{Mutation, MutationInfo, Step, StepData, Transition};
 pub use types::{
-    Args, Error, LogLevel, MutationType, Opaque, Outcome, Relation, StepType, Value, is_active_tick,
-    new_args_mapper, truncate_str,
+    Args, Error, LogLevel, MutationType, Opaque, Outcome, Relation, StepType, Value, is_active_tick, new_args_mapper,
+    truncate_str,
 };
 pub use wait::{Ctx, CtxCanceled, CtxValue, Slot, Wait, WaitError, WaitRegistry};

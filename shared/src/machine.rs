@@ -6,7 +6,7 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use core::time::Duration;
 
 use crate::handlers::{Dispatch, Ev, Event, HandlerFn, Handlers, HandlersId};
@@ -198,7 +198,7 @@ pub(crate) struct Inner {
     queue_limit: usize,
     disposal_handlers: Mutex<Vec<Box<dyn FnOnce() + Send>>>,
     disposed_slot: Arc<Slot>,
-    next_id: AtomicU64,
+    next_id: AtomicUsize,
     breakpoints: Mutex<Vec<(Vec<Id>, Vec<Id>)>>,
 }
 
@@ -228,8 +228,8 @@ impl core::fmt::Debug for Machine {
 
 fn random_u64(seed: u64) -> u64 {
     use core::hash::BuildHasher;
-    static COUNTER: AtomicU64 = AtomicU64::new(0x9e37_79b9_7f4a_7c15);
-    let c = COUNTER.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
+    static COUNTER: AtomicUsize = AtomicUsize::new(0x7f4a_7c15);
+    let c = COUNTER.fetch_add(1, Ordering::Relaxed);
     let h = hashbrown::DefaultHashBuilder::default();
     h.hash_one((c, seed))
 }
@@ -254,6 +254,7 @@ fn default_now() -> Option<fn() -> u64> {
 
 enum Called {
     Ok(bool),
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
     Panic(String, String),
 }
 
@@ -397,7 +398,7 @@ impl Machine {
             queue_limit: opts.queue_limit.unwrap_or(QUEUE_LIMIT),
             disposal_handlers: Mutex::new(Vec::new()),
             disposed_slot: Arc::new(Slot::default()),
-            next_id: AtomicU64::new(1),
+            next_id: AtomicUsize::new(1),
             breakpoints: Mutex::new(Vec::new()),
         };
         let m = Machine(Arc::new(inner));
@@ -449,7 +450,10 @@ impl Machine {
             opts.parent = parent;
         }
         if opts.log_args.is_none() {
-            opts.log_args = Some(Arc::new(crate::types::new_args_mapper(&["name", "id", "port", "addr"], 0)));
+            opts.log_args = Some(Arc::new(crate::types::new_args_mapper(
+                &["name", "id", "port", "addr"],
+                0,
+            )));
         }
         let m = Machine::new(schema, opts)?;
         m.verify_states(names)?;
@@ -636,7 +640,12 @@ impl Machine {
                 core.verified = true;
             }
             // active states that left the schema are dropped
-            let keep: Vec<Id> = core.active.iter().copied().filter(|i| core.c.defs[*i].present).collect();
+            let keep: Vec<Id> = core
+                .active
+                .iter()
+                .copied()
+                .filter(|i| core.c.defs[*i].present)
+                .collect();
             core.active = keep;
             let mut flags = alloc::vec![false; core.c.names.len()];
             for i in &core.active {
@@ -993,7 +1002,9 @@ impl Machine {
     /// `import` without the id check: ticks and state order from another machine.
     pub fn import_clock(&self, data: &Serialized) -> Result<(), Error> {
         if data.time.len() != data.state_names.len() {
-            return Err(Error::InvalidArgs(String::from("time and state_names differ in length")));
+            return Err(Error::InvalidArgs(String::from(
+                "time and state_names differ in length",
+            )));
         }
         let mut core = self.0.core.lock();
         let mut ids = Vec::with_capacity(data.state_names.len());
@@ -1141,7 +1152,11 @@ impl Machine {
         if self.is_disposed() {
             return Outcome::Canceled;
         }
-        if self.is1(state) { self.remove1(state, None) } else { self.add1(state, None) }
+        if self.is1(state) {
+            self.remove1(state, None)
+        } else {
+            self.add1(state, None)
+        }
     }
 
     /// Fallible `add`: `StateUnknown` instead of a panic.
@@ -1185,7 +1200,11 @@ impl Machine {
         let err = err.into();
         let msg = err.to_string();
         self.0.core.lock().err = Some(err);
-        let trace = if self.0.log_stack_trace { capture_trace() } else { String::new() };
+        let trace = if self.0.log_stack_trace {
+            capture_trace()
+        } else {
+            String::new()
+        };
         let mut args = args.unwrap_or_default();
         args.insert("err", Value::Str(msg));
         if !trace.is_empty() {
@@ -1232,9 +1251,7 @@ impl Machine {
             let q = self.0.queue.lock();
             if q.is_empty() && self.transition_running() {
                 let core = self.0.core.lock();
-                let any_active = states
-                    .iter()
-                    .any(|s| core.c.id(s).is_some_and(|id| core.is_active[id]));
+                let any_active = states.iter().any(|s| core.c.id(s).is_some_and(|id| core.is_active[id]));
                 if !any_active {
                     return Ok(Outcome::Executed);
                 }
@@ -1256,8 +1273,16 @@ impl Machine {
             });
             return;
         }
-        let log_ids = if self.log_level() >= LogLevel::Ops { Some(ids.clone()) } else { None };
-        let bp_ids = if self.0.breakpoints.lock().is_empty() { None } else { Some(ids.clone()) };
+        let log_ids = if self.log_level() >= LogLevel::Ops {
+            Some(ids.clone())
+        } else {
+            None
+        };
+        let bp_ids = if self.0.breakpoints.lock().is_empty() {
+            None
+        } else {
+            Some(ids.clone())
+        };
         q.push_back(Mutation {
             ty,
             called: ids,
@@ -1309,7 +1334,10 @@ impl Machine {
         {
             self.log_fmt(LogLevel::Ops, || {
                 let n = self.queue_len();
-                format!("[postpone] queue running ({n} {})", if n == 1 { "item" } else { "items" })
+                format!(
+                    "[postpone] queue running ({n} {})",
+                    if n == 1 { "item" } else { "items" }
+                )
             });
             return Outcome::Queued;
         }
@@ -1386,12 +1414,17 @@ impl Machine {
     fn run_transition(&self, item: Mutation) -> Outcome {
         let (c, time_before, before, active) = {
             let core = self.0.core.lock();
-            (core.c.clone(), core.clock.clone(), core.is_active.clone(), core.active.clone())
+            (
+                core.c.clone(),
+                core.clock.clone(),
+                core.is_active.clone(),
+                core.active.clone(),
+            )
         };
         let d = self.dispatch_for(&c);
         let lvl = self.log_level();
         let mut t = Transition {
-            id: self.0.next_id.fetch_add(1, Ordering::Relaxed),
+            id: self.0.next_id.fetch_add(1, Ordering::Relaxed) as u64,
             c: c.clone(),
             mutation: item,
             time_before,
@@ -1475,7 +1508,12 @@ impl Machine {
         }
         t.target = target;
         if lvl >= LogLevel::Ops {
-            let implied: Vec<Id> = t.target.iter().copied().filter(|s| !states_to_set.contains(s)).collect();
+            let implied: Vec<Id> = t
+                .target
+                .iter()
+                .copied()
+                .filter(|s| !states_to_set.contains(s))
+                .collect();
             if !implied.is_empty() {
                 self.log_fmt(LogLevel::Ops, || format!("[implied] {}", c.join(&implied)));
             }
@@ -1510,7 +1548,11 @@ impl Machine {
     }
 
     fn emit_events(&self, t: &mut Transition, d: &Dispatch, tracing: bool) -> Outcome {
-        let mut result = if t.accepted { Outcome::Executed } else { Outcome::Canceled };
+        let mut result = if t.accepted {
+            Outcome::Executed
+        } else {
+            Outcome::Canceled
+        };
         if tracing {
             self.with_tracers(|tr| tr.transition_start(t));
         }
@@ -1589,7 +1631,11 @@ impl Machine {
                 .chain(t.enters.iter().map(|s| (*s, true)))
                 .collect();
             for (s, is_enter) in finals {
-                let ev = if is_enter { d.state.get(s).and_then(Option::as_ref) } else { d.end.get(s).and_then(Option::as_ref) };
+                let ev = if is_enter {
+                    d.state.get(s).and_then(Option::as_ref)
+                } else {
+                    d.end.get(s).and_then(Option::as_ref)
+                };
                 let mut step = Step::new(StepState::Id(s), StepState::None, StepType::Handler, None);
                 step.is_final = true;
                 step.is_enter = is_enter;
@@ -1772,7 +1818,11 @@ impl Machine {
                 };
                 call_handler(f, &e, self.0.panic_to_exception)
             };
-            let elapsed = if timed { (self.0.now.unwrap_or(|| 0))().saturating_sub(t0) } else { 0 };
+            let elapsed = if timed {
+                (self.0.now.unwrap_or(|| 0))().saturating_sub(t0)
+            } else {
+                0
+            };
             *self.0.current_handler.lock() = None;
             if tracing {
                 self.with_tracers(|tr| tr.handler_end(t, set_name, name));
@@ -1853,7 +1903,9 @@ impl Machine {
                     active.push(s);
                 }
             }
-            self.log_fmt(LogLevel::Ops, || format!("[recover] partial final states as ({})", c.join(&active)));
+            self.log_fmt(LogLevel::Ops, || {
+                format!("[recover] partial final states as ({})", c.join(&active))
+            });
             let called = t.mutation.called.clone();
             self.set_active_states(t, &called, &active, &Args::new());
             t.completed = true;
@@ -1969,7 +2021,9 @@ impl Machine {
             });
         }
         for s in done {
-            self.log_fmt(LogLevel::Ops, || format!("[whenArgs:match] {}", self.compiled().name(state)));
+            self.log_fmt(LogLevel::Ops, || {
+                format!("[whenArgs:match] {}", self.compiled().name(state))
+            });
             s.complete(Ok(()));
         }
     }
@@ -1977,7 +2031,7 @@ impl Machine {
     // ----- waiting -----
 
     fn binding_id(&self) -> u64 {
-        self.0.next_id.fetch_add(1, Ordering::Relaxed)
+        self.0.next_id.fetch_add(1, Ordering::Relaxed) as u64
     }
 
     fn registry(&self, id: u64) -> Option<(Weak<dyn WaitRegistry>, u64)> {
@@ -2031,11 +2085,8 @@ impl Machine {
         let mut ids = Vec::with_capacity(states.len());
         for s in states {
             match core.c.id(s) {
-                Some(id) => {
-                    if !ids.contains(&id) {
-                        ids.push(id)
-                    }
-                }
+                Some(id) if !ids.contains(&id) => ids.push(id),
+                Some(_) => {}
                 // an unknown state is never active: When never fires, WhenNot is met by it
                 None if !negation => {
                     drop(core);
@@ -2062,7 +2113,11 @@ impl Machine {
         });
         drop(core);
         self.log_fmt(LogLevel::Ops, || {
-            format!("[{}:new] {}", if negation { "whenNot" } else { "when" }, states.join(" "))
+            format!(
+                "[{}:new] {}",
+                if negation { "whenNot" } else { "when" },
+                states.join(" ")
+            )
         });
         Wait::pending(slot, ctx.cloned(), self.registry(id))
     }
@@ -2095,7 +2150,11 @@ impl Machine {
             return Wait::ready(Err(WaitError::InvalidArgs(msg)));
         }
         let c = self.compiled();
-        let ids = match states.iter().map(|s| c.id(s).ok_or_else(|| Error::StateUnknown((*s).into()))).collect::<Result<Vec<_>, _>>() {
+        let ids = match states
+            .iter()
+            .map(|s| c.id(s).ok_or_else(|| Error::StateUnknown((*s).into())))
+            .collect::<Result<Vec<_>, _>>()
+        {
             Ok(ids) => ids,
             Err(e) => panic!("{e}"),
         };
@@ -2137,7 +2196,9 @@ impl Machine {
             return Wait::ready(Err(WaitError::Disposed));
         }
         let c = self.compiled();
-        let s = c.id(state).unwrap_or_else(|| panic!("{}", Error::StateUnknown(state.into())));
+        let s = c
+            .id(state)
+            .unwrap_or_else(|| panic!("{}", Error::StateUnknown(state.into())));
         let id = self.binding_id();
         let slot = Arc::new(Slot::default());
         let keys: Vec<&String> = args.0.keys().collect();
@@ -2213,10 +2274,15 @@ impl Machine {
         }
         let c = self.compiled();
         let names: Vec<&str> = c.order.iter().map(|i| c.name(*i)).collect();
-        let mut all: Vec<&str> = c.names.iter().filter(|n| c.id(n).is_some()).map(|s| s.as_str()).collect();
+        let mut all: Vec<&str> = c
+            .names
+            .iter()
+            .filter(|n| c.id(n).is_some())
+            .map(|s| s.as_str())
+            .collect();
         all.extend(names);
         crate::handlers::list_handlers(&h, &all)?;
-        let id = HandlersId(self.0.next_id.fetch_add(1, Ordering::Relaxed));
+        let id = HandlersId(self.0.next_id.fetch_add(1, Ordering::Relaxed) as u64);
         self.log_fmt(LogLevel::Ops, || format!("[handlers] bind {}", h.name));
         let mut w = self.0.dispatch.write();
         let mut nd = Dispatch {
@@ -2466,7 +2532,11 @@ fn is_queued(
         if m.ty != ty || (without_args_only && !m.args.is_empty()) {
             continue;
         }
-        let len_ok = if strict { m.called.len() == ids.len() } else { m.called.len() >= ids.len() };
+        let len_ok = if strict {
+            m.called.len() == ids.len()
+        } else {
+            m.called.len() >= ids.len()
+        };
         if len_ok && ids.iter().all(|s| m.called.contains(s)) {
             return Some(i);
         }

@@ -50,11 +50,16 @@ impl Resolve<'_> {
                 continue;
             }
             for &a in &d.add {
-                self.steps
-                    .push(Step::new(StepState::Id(s), StepState::Id(a), StepType::Relation, Some(Relation::Add)));
+                self.steps.push(Step::new(
+                    StepState::Id(s),
+                    StepState::Id(a),
+                    StepType::Relation,
+                    Some(Relation::Add),
+                ));
             }
             for &a in &d.add {
-                self.steps.push(Step::new(StepState::None, StepState::Id(a), StepType::Set, None));
+                self.steps
+                    .push(Step::new(StepState::None, StepState::Id(a), StepType::Set, None));
             }
             out.extend_from_slice(&d.add);
             visited.push(s);
@@ -82,10 +87,15 @@ impl Resolve<'_> {
                         continue;
                     }
                     missing.push(r);
-                    self.steps
-                        .push(Step::new(StepState::Id(s), StepState::None, StepType::RemoveNotActive, None));
+                    self.steps.push(Step::new(
+                        StepState::Id(s),
+                        StepState::None,
+                        StepType::RemoveNotActive,
+                        None,
+                    ));
                     if self.called.contains(&s) {
-                        self.steps.push(Step::new(StepState::None, StepState::Id(r), StepType::Cancel, None));
+                        self.steps
+                            .push(Step::new(StepState::None, StepState::Id(r), StepType::Cancel, None));
                     }
                 }
                 if missing.is_empty() {
@@ -154,8 +164,14 @@ impl Resolve<'_> {
             let active = self.before[s];
             let lvl = if active { LogLevel::Ops } else { LogLevel::Decisions };
             let c = self.c;
-            self.log(lvl, || alloc::format!("[rel:remove] {} by {}", c.name(s), c.join(&blocked_by)));
-            let ty = if active { StepType::Remove } else { StepType::RemoveNotActive };
+            self.log(lvl, || {
+                alloc::format!("[rel:remove] {} by {}", c.name(s), c.join(&blocked_by))
+            });
+            let ty = if active {
+                StepType::Remove
+            } else {
+                StepType::RemoveNotActive
+            };
             self.steps.push(Step::new(StepState::None, StepState::Id(s), ty, None));
         }
 
@@ -163,7 +179,11 @@ impl Resolve<'_> {
         for &s in &resolved {
             to_remove.extend_from_slice(&self.c.defs[s].remove);
         }
-        let mut resolved: Vec<Id> = self.parse_add(&resolved).into_iter().filter(|s| !to_remove.contains(s)).collect();
+        let mut resolved: Vec<Id> = self
+            .parse_add(&resolved)
+            .into_iter()
+            .filter(|s| !to_remove.contains(s))
+            .collect();
         uniq(&mut resolved);
         resolved.reverse();
         let mut target = self.parse_require(resolved);
@@ -184,10 +204,20 @@ pub(crate) fn sort_states(c: &Compiled, states: &mut [Id], steps: &mut Vec<Step>
     states.sort_by_key(|s| c.topo_pos[*s]);
     let mut less = |a: Id, b: Id| -> bool {
         if c.defs[a].after.contains(&b) {
-            steps.push(Step::new(StepState::Id(a), StepState::Id(b), StepType::Relation, Some(Relation::After)));
+            steps.push(Step::new(
+                StepState::Id(a),
+                StepState::Id(b),
+                StepType::Relation,
+                Some(Relation::After),
+            ));
             false
         } else if c.defs[b].after.contains(&a) {
-            steps.push(Step::new(StepState::Id(b), StepState::Id(a), StepType::Relation, Some(Relation::After)));
+            steps.push(Step::new(
+                StepState::Id(b),
+                StepState::Id(a),
+                StepType::Relation,
+                Some(Relation::After),
+            ));
             true
         } else {
             false

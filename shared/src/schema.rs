@@ -65,6 +65,7 @@ impl State {
         self
     }
     /// Builder: append to `add`.
+    #[allow(clippy::should_implement_trait)]
     pub fn add(mut self, states: &[&str]) -> Self {
         self.add.extend(states.iter().map(|s| String::from(*s)));
         self

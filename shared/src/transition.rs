@@ -5,10 +5,10 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
+use crate::Clock;
 use crate::schema::{Compiled, Id};
 use crate::types::{Args, MutationType, Relation, StepType};
 use crate::wait::{Ctx, Slot};
-use crate::Clock;
 
 /// One side of a step: nothing, the `Any` placeholder, or a state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,7 +178,12 @@ impl Transition {
     }
     /// Active states before the transition, in state order.
     pub fn states_before(&self) -> Vec<&str> {
-        self.c.order.iter().filter(|i| self.before[**i]).map(|i| self.c.name(*i)).collect()
+        self.c
+            .order
+            .iter()
+            .filter(|i| self.before[**i])
+            .map(|i| self.c.name(*i))
+            .collect()
     }
     /// Target state positions in the state order (upstream `TargetIndexes`).
     pub fn target_indexes(&self) -> Vec<i64> {
@@ -200,7 +205,11 @@ impl Transition {
     }
     /// Ticks before, by name.
     pub fn clock_before(&self) -> Clock {
-        self.c.order.iter().map(|i| (self.c.names[*i].clone(), self.time_before[*i])).collect()
+        self.c
+            .order
+            .iter()
+            .map(|i| (self.c.names[*i].clone(), self.time_before[*i]))
+            .collect()
     }
     /// Ticks after, by name (empty until finished).
     pub fn clock_after(&self) -> Clock {

@@ -270,11 +270,7 @@ impl Wait {
     }
 
     /// A pending wait completed through `slot`, canceled by `ctx`, unbound from `registry` on drop.
-    pub fn pending(
-        slot: Arc<Slot>,
-        ctx: Option<Ctx>,
-        registry: Option<(Weak<dyn WaitRegistry>, u64)>,
-    ) -> Wait {
+    pub fn pending(slot: Arc<Slot>, ctx: Option<Ctx>, registry: Option<(Weak<dyn WaitRegistry>, u64)>) -> Wait {
         Wait {
             slot: Some(slot),
             ready: None,
