@@ -154,7 +154,7 @@ pub trait Api: Send + Sync {
     // ----- misc (local) -----
 
     /// Machine id.
-    fn id(&self) -> &str;
+    fn id(&self) -> alloc::sync::Arc<str>;
     /// Parent id.
     fn parent_id(&self) -> Option<&str>;
     /// The machine (or mirror) context.
@@ -273,7 +273,7 @@ impl Api for Machine {
     fn inspect(&self, states: Option<&[&str]>) -> String {
         Machine::inspect(self, states)
     }
-    fn id(&self) -> &str {
+    fn id(&self) -> alloc::sync::Arc<str> {
         Machine::id(self)
     }
     fn parent_id(&self) -> Option<&str> {

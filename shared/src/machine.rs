@@ -173,7 +173,7 @@ impl Core {
 }
 
 pub(crate) struct Inner {
-    id: String,
+    id: RwLock<Arc<str>>,
     parent_id: Option<String>,
     ctx: Ctx,
     core: Mutex<Core>,
@@ -222,7 +222,7 @@ pub struct Machine(pub(crate) Arc<Inner>);
 
 impl core::fmt::Debug for Machine {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "Machine({} {})", self.0.id, self.string())
+        write!(f, "Machine({} {})", self.id(), self.string())
     }
 }
 
@@ -361,7 +361,7 @@ impl Machine {
         let now = opts.now.or_else(default_now);
         let has_tracers = !opts.tracers.is_empty();
         let inner = Inner {
-            id,
+            id: RwLock::new(Arc::from(id.as_str())),
             parent_id,
             ctx,
             core: Mutex::new(Core {
@@ -465,9 +465,9 @@ impl Machine {
 
     // ----- identity, lifecycle -----
 
-    /// The machine id.
-    pub fn id(&self) -> &str {
-        &self.0.id
+    /// The machine id (replaced by `import`, as upstream).
+    pub fn id(&self) -> Arc<str> {
+        self.0.id.read().clone()
     }
 
     /// The parent's id, if any.
@@ -497,7 +497,7 @@ impl Machine {
             let tracers = core::mem::take(&mut *self.0.tracers.write());
             self.0.has_tracers.store(false, Ordering::Release);
             for t in &tracers {
-                t.machine_dispose(&self.0.id);
+                t.machine_dispose(&self.id());
             }
         }
         let (slots, ctxs) = {
@@ -589,7 +589,7 @@ impl Machine {
         }
         {
             let mut core = self.0.core.lock();
-            let order = check_names(&core.c, names, &self.0.id)?;
+            let order = check_names(&core.c, names, &self.id())?;
             let mut c = (*core.c).clone();
             c.order = order;
             c.reindex_order();
@@ -616,8 +616,8 @@ impl Machine {
             old = core.c.schema.clone();
             let prev_names = core.c.names.clone();
             // verify against the new schema
-            let probe = Compiled::build(schema.clone(), &prev_names, &[], &self.0.id)?;
-            let verified = check_names(&probe, names, &self.0.id).and_then(|_| {
+            let probe = Compiled::build(schema.clone(), &prev_names, &[], &self.id())?;
+            let verified = check_names(&probe, names, &self.id()).and_then(|_| {
                 if names.len() < core.c.order.len() {
                     Err(verify_len_err(&core.c, names))
                 } else {
@@ -634,7 +634,7 @@ impl Machine {
                     .filter(|n| schema.contains_key(n))
                     .collect(),
             };
-            let c = Compiled::build(schema, &prev_names, &order, &self.0.id)?;
+            let c = Compiled::build(schema, &prev_names, &order, &self.id())?;
             core.set_compiled(c);
             if verified.is_ok() {
                 core.verified = true;
@@ -742,7 +742,7 @@ impl Machine {
         }
         let core = self.0.core.lock();
         for s in states {
-            match core.c.id(s) {
+            match core.c.id(s).filter(|id| core.c.order_pos[*id] >= 0) {
                 Some(id) if core.is_active[id] => {}
                 Some(_) => return false,
                 None => {
@@ -909,6 +909,9 @@ impl Machine {
 
     /// `(A:1 B:3)`: active states with ticks, in state order.
     pub fn string(&self) -> String {
+        if self.is_disposed() {
+            return String::new();
+        }
         let core = self.0.core.lock();
         let mut s = String::from("(");
         let mut first = true;
@@ -927,6 +930,9 @@ impl Machine {
 
     /// `(A:1) [B:0 C:2]`: active, then inactive, in state order.
     pub fn string_all(&self) -> String {
+        if self.is_disposed() {
+            return String::new();
+        }
         let core = self.0.core.lock();
         let (mut a, mut n) = (Vec::new(), Vec::new());
         for i in &core.c.order {
@@ -942,17 +948,22 @@ impl Machine {
 
     /// Upstream's `Inspect` text for `states` (`None`: all, in state order).
     pub fn inspect(&self, states: Option<&[&str]>) -> String {
+        if self.is_disposed() {
+            return String::new();
+        }
         let core = self.0.core.lock();
-        let ids: Vec<Id> = match states {
-            None => core.c.order.clone(),
-            Some(s) => s.iter().filter_map(|s| core.c.id(s)).collect(),
+        let names: Vec<&str> = match states {
+            None => core.c.order.iter().map(|i| core.c.name(*i)).collect(),
+            Some(s) => s.to_vec(),
         };
+        let empty = State::new();
         let mut out = String::new();
-        for id in ids {
-            let name = &core.c.names[id];
-            let Some(st) = core.c.schema.get(name) else { continue };
+        for name in names {
+            let id = core.c.id(name);
+            let st = core.c.schema.get(name).unwrap_or(&empty);
+            let (active, tick) = id.map_or((false, 0), |i| (core.is_active[i], core.clock[i]));
             out.push_str(&format!("{name}:\n"));
-            out.push_str(&format!("  State:   {} {}\n", core.is_active[id], core.clock[id]));
+            out.push_str(&format!("  State:   {active} {tick}\n"));
             if st.auto {
                 out.push_str("  Auto:    true\n");
             }
@@ -981,25 +992,23 @@ impl Machine {
             return Err(Error::Other(String::from("can't export - call VerifyStates first")));
         }
         Ok(Serialized {
-            id: self.0.id.clone(),
+            id: String::from(&*self.id()),
             time: core.c.order.iter().map(|i| core.clock[*i]).collect(),
             state_names: core.c.order.iter().map(|i| core.c.names[*i].clone()).collect(),
         })
     }
 
-    /// Import ticks and state order (active iff odd); no handlers run. The id cannot change in
-    /// Rust (it is shared by every handle), so a different exported id is an error.
+    /// Import id, ticks and state order (active iff odd); no handlers run. Not meant for a
+    /// machine that already ran transitions or has tracers (as upstream).
     pub fn import(&self, data: &Serialized) -> Result<(), Error> {
-        if data.id != self.0.id && !data.id.is_empty() {
-            return Err(Error::InvalidArgs(format!(
-                "import of machine {} into {}: ids differ",
-                data.id, self.0.id
-            )));
-        }
-        self.import_clock(data)
+        self.import_clock(data)?;
+        *self.0.id.write() = Arc::from(data.id.as_str());
+        let t: u64 = data.time.iter().sum();
+        self.log_fmt(LogLevel::Changes, || format!("[import] imported to {t} ticks"));
+        Ok(())
     }
 
-    /// `import` without the id check: ticks and state order from another machine.
+    /// `import` without taking over the id: ticks and state order only.
     pub fn import_clock(&self, data: &Serialized) -> Result<(), Error> {
         if data.time.len() != data.state_names.len() {
             return Err(Error::InvalidArgs(String::from(
@@ -2250,7 +2259,7 @@ impl Machine {
             return Ok(c.clone());
         }
         let value = CtxValue {
-            id: self.0.id.clone(),
+            id: String::from(&*self.id()),
             state: String::from(state),
             tick: core.clock[id],
         };
@@ -2432,7 +2441,7 @@ impl Machine {
             return;
         }
         let line = if self.get_log_id() {
-            let id: String = self.0.id.chars().take(5).collect();
+            let id: String = self.id().chars().take(5).collect();
             format!("[{id}] {msg}")
         } else {
             String::from(msg)
