@@ -376,7 +376,7 @@ macro_rules! schema {
         $(#[$meta])*
         #[allow(non_upper_case_globals, dead_code)]
         $vis mod $module {
-            $( $(#[$smeta])* pub const $state: &str = stringify!($state); )*
+            $( $(#[$smeta])* #[doc = concat!("State `", stringify!($state), "`.")] pub const $state: &str = stringify!($state); )*
             /// The built-in error state.
             pub const Exception: &str = $crate::EXCEPTION;
             /// State names in declaration order (without `Exception` unless declared).
