@@ -78,7 +78,8 @@ impl Tracer for TransitionLog {
             MutationType::Eval => "eval",
         };
         let auto = if t.is_auto() { ":auto" } else { "" };
-        r.transitions.push(format!("{ty}{auto} {} @{n}", t.called_states().join(" ")));
+        r.transitions
+            .push(format!("{ty}{auto} {} @{n}", t.called_states().join(" ")));
     }
 }
 

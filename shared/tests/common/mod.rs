@@ -1,4 +1,5 @@
 //! Fixtures shared by the ported upstream tests (upstream `machine_test.go` helpers and
+#![allow(unreachable_pub)]
 //! `utils_test.go`, spec/machine.md §11).
 #![allow(dead_code)]
 
@@ -9,7 +10,12 @@ use amrpc_core::{Handlers, LogLevel, Machine, Opts, Schema, State};
 
 /// Schema `A B C D`, all without relations (plus the automatic `Exception`).
 pub fn no_rels_schema() -> Schema {
-    amrpc_core::schema([("A", State::new()), ("B", State::new()), ("C", State::new()), ("D", State::new())])
+    amrpc_core::schema([
+        ("A", State::new()),
+        ("B", State::new()),
+        ("C", State::new()),
+        ("D", State::new()),
+    ])
 }
 
 /// Upstream `NewNoRels`: `A B C D` without relations, then `Set(initial)` if given.
@@ -170,7 +176,13 @@ pub fn dedent(text: &str) -> String {
         .min()
         .unwrap_or(0);
     text.lines()
-        .map(|l| if l.len() >= indent { &l[indent..] } else { l.trim_start() })
+        .map(|l| {
+            if l.len() >= indent {
+                &l[indent..]
+            } else {
+                l.trim_start()
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
