@@ -226,6 +226,8 @@ pub fn list_handlers(h: &Handlers, states: &[&str]) -> Result<Vec<String>, Error
 #[derive(Clone)]
 pub(crate) struct Ev {
     pub(crate) name: Arc<str>,
+    /// Index in `Dispatch::ev_names` (never 0).
+    pub(crate) no: usize,
     /// Return value ignored (name ends in `State` or `End`).
     pub(crate) is_final_name: bool,
     pub(crate) fns: Vec<(usize, HandlerFn)>,
@@ -246,6 +248,8 @@ pub(crate) struct Dispatch {
     pub(crate) any_any: Option<Ev>,
     /// Handler-set names by index, for logs and tracers.
     pub(crate) set_names: Vec<Arc<str>>,
+    /// Handler names by `Ev::no` (index 0 unused).
+    pub(crate) ev_names: Vec<Arc<str>>,
 }
 
 impl Dispatch {
@@ -265,10 +269,16 @@ impl Dispatch {
         let (mut enter, mut exit, mut state, mut end, mut any_to, mut from_any) =
             (none(), none(), none(), none(), none(), none());
         let mut pair = hashbrown::HashMap::new();
-        let mk = |name: &str, fns: &Vec<(usize, HandlerFn)>| Ev {
-            name: Arc::from(name),
-            is_final_name: name.ends_with("State") || name.ends_with("End"),
-            fns: fns.clone(),
+        let mut ev_names: Vec<Arc<str>> = alloc::vec![Arc::from("")];
+        ev_names.extend(by_name.keys().map(|k| Arc::from(*k)));
+        let mk = |name: &str, fns: &Vec<(usize, HandlerFn)>| {
+            let no = ev_names.iter().position(|n| &**n == name).unwrap_or(0);
+            Ev {
+                name: ev_names[no].clone(),
+                no,
+                is_final_name: name.ends_with("State") || name.ends_with("End"),
+                fns: fns.clone(),
+            }
         };
         for (name, fns) in &by_name {
             let name = *name;
@@ -309,6 +319,7 @@ impl Dispatch {
         self.from_any = from_any;
         self.pair = pair;
         self.set_names = self.sets.iter().map(|(_, h)| Arc::from(h.name.as_str())).collect();
+        self.ev_names = ev_names;
         self.for_schema = Some(c.clone());
     }
 }

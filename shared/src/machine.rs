@@ -11,7 +11,7 @@ use core::time::Duration;
 
 use crate::handlers::{Dispatch, Ev, Event, HandlerFn, Handlers, HandlersId};
 use crate::resolver::{self, Resolve};
-use crate::schema::{Compiled, EXCEPTION, Id, Schema, State, parse_struct};
+use crate::schema::{Compiled, EXCEPTION, Id, Ids, Schema, State, parse_struct};
 use crate::sync::{Mutex, RwLock};
 use crate::tracer::Tracer;
 use crate::transition::{EvalFn, Mutation, MutationInfo, Step, StepData, StepState, Transition};
@@ -189,7 +189,8 @@ pub(crate) struct Inner {
     log_level: AtomicU8,
     log_id: AtomicBool,
     log_args: RwLock<Option<ArgsMapper>>,
-    current_handler: Mutex<Option<Arc<str>>>,
+    /// `Ev::no` of the running handler (0: none), for `log`'s `[extern:Name]` prefix.
+    current_handler: AtomicUsize,
     log_buf: Mutex<Vec<String>>,
     handler_timeout_ns: u64,
     now: Option<fn() -> u64>,
@@ -389,7 +390,7 @@ impl Machine {
             log_level: AtomicU8::new(opts.log_level as u8),
             log_id: AtomicBool::new(!opts.dont_log_id),
             log_args: RwLock::new(opts.log_args.clone()),
-            current_handler: Mutex::new(None),
+            current_handler: AtomicUsize::new(0),
             log_buf: Mutex::new(Vec::new()),
             handler_timeout_ns: timeout.as_nanos() as u64,
             now,
@@ -723,7 +724,7 @@ impl Machine {
             ids.push(c.id(s).ok_or_else(|| Error::StateUnknown((*s).into()))?);
         }
         let mut steps = Vec::new();
-        resolver::sort_states(&c, &mut ids, &mut steps);
+        resolver::sort_states(&c, &mut ids, &mut steps, false);
         Ok(ids.iter().map(|i| c.names[*i].clone()).collect())
     }
 
@@ -1040,9 +1041,8 @@ impl Machine {
     /// Replace ticks (tests and mirrors): states in `clock` get the tick, active iff odd.
     /// Waits and state contexts are resolved as after a transition.
     pub fn mock_clock(&self, clock: &Clock) -> Result<(), Error> {
-        let (before, time_before) = {
+        let time_before = {
             let mut core = self.0.core.lock();
-            let before = core.is_active.clone();
             let time_before = core.clock.clone();
             for (k, v) in clock {
                 let id = core.c.id(k).ok_or_else(|| Error::StateUnknown(k.clone()))?;
@@ -1057,9 +1057,9 @@ impl Machine {
                     }
                 }
             }
-            (before, time_before)
+            time_before
         };
-        self.process_bindings(&before, &time_before);
+        self.process_bindings(&time_before);
         Ok(())
     }
 
@@ -1236,7 +1236,7 @@ impl Machine {
         let f: EvalFn = Box::new(f);
         let item = Mutation {
             ty: MutationType::Eval,
-            called: Vec::new(),
+            called: Ids::new(),
             args: Args::new(),
             auto: false,
             eval: Some((String::from(source), f, slot.clone())),
@@ -1294,7 +1294,7 @@ impl Machine {
         };
         q.push_back(Mutation {
             ty,
-            called: ids,
+            called: ids.into_iter().collect(),
             args,
             auto: false,
             eval: None,
@@ -1311,7 +1311,7 @@ impl Machine {
     }
 
     fn check_breakpoints(&self, c: &Compiled, ty: MutationType, ids: &[Id]) {
-        let bps = self.0.breakpoints.lock();
+        let bps = self.0.breakpoints.lock().clone();
         if bps.is_empty() {
             return;
         }
@@ -1421,46 +1421,44 @@ impl Machine {
     }
 
     fn run_transition(&self, item: Mutation) -> Outcome {
-        let (c, time_before, before, active) = {
+        let (c, time_before, active) = {
             let core = self.0.core.lock();
-            (
-                core.c.clone(),
-                core.clock.clone(),
-                core.is_active.clone(),
-                core.active.clone(),
-            )
+            (core.c.clone(), core.clock.clone(), Ids::from_slice(&core.active))
         };
         let d = self.dispatch_for(&c);
         let lvl = self.log_level();
+        let tracing = self.0.has_tracers.load(Ordering::Acquire);
+        let record = tracing || !d.is_empty();
         let mut t = Transition {
             id: self.0.next_id.fetch_add(1, Ordering::Relaxed) as u64,
             c: c.clone(),
             mutation: item,
             time_before,
             time_after: None,
-            before,
-            target: Vec::new(),
-            enters: Vec::new(),
-            exits: Vec::new(),
+            target: Ids::new(),
+            enters: Ids::new(),
+            exits: Ids::new(),
             accepted: true,
             steps: Vec::new(),
             log_entries: Vec::new(),
             pre_log_entries: Vec::new(),
             queue_len: 0,
             completed: false,
-            latest_step: None,
+            clock_mark: 0,
         };
         self.0.in_transition.store(true, Ordering::Release);
-        let tracing = self.0.has_tracers.load(Ordering::Acquire);
         if tracing {
             t.pre_log_entries = core::mem::take(&mut *self.0.log_buf.lock());
             self.with_tracers(|tr| tr.transition_init(&t));
         }
         let ty = t.mutation.ty;
         let called = t.mutation.called.clone();
-        for s in &called {
-            t.steps
-                .push(Step::new(StepState::None, StepState::Id(*s), StepType::Requested, None));
+        if record {
+            t.steps.reserve(8 + called.len());
+            for s in &called {
+                t.steps
+                    .push(Step::new(StepState::None, StepState::Id(*s), StepType::Requested, None));
+            }
         }
         if lvl > LogLevel::Nothing {
             let la = self.log_args_suffix(&t.mutation.args);
@@ -1470,31 +1468,33 @@ impl Machine {
                 self.log_fmt(LogLevel::Ops, || format!("[{ty}] {}{la}", c.join(&called)));
             }
         }
-        let states_to_set: Vec<Id> = match ty {
+        let mut steps = core::mem::take(&mut t.steps);
+        let mut push = |s: Id, ty: StepType| {
+            if record {
+                steps.push(Step::new(StepState::None, StepState::Id(s), ty, None));
+            }
+        };
+        let states_to_set: Ids = match ty {
             MutationType::Remove => {
                 for s in &called {
-                    t.steps
-                        .push(Step::new(StepState::None, StepState::Id(*s), StepType::Remove, None));
+                    push(*s, StepType::Remove);
                 }
                 active.iter().copied().filter(|s| !called.contains(s)).collect()
             }
             MutationType::Add => {
                 let mut l = called.clone();
                 l.extend_from_slice(&active);
-                for s in l.iter().filter(|s| !active.contains(s)) {
-                    t.steps
-                        .push(Step::new(StepState::None, StepState::Id(*s), StepType::Set, None));
+                for s in called.iter().filter(|s| !active.contains(s)) {
+                    push(*s, StepType::Set);
                 }
                 l
             }
             _ => {
                 for s in called.iter().filter(|s| !active.contains(s)) {
-                    t.steps
-                        .push(Step::new(StepState::None, StepState::Id(*s), StepType::Set, None));
+                    push(*s, StepType::Set);
                 }
                 for s in active.iter().filter(|s| !called.contains(s)) {
-                    t.steps
-                        .push(Step::new(StepState::None, StepState::Id(*s), StepType::Remove, None));
+                    push(*s, StepType::Remove);
                 }
                 called.clone()
             }
@@ -1503,10 +1503,11 @@ impl Machine {
         let target = {
             let mut r = Resolve {
                 c: &c,
-                before: &t.before,
+                time_before: &t.time_before,
                 called: &called,
                 is_auto: t.mutation.auto,
-                steps: &mut t.steps,
+                steps: &mut steps,
+                record,
                 logs: &mut logs,
                 log_level: lvl,
             };
@@ -1517,134 +1518,130 @@ impl Machine {
         }
         t.target = target;
         if lvl >= LogLevel::Ops {
-            let implied: Vec<Id> = t
-                .target
-                .iter()
-                .copied()
-                .filter(|s| !states_to_set.contains(s))
-                .collect();
+            let implied: Ids = t.target.iter().copied().filter(|s| !states_to_set.contains(s)).collect();
             if !implied.is_empty() {
                 self.log_fmt(LogLevel::Ops, || format!("[implied] {}", c.join(&implied)));
             }
         }
         // setupAccepted
         if ty != MutationType::Remove {
-            let not_accepted: Vec<Id> = called.iter().copied().filter(|s| !t.target.contains(s)).collect();
+            let not_accepted: Ids = called.iter().copied().filter(|s| !t.target.contains(s)).collect();
             let partial_auto = t.mutation.auto && not_accepted.len() < called.len();
             if !partial_auto && (t.mutation.auto || !not_accepted.is_empty()) {
                 t.accepted = false;
                 if !not_accepted.is_empty() {
                     self.log_fmt(LogLevel::Ops, || format!("[cancel:reject] {}", c.join(&not_accepted)));
-                    for s in &not_accepted {
-                        t.steps
-                            .push(Step::new(StepState::None, StepState::Id(*s), StepType::Cancel, None));
+                    if record {
+                        for s in &not_accepted {
+                            steps.push(Step::new(StepState::None, StepState::Id(*s), StepType::Cancel, None));
+                        }
                     }
                 }
             }
         }
         if t.accepted {
-            let mut exits: Vec<Id> = active.iter().copied().filter(|s| !t.target.contains(s)).collect();
-            resolver::sort_states(&c, &mut exits, &mut t.steps);
+            let mut exits: Ids = active.iter().copied().filter(|s| !t.target.contains(s)).collect();
+            resolver::sort_states(&c, &mut exits, &mut steps, record);
             t.exits = exits;
             t.enters = t
                 .target
                 .iter()
                 .copied()
-                .filter(|s| !t.before[*s] || (c.defs[*s].multi && called.contains(s)))
+                .filter(|s| t.time_before[*s] % 2 == 0 || (c.defs[*s].multi && called.contains(s)))
                 .collect();
         }
+        t.steps = steps;
         self.emit_events(&mut t, &d, tracing)
     }
 
     fn emit_events(&self, t: &mut Transition, d: &Dispatch, tracing: bool) -> Outcome {
-        let mut result = if t.accepted {
-            Outcome::Executed
-        } else {
-            Outcome::Canceled
-        };
+        let mut result = if t.accepted { Outcome::Executed } else { Outcome::Canceled };
         if tracing {
             self.with_tracers(|tr| tr.transition_start(t));
         }
         let ty = t.mutation.ty;
         let args = core::mem::take(&mut t.mutation.args);
         let empty = Args::new();
-        // self handlers
-        if result != Outcome::Canceled && ty != MutationType::Remove {
-            let called = t.mutation.called.clone();
-            for s in called {
-                if !t.before[s] {
-                    continue;
-                }
-                let mut step = Step::new(StepState::Id(s), StepState::None, StepType::Handler, None);
-                step.is_self = true;
-                result = self.handle(t, d, d.pair.get(&(s, s)), step, &args);
-                if result == Outcome::Canceled {
-                    break;
+        let has_handlers = !d.is_empty();
+        if has_handlers {
+            // self handlers
+            if result != Outcome::Canceled && ty != MutationType::Remove {
+                for i in 0..t.mutation.called.len() {
+                    let s = t.mutation.called[i];
+                    if !t.was_active(s) {
+                        continue;
+                    }
+                    let mut step = Step::new(StepState::Id(s), StepState::None, StepType::Handler, None);
+                    step.is_self = true;
+                    result = self.handle(t, d, d.pair.get(&(s, s)), step, &args);
+                    if result == Outcome::Canceled {
+                        break;
+                    }
                 }
             }
-        }
-        // exits
-        if result != Outcome::Canceled {
-            'exits: for i in 0..t.exits.len() {
-                let from = t.exits[i];
-                let step = Step::new(StepState::Id(from), StepState::None, StepType::Handler, None);
-                if self.handle(t, d, d.exit.get(from).and_then(Option::as_ref), step, &args) == Outcome::Canceled {
-                    result = Outcome::Canceled;
-                    break 'exits;
-                }
-                for j in 0..t.target.len() {
-                    let to = t.target[j];
-                    let step = Step::new(StepState::Id(from), StepState::Id(to), StepType::Handler, None);
-                    if self.handle(t, d, d.pair.get(&(from, to)), step, &args) == Outcome::Canceled {
+            // exits: FooExit, FooBar for every target, FooAny
+            if result != Outcome::Canceled {
+                'exits: for i in 0..t.exits.len() {
+                    let from = t.exits[i];
+                    let step = Step::new(StepState::Id(from), StepState::None, StepType::Handler, None);
+                    if self.handle(t, d, d.exit.get(from).and_then(Option::as_ref), step, &args) == Outcome::Canceled {
+                        result = Outcome::Canceled;
+                        break 'exits;
+                    }
+                    for j in 0..t.target.len() {
+                        let to = t.target[j];
+                        let step = Step::new(StepState::Id(from), StepState::Id(to), StepType::Handler, None);
+                        if self.handle(t, d, d.pair.get(&(from, to)), step, &args) == Outcome::Canceled {
+                            result = Outcome::Canceled;
+                            break 'exits;
+                        }
+                    }
+                    let step = Step::new(StepState::Id(from), StepState::Any, StepType::Handler, None);
+                    let ev = d.from_any.get(from).and_then(Option::as_ref);
+                    if self.handle(t, d, ev, step, &empty) == Outcome::Canceled {
                         result = Outcome::Canceled;
                         break 'exits;
                     }
                 }
-                let step = Step::new(StepState::Id(from), StepState::Any, StepType::Handler, None);
-                if self.handle(t, d, d.from_any.get(from).and_then(Option::as_ref), step, &empty) == Outcome::Canceled {
-                    result = Outcome::Canceled;
-                    break 'exits;
+            }
+            // enters: AnyFoo, FooEnter
+            if result != Outcome::Canceled {
+                'enters: for i in 0..t.enters.len() {
+                    let to = t.enters[i];
+                    let step = Step::new(StepState::Any, StepState::Id(to), StepType::Handler, None);
+                    if self.handle(t, d, d.any_to.get(to).and_then(Option::as_ref), step, &args) == Outcome::Canceled {
+                        result = Outcome::Canceled;
+                        break 'enters;
+                    }
+                    let step = Step::new(StepState::None, StepState::Id(to), StepType::Handler, None);
+                    if self.handle(t, d, d.enter.get(to).and_then(Option::as_ref), step, &args) == Outcome::Canceled {
+                        result = Outcome::Canceled;
+                        break 'enters;
+                    }
                 }
             }
-        }
-        // enters
-        if result != Outcome::Canceled {
-            'enters: for i in 0..t.enters.len() {
-                let to = t.enters[i];
-                let step = Step::new(StepState::Any, StepState::Id(to), StepType::Handler, None);
-                if self.handle(t, d, d.any_to.get(to).and_then(Option::as_ref), step, &args) == Outcome::Canceled {
-                    result = Outcome::Canceled;
-                    break 'enters;
-                }
-                let step = Step::new(StepState::None, StepState::Id(to), StepType::Handler, None);
-                if self.handle(t, d, d.enter.get(to).and_then(Option::as_ref), step, &args) == Outcome::Canceled {
-                    result = Outcome::Canceled;
-                    break 'enters;
-                }
+            // AnyAny, always; its cancel ends the transition without bookkeeping (upstream)
+            let step = Step::new(StepState::Any, StepState::Any, StepType::Handler, None);
+            if self.handle(t, d, d.any_any.as_ref(), step, &args) == Outcome::Canceled {
+                t.mutation.args = args;
+                return Outcome::Canceled;
             }
-        }
-        // AnyAny, always
-        let step = Step::new(StepState::Any, StepState::Any, StepType::Handler, None);
-        if self.handle(t, d, d.any_any.as_ref(), step, &args) == Outcome::Canceled {
-            t.mutation.args = args;
-            return Outcome::Canceled;
         }
         let mut changed = false;
         if result != Outcome::Canceled {
-            self.set_active_states(t, &t.mutation.called.clone(), &t.target.clone(), &args);
+            let called = t.mutation.called.clone();
+            let target = t.target.clone();
+            self.set_active_states(t, &called, &target, &args);
             // final handlers: FooEnd for exits, then FooState for enters
-            let finals: Vec<(Id, bool)> = t
-                .exits
-                .iter()
-                .map(|s| (*s, false))
-                .chain(t.enters.iter().map(|s| (*s, true)))
-                .collect();
-            for (s, is_enter) in finals {
-                let ev = if is_enter {
-                    d.state.get(s).and_then(Option::as_ref)
-                } else {
-                    d.end.get(s).and_then(Option::as_ref)
-                };
+            let (n_exits, n_enters) = (t.exits.len(), t.enters.len());
+            for i in 0..n_exits + n_enters {
+                let is_enter = i >= n_exits;
+                let s = if is_enter { t.enters[i - n_exits] } else { t.exits[i] };
+                let table = if is_enter { &d.state } else { &d.end };
+                let ev = table.get(s).and_then(Option::as_ref);
+                if ev.is_none() && !is_enter {
+                    continue;
+                }
                 let mut step = Step::new(StepState::Id(s), StepState::None, StepType::Handler, None);
                 step.is_final = true;
                 step.is_enter = is_enter;
@@ -1653,18 +1650,66 @@ impl Machine {
                     break;
                 }
             }
-            let core = self.0.core.lock();
-            changed = core.clock != t.time_before;
+            changed = true;
         }
-        let (time_after, is_active_now) = {
+        // one lock for: did the clock change, the auto mutation, the call's result
+        let (out, auto, blocked) = {
             let core = self.0.core.lock();
-            (core.clock.clone(), core.is_active.clone())
+            if changed {
+                changed = core.clock != t.time_before;
+            }
+            if tracing {
+                t.time_after = Some(core.clock.clone());
+            }
+            let out = if result == Outcome::Canceled {
+                Outcome::Canceled
+            } else if ty == MutationType::Remove {
+                if t.mutation.called.iter().all(|s| !core.is_active[*s]) {
+                    Outcome::Executed
+                } else {
+                    Outcome::Canceled
+                }
+            } else if t.target.iter().all(|s| core.is_active[*s]) {
+                Outcome::Executed
+            } else {
+                Outcome::Canceled
+            };
+            let mut auto = Ids::new();
+            let mut blocked: Vec<(Id, Id)> = Vec::new();
+            if result != Outcome::Canceled && changed && !t.mutation.auto {
+                let c = &t.c;
+                for &s in &c.order {
+                    if !c.defs[s].auto || core.is_active[s] {
+                        continue;
+                    }
+                    match core.active.iter().find(|a| c.defs[**a].remove.contains(&s)) {
+                        Some(b) => blocked.push((s, *b)),
+                        None => auto.push(s),
+                    }
+                }
+            }
+            (out, auto, blocked)
         };
-        t.time_after = Some(time_after);
         if result == Outcome::Canceled {
             t.accepted = false;
-        } else if changed && !t.mutation.auto {
-            self.enqueue_auto(&t.c);
+        }
+        for (s, b) in blocked {
+            self.log_fmt(LogLevel::Everything, || {
+                format!("[auto:rel:remove] {} by {}", t.c.name(s), t.c.name(b))
+            });
+        }
+        if !auto.is_empty() {
+            self.log_fmt(LogLevel::Ops, || format!("[auto] {}", t.c.join(&auto)));
+            let mut q = self.0.queue.lock();
+            q.push_front(Mutation {
+                ty: MutationType::Add,
+                called: auto,
+                args: Args::new(),
+                auto: true,
+                eval: None,
+                ctx: None,
+            });
+            self.0.queue_len.store(q.len(), Ordering::Release);
         }
         t.mutation.args = args;
         t.queue_len = self.queue_len();
@@ -1673,95 +1718,50 @@ impl Machine {
             t.log_entries = core::mem::take(&mut *self.0.log_buf.lock());
             self.with_tracers(|tr| tr.transition_end(t));
         }
-        let out = if result == Outcome::Canceled {
-            Outcome::Canceled
-        } else if ty == MutationType::Remove {
-            if t.mutation.called.iter().all(|s| !is_active_now[*s]) {
-                Outcome::Executed
-            } else {
-                Outcome::Canceled
-            }
-        } else if t.target.iter().all(|s| is_active_now[*s]) {
-            Outcome::Executed
-        } else {
-            Outcome::Canceled
-        };
-        self.process_bindings(&t.before, &t.time_before);
-        out
-    }
-
-    fn enqueue_auto(&self, c: &Compiled) {
-        let auto: Vec<Id> = {
-            let core = self.0.core.lock();
-            let mut out = Vec::new();
-            for &s in &c.order {
-                let d = &c.defs[s];
-                if !d.auto || core.is_active[s] {
-                    continue;
-                }
-                if let Some(blocker) = core.active.iter().find(|a| c.defs[**a].remove.contains(&s)) {
-                    let b = *blocker;
-                    self.log_fmt(LogLevel::Everything, || {
-                        format!("[auto:rel:remove] {} by {}", c.name(s), c.name(b))
-                    });
-                    continue;
-                }
-                out.push(s);
-            }
-            out
-        };
-        if auto.is_empty() {
-            return;
+        if changed {
+            self.process_bindings(&t.time_before);
         }
-        self.log_fmt(LogLevel::Ops, || format!("[auto] {}", c.join(&auto)));
-        let mut q = self.0.queue.lock();
-        q.push_front(Mutation {
-            ty: MutationType::Add,
-            called: auto,
-            args: Args::new(),
-            auto: true,
-            eval: None,
-            ctx: None,
-        });
-        self.0.queue_len.store(q.len(), Ordering::Release);
+        out
     }
 
     /// Ticks and the active list (upstream `setActiveStates`).
     fn set_active_states(&self, t: &Transition, called: &[Id], target: &[Id], args: &Args) {
         let c = &t.c;
-        let (added, removed, unchanged) = {
+        let lvl = self.log_level();
+        let mut added = Ids::new();
+        let mut removed = Ids::new();
+        let mut unchanged = Ids::new();
+        {
             let mut core = self.0.core.lock();
-            let previous = core.active.clone();
-            let mut added: Vec<Id> = Vec::new();
-            let mut unchanged: Vec<Id> = Vec::new();
+            let core = &mut *core;
+            // previous = the flags still set in is_active
             for &s in target {
-                if !previous.contains(&s) {
+                if !core.is_active[s] {
                     core.clock[s] += 1;
                     added.push(s);
-                } else {
+                } else if lvl > LogLevel::Decisions {
                     unchanged.push(s);
                 }
             }
             for &s in target {
-                if previous.contains(&s) && called.contains(&s) && c.defs[s].multi {
+                if core.is_active[s] && called.contains(&s) && c.defs[s].multi {
                     core.clock[s] += 2;
                     added.push(s);
                 }
             }
-            let removed: Vec<Id> = previous.iter().copied().filter(|s| !target.contains(s)).collect();
-            for &s in &removed {
-                core.clock[s] += 1;
+            for &s in &core.active {
+                if !target.contains(&s) {
+                    core.clock[s] += 1;
+                    core.is_active[s] = false;
+                    removed.push(s);
+                }
             }
-            core.active = target.to_vec();
-            let n = core.is_active.len();
-            let mut flags = alloc::vec![false; n];
-            for s in target {
-                flags[*s] = true;
+            for &s in target {
+                core.is_active[s] = true;
             }
-            core.is_active = flags;
-            (added, removed, unchanged)
-        };
-        let lvl = self.log_level();
+            core.active.clear();
+            core.active.extend_from_slice(target);
+        }
         if lvl > LogLevel::Nothing {
             let mut msg = String::new();
             for s in &added {
@@ -1772,7 +1772,7 @@ impl Machine {
                 msg.push_str(" -");
                 msg.push_str(c.name(*s));
             }
-            if !unchanged.is_empty() && lvl > LogLevel::Decisions {
+            if !unchanged.is_empty() {
                 msg.push(' ');
                 msg.push_str(&c.join(&unchanged));
             }
@@ -1800,24 +1800,31 @@ impl Machine {
         };
         let name: &str = &ev.name;
         step.data = StepData::Handler(ev.name.clone());
-        t.latest_step = Some(step.clone());
         let lvl = self.log_level();
         let mut outcome = Outcome::Executed;
         let mut panicked = false;
+        let now = if self.0.handler_timeout_ns > 0 { self.0.now } else { None };
         for (set_idx, f) in &ev.fns {
             let set_name: &str = d.set_names.get(*set_idx).map_or("", |s| s);
-            if lvl >= LogLevel::Everything {
-                let emitter = crate::types::truncate_str(set_name, 15).replace(' ', "_");
-                self.log_fmt(LogLevel::Everything, || format!("[handle:{emitter:_<15}] {name}"));
+            if lvl >= LogLevel::Ops {
+                if lvl >= LogLevel::Everything {
+                    let emitter = crate::types::truncate_str(set_name, 15).replace(' ', "_");
+                    self.log_fmt(LogLevel::Everything, || format!("[handle:{emitter:_<15}] {name}"));
+                }
+                self.log_fmt(LogLevel::Ops, || format!("[handler:{set_idx}] {name}"));
             }
-            self.log_fmt(LogLevel::Ops, || format!("[handler:{set_idx}] {name}"));
-            *self.0.current_handler.lock() = Some(ev.name.clone());
+            self.0.current_handler.store(ev.no, Ordering::Relaxed);
             let tracing = self.0.has_tracers.load(Ordering::Acquire);
             if tracing {
                 self.with_tracers(|tr| tr.handler_start(t, set_name, name));
             }
-            let timed = self.0.handler_timeout_ns > 0 && self.0.now.is_some();
-            let t0 = if timed { (self.0.now.unwrap_or(|| 0))() } else { 0 };
+            // The previous handler's end time serves as this one's start (saves a clock read per
+            // call); tracers may be slow, so with tracers each call reads the clock itself.
+            let t0 = match now {
+                Some(f) if tracing || t.clock_mark == 0 => f(),
+                Some(_) => t.clock_mark,
+                None => 0,
+            };
             let res = {
                 let e = Event {
                     name,
@@ -1827,12 +1834,15 @@ impl Machine {
                 };
                 call_handler(f, &e, self.0.panic_to_exception)
             };
-            let elapsed = if timed {
-                (self.0.now.unwrap_or(|| 0))().saturating_sub(t0)
-            } else {
-                0
+            let elapsed = match now {
+                Some(f) => {
+                    let end = f();
+                    t.clock_mark = end;
+                    end.saturating_sub(t0)
+                }
+                None => 0,
             };
-            *self.0.current_handler.lock() = None;
+            self.0.current_handler.store(0, Ordering::Relaxed);
             if tracing {
                 self.with_tracers(|tr| tr.handler_end(t, set_name, name));
             }
@@ -1844,11 +1854,13 @@ impl Machine {
                     break;
                 }
                 Called::Ok(ret) => {
-                    if timed && elapsed > self.0.handler_timeout_ns {
+                    if elapsed > self.0.handler_timeout_ns {
                         let targets = t.c.join(&t.target);
                         self.log_fmt(LogLevel::Ops, || format!("[cancel] ({targets}) by timeout"));
                         self.add_err(Error::HandlerTimeout(String::from(name)), None);
-                        t.steps.push(step);
+                        if t.steps.capacity() > 0 {
+                            t.steps.push(step);
+                        }
                         return Outcome::Canceled;
                     }
                     self.log_fmt(LogLevel::Everything, || format!("[handler:end] {name}"));
@@ -1895,8 +1907,8 @@ impl Machine {
         self.log_lvl(LogLevel::Ops, "[recover] handling panic...");
         self.0.core.lock().err = Some(Error::Other(String::from(msg)));
         if step.is_final {
-            let finals: Vec<Id> = t.exits.iter().chain(t.enters.iter()).copied().collect();
-            let mut active = self.0.core.lock().active.clone();
+            let finals: Ids = t.exits.iter().chain(t.enters.iter()).copied().collect();
+            let mut active = Ids::from_slice(&self.0.core.lock().active);
             let mut found = false;
             for s in finals {
                 if step.from == StepState::Id(s) {
@@ -1912,9 +1924,7 @@ impl Machine {
                     active.push(s);
                 }
             }
-            self.log_fmt(LogLevel::Ops, || {
-                format!("[recover] partial final states as ({})", c.join(&active))
-            });
+            self.log_fmt(LogLevel::Ops, || format!("[recover] partial final states as ({})", c.join(&active)));
             let called = t.mutation.called.clone();
             self.set_active_states(t, &called, &active, &Args::new());
             t.completed = true;
@@ -1938,7 +1948,7 @@ impl Machine {
         let mut q = self.0.queue.lock();
         q.push_front(Mutation {
             ty: MutationType::Add,
-            called: alloc::vec![exc],
+            called: smallvec::smallvec![exc],
             args,
             auto: false,
             eval: None,
@@ -1947,8 +1957,9 @@ impl Machine {
         self.0.queue_len.store(q.len(), Ordering::Release);
     }
 
-    /// Resolve When / WhenNot, then WhenTime, then state contexts, after a transition.
-    fn process_bindings(&self, before: &[bool], time_before: &[u64]) {
+    /// Resolve When / WhenNot, then WhenTime, then state contexts, after a transition (ticks
+    /// before it in `time_before`; odd = was active).
+    fn process_bindings(&self, time_before: &[u64]) {
         let mut done: Vec<Arc<Slot>> = Vec::new();
         let mut cancel: Vec<Ctx> = Vec::new();
         let mut logs: Vec<String> = Vec::new();
@@ -1956,8 +1967,12 @@ impl Machine {
         {
             let mut core = self.0.core.lock();
             let core = &mut *core;
-            let changed = |s: &Id| before.get(*s).copied().unwrap_or(false) != core.is_active[*s];
+            if core.when.is_empty() && core.when_time.is_empty() && core.state_ctx.is_empty() {
+                return;
+            }
+            let was = |s: Id| time_before.get(s).is_some_and(|t| t % 2 == 1);
             let is_active = &core.is_active;
+            let changed = |s: &Id| was(*s) != is_active[*s];
             let c = &core.c;
             core.when.retain(|b| {
                 if !b.states.iter().any(changed) {
@@ -1993,7 +2008,7 @@ impl Machine {
                 !met
             });
             core.state_ctx.retain(|(s, ctx)| {
-                let deactivated = before.get(*s).copied().unwrap_or(false) && !is_active[*s];
+                let deactivated = was(*s) && !is_active[*s];
                 if deactivated {
                     if logging {
                         logs.push(format!("[ctx:match] {}", c.name(*s)));
@@ -2414,9 +2429,10 @@ impl Machine {
             return;
         }
         let msg = msg.replace('\n', " ");
-        let h = self.0.current_handler.lock().clone();
+        let no = self.0.current_handler.load(Ordering::Relaxed);
+        let h = if no == 0 { None } else { self.0.dispatch.read().ev_names.get(no).cloned() };
         let line = match h {
-            Some(h) => format!("[extern:{}] {msg}", crate::types::truncate_str(&h, 15)),
+            Some(h) => format!("[extern:{}] {msg}", crate::types::truncate_str(&h[..], 15)),
             None => format!("[extern] {msg}"),
         };
         self.log_raw(LogLevel::Changes, &line);

@@ -3,23 +3,25 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::schema::{Compiled, Id};
+use crate::schema::{Compiled, Id, Ids};
 use crate::transition::{Step, StepState};
 use crate::types::{LogLevel, Relation, StepType};
 
 /// Resolution inputs and side outputs (steps, log lines).
 pub(crate) struct Resolve<'a> {
     pub(crate) c: &'a Compiled,
-    /// Active before the transition (membership only).
-    pub(crate) before: &'a [bool],
+    /// Ticks before the transition (odd = active).
+    pub(crate) time_before: &'a [u64],
     pub(crate) called: &'a [Id],
     pub(crate) is_auto: bool,
     pub(crate) steps: &'a mut Vec<Step>,
+    /// Record debug steps (only observable by handlers and tracers).
+    pub(crate) record: bool,
     pub(crate) logs: &'a mut Vec<(LogLevel, String)>,
     pub(crate) log_level: LogLevel,
 }
 
-fn uniq(l: &mut Vec<Id>) {
+fn uniq(l: &mut Ids) {
     let mut i = 0;
     while i < l.len() {
         if l[..i].contains(&l[i]) {
@@ -38,28 +40,29 @@ impl Resolve<'_> {
     }
 
     /// First Add level over `input`: appends each state's Add list, skipping active non-Multi ones.
-    fn parse_add(&mut self, input: &[Id]) -> Vec<Id> {
-        let mut out = input.to_vec();
-        let mut visited: Vec<Id> = Vec::new();
+    fn parse_add(&mut self, input: &[Id]) -> Ids {
+        let mut out: Ids = Ids::from_slice(input);
+        let mut visited: Ids = Ids::new();
         for &s in input {
             let d = &self.c.defs[s];
-            if self.before[s] && !d.multi {
+            if self.time_before[s] % 2 == 1 && !d.multi {
                 continue;
             }
             if visited.contains(&s) || d.add.is_empty() {
                 continue;
             }
-            for &a in &d.add {
-                self.steps.push(Step::new(
-                    StepState::Id(s),
-                    StepState::Id(a),
-                    StepType::Relation,
-                    Some(Relation::Add),
-                ));
-            }
-            for &a in &d.add {
-                self.steps
-                    .push(Step::new(StepState::None, StepState::Id(a), StepType::Set, None));
+            if self.record {
+                for &a in &d.add {
+                    self.steps.push(Step::new(
+                        StepState::Id(s),
+                        StepState::Id(a),
+                        StepType::Relation,
+                        Some(Relation::Add),
+                    ));
+                }
+                for &a in &d.add {
+                    self.steps.push(Step::new(StepState::None, StepState::Id(a), StepType::Set, None));
+                }
             }
             out.extend_from_slice(&d.add);
             visited.push(s);
@@ -67,35 +70,39 @@ impl Resolve<'_> {
         out
     }
 
-    fn parse_require(&mut self, mut states: Vec<Id>) -> Vec<Id> {
-        let mut missing_map: Vec<(Id, Vec<Id>)> = Vec::new();
+    fn parse_require(&mut self, mut states: Ids) -> Ids {
+        let mut missing_map: Vec<(Id, Ids)> = Vec::new();
         let mut before = usize::MAX;
+        let mut kept = Ids::new();
         while before != states.len() {
             before = states.len();
-            let snapshot = states.clone();
-            let mut kept = Vec::with_capacity(states.len());
-            for &s in &snapshot {
-                let mut missing = Vec::new();
-                for &r in &self.c.defs[s].require {
-                    self.steps.push(Step::new(
-                        StepState::Id(s),
-                        StepState::Id(r),
-                        StepType::Relation,
-                        Some(Relation::Require),
-                    ));
-                    if snapshot.contains(&r) {
+            kept.clear();
+            for &s in &states {
+                let reqs = &self.c.defs[s].require;
+                if reqs.is_empty() {
+                    kept.push(s);
+                    continue;
+                }
+                let mut missing = Ids::new();
+                for &r in reqs {
+                    if self.record {
+                        self.steps.push(Step::new(
+                            StepState::Id(s),
+                            StepState::Id(r),
+                            StepType::Relation,
+                            Some(Relation::Require),
+                        ));
+                    }
+                    if states.contains(&r) {
                         continue;
                     }
                     missing.push(r);
-                    self.steps.push(Step::new(
-                        StepState::Id(s),
-                        StepState::None,
-                        StepType::RemoveNotActive,
-                        None,
-                    ));
-                    if self.called.contains(&s) {
+                    if self.record {
                         self.steps
-                            .push(Step::new(StepState::None, StepState::Id(r), StepType::Cancel, None));
+                            .push(Step::new(StepState::Id(s), StepState::None, StepType::RemoveNotActive, None));
+                        if self.called.contains(&s) {
+                            self.steps.push(Step::new(StepState::None, StepState::Id(r), StepType::Cancel, None));
+                        }
                     }
                 }
                 if missing.is_empty() {
@@ -106,7 +113,7 @@ impl Resolve<'_> {
                     missing_map.push((s, missing));
                 }
             }
-            states = kept;
+            core::mem::swap(&mut states, &mut kept);
         }
         if !missing_map.is_empty() {
             let c = self.c;
@@ -132,26 +139,27 @@ impl Resolve<'_> {
     }
 
     /// `GetTargetStates`: the resolved target list for `states_to_set`.
-    pub(crate) fn target_states(&mut self, states_to_set: &[Id]) -> Vec<Id> {
-        let mut called = states_to_set.to_vec();
+    pub(crate) fn target_states(&mut self, states_to_set: &[Id]) -> Ids {
+        let mut called = Ids::from_slice(states_to_set);
         uniq(&mut called);
         let mut called = self.parse_add(&called);
         uniq(&mut called);
         let called = self.parse_require(called);
 
-        let reversed: Vec<Id> = called.iter().rev().copied().collect();
-        let mut blocked: Vec<Id> = Vec::new();
-        let mut resolved = Vec::with_capacity(reversed.len());
-        for &s in &reversed {
-            let mut blocked_by: Vec<Id> = Vec::new();
+        let mut blocked = Ids::new();
+        let mut resolved = Ids::new();
+        for &s in called.iter().rev() {
+            let mut blocked_by = Ids::new();
             for &b in &called {
                 if self.c.defs[b].remove.contains(&s) {
-                    self.steps.push(Step::new(
-                        StepState::Id(b),
-                        StepState::Id(s),
-                        StepType::Relation,
-                        Some(Relation::Remove),
-                    ));
+                    if self.record {
+                        self.steps.push(Step::new(
+                            StepState::Id(b),
+                            StepState::Id(s),
+                            StepType::Relation,
+                            Some(Relation::Remove),
+                        ));
+                    }
                     blocked_by.push(b);
                 }
             }
@@ -161,29 +169,22 @@ impl Resolve<'_> {
                 continue;
             }
             blocked.push(s);
-            let active = self.before[s];
+            let active = self.time_before[s] % 2 == 1;
             let lvl = if active { LogLevel::Ops } else { LogLevel::Decisions };
             let c = self.c;
-            self.log(lvl, || {
-                alloc::format!("[rel:remove] {} by {}", c.name(s), c.join(&blocked_by))
-            });
-            let ty = if active {
-                StepType::Remove
-            } else {
-                StepType::RemoveNotActive
-            };
-            self.steps.push(Step::new(StepState::None, StepState::Id(s), ty, None));
+            self.log(lvl, || alloc::format!("[rel:remove] {} by {}", c.name(s), c.join(&blocked_by)));
+            if self.record {
+                let ty = if active { StepType::Remove } else { StepType::RemoveNotActive };
+                self.steps.push(Step::new(StepState::None, StepState::Id(s), ty, None));
+            }
         }
 
-        let mut to_remove: Vec<Id> = Vec::new();
+        let mut to_remove = Ids::new();
         for &s in &resolved {
             to_remove.extend_from_slice(&self.c.defs[s].remove);
         }
-        let mut resolved: Vec<Id> = self
-            .parse_add(&resolved)
-            .into_iter()
-            .filter(|s| !to_remove.contains(s))
-            .collect();
+        let mut resolved = self.parse_add(&resolved);
+        resolved.retain(|s| !to_remove.contains(s));
         uniq(&mut resolved);
         resolved.reverse();
         let mut target = self.parse_require(resolved);
@@ -193,31 +194,30 @@ impl Resolve<'_> {
 
     /// `SortStates`: stable by Require topology, then Go's stable adjacent-swap sort by After.
     pub(crate) fn sort_states(&mut self, states: &mut [Id]) {
-        sort_states(self.c, states, self.steps);
+        sort_states(self.c, states, self.steps, self.record);
     }
 }
 
 /// Sort by Require topology (states outside it first), then by After, exactly like upstream's two
 /// `sort.SliceStable` calls. After comparisons record `rel` steps.
-pub(crate) fn sort_states(c: &Compiled, states: &mut [Id], steps: &mut Vec<Step>) {
+pub(crate) fn sort_states(c: &Compiled, states: &mut [Id], steps: &mut Vec<Step>, record: bool) {
+    if states.len() < 2 {
+        return;
+    }
     // Stable sort by key: any stable algorithm gives the same order.
-    states.sort_by_key(|s| c.topo_pos[*s]);
+    if !c.topology.is_empty() {
+        states.sort_by_key(|s| c.topo_pos[*s]);
+    }
     let mut less = |a: Id, b: Id| -> bool {
         if c.defs[a].after.contains(&b) {
-            steps.push(Step::new(
-                StepState::Id(a),
-                StepState::Id(b),
-                StepType::Relation,
-                Some(Relation::After),
-            ));
+            if record {
+                steps.push(Step::new(StepState::Id(a), StepState::Id(b), StepType::Relation, Some(Relation::After)));
+            }
             false
         } else if c.defs[b].after.contains(&a) {
-            steps.push(Step::new(
-                StepState::Id(b),
-                StepState::Id(a),
-                StepType::Relation,
-                Some(Relation::After),
-            ));
+            if record {
+                steps.push(Step::new(StepState::Id(b), StepState::Id(a), StepType::Relation, Some(Relation::After)));
+            }
             true
         } else {
             false

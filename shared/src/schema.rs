@@ -171,6 +171,9 @@ pub fn states_equal(a: &[String], b: &[String]) -> bool {
 /// Internal state id: position in [`Compiled::names`] (stable across reorders).
 pub(crate) type Id = usize;
 
+/// A short list of state ids, kept inline (no allocation) for typical schemas.
+pub(crate) type Ids = smallvec::SmallVec<[Id; 8]>;
+
 /// A state definition with relations as ids.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct CState {

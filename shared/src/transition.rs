@@ -6,7 +6,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::Clock;
-use crate::schema::{Compiled, Id};
+use crate::schema::{Compiled, Id, Ids};
 use crate::types::{Args, MutationType, Relation, StepType};
 use crate::wait::{Ctx, Slot};
 
@@ -65,7 +65,7 @@ pub(crate) type EvalFn = Box<dyn FnOnce() + Send>;
 /// A queued mutation. State names are resolved through the transition or the machine.
 pub struct Mutation {
     pub(crate) ty: MutationType,
-    pub(crate) called: Vec<Id>,
+    pub(crate) called: Ids,
     pub(crate) args: Args,
     pub(crate) auto: bool,
     pub(crate) eval: Option<(String, EvalFn, Arc<Slot>)>,
@@ -107,17 +107,17 @@ pub struct Transition {
     pub(crate) mutation: Mutation,
     pub(crate) time_before: Vec<u64>,
     pub(crate) time_after: Option<Vec<u64>>,
-    pub(crate) before: Vec<bool>,
-    pub(crate) target: Vec<Id>,
-    pub(crate) enters: Vec<Id>,
-    pub(crate) exits: Vec<Id>,
+    pub(crate) target: Ids,
+    pub(crate) enters: Ids,
+    pub(crate) exits: Ids,
     pub(crate) accepted: bool,
     pub(crate) steps: Vec<Step>,
     pub(crate) log_entries: Vec<String>,
     pub(crate) pre_log_entries: Vec<String>,
     pub(crate) queue_len: usize,
     pub(crate) completed: bool,
-    pub(crate) latest_step: Option<Step>,
+    /// End time of the last handler call (handler-timeout bookkeeping), 0 before the first.
+    pub(crate) clock_mark: u64,
 }
 
 impl core::fmt::Debug for Transition {
@@ -133,6 +133,12 @@ impl core::fmt::Debug for Transition {
 }
 
 impl Transition {
+    /// Active before the transition (odd tick).
+    #[inline]
+    pub(crate) fn was_active(&self, id: Id) -> bool {
+        self.time_before[id] % 2 == 1
+    }
+
     fn names(&self, ids: &[Id]) -> Vec<&str> {
         ids.iter().map(|i| self.c.name(*i)).collect()
     }
@@ -181,7 +187,7 @@ impl Transition {
         self.c
             .order
             .iter()
-            .filter(|i| self.before[**i])
+            .filter(|i| self.was_active(**i))
             .map(|i| self.c.name(*i))
             .collect()
     }
@@ -218,7 +224,8 @@ impl Transition {
             None => Clock::new(),
         }
     }
-    /// Debug steps so far.
+    /// Debug steps so far. Recorded only while handlers or tracers are bound (nobody else can
+    /// observe them).
     pub fn steps(&self) -> &[Step] {
         &self.steps
     }

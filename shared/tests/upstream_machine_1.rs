@@ -6,7 +6,6 @@
 //! machine and turned into `Exception` rather than failing the test.
 
 // `common` is shared by several test crates; its `pub` items trip the workspace's `unreachable_pub`
-#[allow(unreachable_pub)]
 mod common;
 use common::*;
 
