@@ -160,7 +160,7 @@ struct Core {
     when_time: Vec<WhenTimeBinding>,
     when_args: Vec<WhenArgsBinding>,
     state_ctx: Vec<(Id, Ctx)>,
-    queue_end: Vec<Arc<Slot>>,
+    queue_end: Vec<(u64, Arc<Slot>)>,
 }
 
 impl Core {
@@ -209,6 +209,7 @@ impl WaitRegistry for Inner {
         core.when.retain(|b| b.id != id);
         core.when_time.retain(|b| b.id != id);
         core.when_args.retain(|b| b.id != id);
+        core.queue_end.retain(|(i, _)| *i != id);
     }
 }
 
@@ -274,7 +275,8 @@ fn call_handler(f: &HandlerFn, e: &Event<'_>, catch: bool) -> Called {
             } else {
                 String::from("panic")
             };
-            let bt = std::backtrace::Backtrace::capture();
+            // upstream always logs the panicking handler's stack; panics are rare, so pay for it
+            let bt = std::backtrace::Backtrace::force_capture();
             let trace = match bt.status() {
                 std::backtrace::BacktraceStatus::Captured => format!("handler {}\n{bt}", e.name),
                 _ => format!("handler {}", e.name),
@@ -510,7 +512,7 @@ impl Machine {
             slots.extend(core.when.drain(..).map(|b| b.slot));
             slots.extend(core.when_time.drain(..).map(|b| b.slot));
             slots.extend(core.when_args.drain(..).map(|b| b.slot));
-            let qe: Vec<Arc<Slot>> = core.queue_end.drain(..).collect();
+            let qe: Vec<Arc<Slot>> = core.queue_end.drain(..).map(|(_, s)| s).collect();
             let ctxs: Vec<Ctx> = core.state_ctx.drain(..).map(|(_, c)| c).collect();
             (slots, (qe, ctxs))
         };
@@ -1332,8 +1334,13 @@ impl Machine {
     }
 
     fn process_queue(&self) -> Outcome {
-        if self.queue_len() == 0 || self.is_disposed() {
+        if self.is_disposed() {
             return Outcome::Canceled;
+        }
+        if self.queue_len() == 0 {
+            // Another caller's drain took our item in between: it ran or runs there. Upstream
+            // returns Canceled here (a race, spec §3.2); Queued is what happened.
+            return Outcome::Queued;
         }
         if self
             .0
@@ -1383,7 +1390,7 @@ impl Machine {
             self.0.in_transition.store(false, Ordering::Release);
             self.0.draining.store(false, Ordering::Release);
             self.with_tracers(|t| t.queue_end(self));
-            let slots: Vec<Arc<Slot>> = self.0.core.lock().queue_end.drain(..).collect();
+            let slots: Vec<Arc<Slot>> = self.0.core.lock().queue_end.drain(..).map(|(_, s)| s).collect();
             for s in slots {
                 s.complete(Ok(()));
             }
@@ -2246,8 +2253,10 @@ impl Machine {
             return Wait::ready(Ok(()));
         }
         let slot = Arc::new(Slot::default());
-        core.queue_end.push(slot.clone());
-        Wait::pending(slot, ctx.cloned(), None)
+        let id = self.binding_id();
+        core.queue_end.push((id, slot.clone()));
+        drop(core);
+        Wait::pending(slot, ctx.cloned(), self.registry(id))
     }
 
     /// Number of live wait bindings (When, WhenNot, WhenTime, WhenArgs), for tests and metrics.

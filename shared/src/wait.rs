@@ -250,6 +250,8 @@ pub struct Wait {
     ready: Option<Result<(), WaitError>>,
     ctx: Option<Ctx>,
     registry: Option<(Weak<dyn WaitRegistry>, u64)>,
+    /// The ctx callback that unbinds this wait as soon as the ctx is canceled.
+    ctx_cb: Option<u64>,
 }
 
 impl core::fmt::Debug for Wait {
@@ -266,16 +268,36 @@ impl Wait {
             ready: Some(r),
             ctx: None,
             registry: None,
+            ctx_cb: None,
         }
     }
 
-    /// A pending wait completed through `slot`, canceled by `ctx`, unbound from `registry` on drop.
+    /// A pending wait completed through `slot`, canceled by `ctx`, unbound from `registry` on drop
+    /// or as soon as `ctx` is canceled.
     pub fn pending(slot: Arc<Slot>, ctx: Option<Ctx>, registry: Option<(Weak<dyn WaitRegistry>, u64)>) -> Wait {
+        let ctx_cb = match (&ctx, &registry) {
+            (Some(c), Some((reg, id))) => {
+                let (reg, id) = (reg.clone(), *id);
+                Some(c.on_cancel(move || {
+                    if let Some(r) = reg.upgrade() {
+                        r.unbind(id);
+                    }
+                }))
+            }
+            _ => None,
+        };
         Wait {
             slot: Some(slot),
             ready: None,
             ctx,
             registry,
+            ctx_cb,
+        }
+    }
+
+    fn forget_ctx_cb(&mut self) {
+        if let (Some(c), Some(id)) = (&self.ctx, self.ctx_cb.take()) {
+            c.remove_callback(id);
         }
     }
 
@@ -326,6 +348,7 @@ impl Future for Wait {
             if let Some(r) = s.result.clone() {
                 drop(s);
                 self.registry = None;
+                self.forget_ctx_cb();
                 self.ready = Some(r.clone());
                 return Poll::Ready(r);
             }
@@ -353,6 +376,7 @@ impl Future for Wait {
 
 impl Drop for Wait {
     fn drop(&mut self) {
+        self.forget_ctx_cb();
         if self.ready.is_none() && !self.slot.as_ref().is_some_and(|s| s.is_done()) {
             self.unbind();
         }
