@@ -88,7 +88,9 @@ fn concurrent_mutations_from_threads_all_run() {
         .map(|_| {
             let m = m.clone();
             std::thread::spawn(move || {
-                for _ in 0..500 {
+                // 4 × 200 calls can never fill the queue past its limit (1000), where a call
+                // would be Canceled by design
+                for _ in 0..200 {
                     let r = m.add1("Counter", None);
                     assert_ne!(r, Outcome::Canceled);
                 }
@@ -100,8 +102,8 @@ fn concurrent_mutations_from_threads_all_run() {
     }
     // every call ran exactly once (queued ones by another caller's drain), none left behind
     assert_eq!(m.queue_len(), 0);
-    assert_eq!(runs.load(Ordering::Relaxed), 2000);
-    assert_eq!(m.tick("Counter"), 1 + 2 * 1999);
+    assert_eq!(runs.load(Ordering::Relaxed), 800);
+    assert_eq!(m.tick("Counter"), 1 + 2 * 799);
 }
 
 #[test]

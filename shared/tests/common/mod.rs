@@ -1,7 +1,6 @@
 //! Fixtures shared by the ported upstream tests (upstream `machine_test.go` helpers and
-#![allow(unreachable_pub)]
 //! `utils_test.go`, spec/machine.md §11).
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
