@@ -366,8 +366,9 @@ impl Compiled {
 /// ```
 ///
 /// Keys inside `{}` are `auto`, `multi` (flags, `auto: true`) and `require`, `add`, `remove`,
-/// `after` (lists of states of the same module). `Exception` is always available as
-/// `<module>::Exception`.
+/// `after` (lists of states: names of the same module, or paths to another schema module's
+/// constants such as `super::base::Ready`). `Exception` is always available as
+/// `<module>::Exception`. To extend a schema, merge with [`crate::struct_merge`].
 #[macro_export]
 macro_rules! schema {
     (
@@ -399,8 +400,8 @@ macro_rules! schema {
     };
     (@rel $st:ident auto $v:tt) => { $st.auto = $v; };
     (@rel $st:ident multi $v:tt) => { $st.multi = $v; };
-    (@rel $st:ident require [$($s:ident),* $(,)?]) => { $st.require = { let mut v = $crate::__alloc::vec::Vec::new(); $( v.push($crate::__alloc::string::String::from($s)); )* v }; };
-    (@rel $st:ident add [$($s:ident),* $(,)?]) => { $st.add = { let mut v = $crate::__alloc::vec::Vec::new(); $( v.push($crate::__alloc::string::String::from($s)); )* v }; };
-    (@rel $st:ident remove [$($s:ident),* $(,)?]) => { $st.remove = { let mut v = $crate::__alloc::vec::Vec::new(); $( v.push($crate::__alloc::string::String::from($s)); )* v }; };
-    (@rel $st:ident after [$($s:ident),* $(,)?]) => { $st.after = { let mut v = $crate::__alloc::vec::Vec::new(); $( v.push($crate::__alloc::string::String::from($s)); )* v }; };
+    (@rel $st:ident require [$($s:path),* $(,)?]) => { $st.require = { let mut v = $crate::__alloc::vec::Vec::new(); $( v.push($crate::__alloc::string::String::from($s)); )* v }; };
+    (@rel $st:ident add [$($s:path),* $(,)?]) => { $st.add = { let mut v = $crate::__alloc::vec::Vec::new(); $( v.push($crate::__alloc::string::String::from($s)); )* v }; };
+    (@rel $st:ident remove [$($s:path),* $(,)?]) => { $st.remove = { let mut v = $crate::__alloc::vec::Vec::new(); $( v.push($crate::__alloc::string::String::from($s)); )* v }; };
+    (@rel $st:ident after [$($s:path),* $(,)?]) => { $st.after = { let mut v = $crate::__alloc::vec::Vec::new(); $( v.push($crate::__alloc::string::String::from($s)); )* v }; };
 }
