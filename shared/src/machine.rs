@@ -10,7 +10,7 @@ use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use core::time::Duration;
 
 use crate::handlers::{Dispatch, Ev, Event, HandlerFn, Handlers, HandlersId};
-use crate::resolver::{self, Resolve};
+use crate::resolver::{self, Resolve, Scratch};
 use crate::schema::{Compiled, EXCEPTION, Id, Ids, Schema, State, parse_struct};
 use crate::sync::{Mutex, RwLock};
 use crate::tracer::Tracer;
@@ -137,7 +137,7 @@ struct WhenBinding {
 
 struct WhenTimeBinding {
     id: u64,
-    states: Vec<Id>,
+    states: Ids,
     times: Vec<u64>,
     slot: Arc<Slot>,
 }
@@ -172,7 +172,18 @@ impl Core {
     }
 }
 
+/// Buffers a drain reuses from transition to transition (and from drain to drain).
+struct DrainState {
+    t: Transition,
+    scratch: Scratch,
+    active: Vec<Id>,
+    states_to_set: Vec<Id>,
+    called: Ids,
+    logs: Vec<(LogLevel, String)>,
+}
+
 pub(crate) struct Inner {
+    spare: Mutex<Option<Box<DrainState>>>,
     id: RwLock<Arc<str>>,
     parent_id: Option<String>,
     ctx: Ctx,
@@ -364,6 +375,7 @@ impl Machine {
         let now = opts.now.or_else(default_now);
         let has_tracers = !opts.tracers.is_empty();
         let inner = Inner {
+            spare: Mutex::new(None),
             id: RwLock::new(Arc::from(id.as_str())),
             parent_id,
             ctx,
@@ -1268,19 +1280,22 @@ impl Machine {
                 }
             }
         }
-        let c = self.compiled();
-        let ids = parse_ids(&c, states)?;
-        self.queue_mutation(&c, ty, ids, args.unwrap_or_default());
+        let (ids, multi) = {
+            let core = self.0.core.lock();
+            let ids = parse_ids(&core.c, states)?;
+            let multi = ids.iter().any(|i| core.c.defs[*i].multi);
+            (ids, multi)
+        };
+        self.queue_mutation(ty, ids, multi, args.unwrap_or_default());
         Ok(self.process_queue())
     }
 
-    fn queue_mutation(&self, c: &Compiled, ty: MutationType, ids: Vec<Id>, args: Args) {
-        let multi = ids.iter().any(|i| c.defs[*i].multi);
+    fn queue_mutation(&self, ty: MutationType, ids: Ids, multi: bool, args: Args) {
         let mut q = self.0.queue.lock();
         if !multi && args.is_empty() && detect_duplicates(&q, ty, &ids) {
             drop(q);
             self.log_fmt(LogLevel::Ops, || {
-                format!("[queue:skipped] Duplicate detected for [{ty}] {}", c.join(&ids))
+                format!("[queue:skipped] Duplicate detected for [{ty}] {}", self.compiled().join(&ids))
             });
             return;
         }
@@ -1296,7 +1311,7 @@ impl Machine {
         };
         q.push_back(Mutation {
             ty,
-            called: ids.into_iter().collect(),
+            called: ids,
             args,
             auto: false,
             eval: None,
@@ -1305,10 +1320,10 @@ impl Machine {
         self.0.queue_len.store(q.len(), Ordering::Release);
         drop(q);
         if let Some(ids) = log_ids {
-            self.log_fmt(LogLevel::Ops, || format!("[queue:{ty}] {}", c.join(&ids)));
+            self.log_fmt(LogLevel::Ops, || format!("[queue:{ty}] {}", self.compiled().join(&ids)));
         }
         if let Some(ids) = bp_ids {
-            self.check_breakpoints(c, ty, &ids);
+            self.check_breakpoints(&self.compiled(), ty, &ids);
         }
     }
 
@@ -1359,6 +1374,7 @@ impl Machine {
         }
         let mut first: Option<Outcome> = None;
         loop {
+            let mut ds = self.take_drain_state();
             loop {
                 if self.is_disposed() {
                     self.0.in_transition.store(false, Ordering::Release);
@@ -1384,10 +1400,11 @@ impl Machine {
                     }
                     continue;
                 }
-                let r = self.run_transition(item);
+                let r = self.run_transition(&mut ds, item);
                 first.get_or_insert(r);
             }
             self.0.in_transition.store(false, Ordering::Release);
+            self.put_drain_state(ds);
             self.0.draining.store(false, Ordering::Release);
             self.with_tracers(|t| t.queue_end(self));
             let slots: Vec<Arc<Slot>> = self.0.core.lock().queue_end.drain(..).map(|(_, s)| s).collect();
@@ -1427,42 +1444,88 @@ impl Machine {
         w.clone()
     }
 
-    fn run_transition(&self, item: Mutation) -> Outcome {
-        let (c, time_before, active) = {
+    fn take_drain_state(&self) -> Box<DrainState> {
+        if let Some(ds) = self.0.spare.lock().take() {
+            return ds;
+        }
+        let c = self.compiled();
+        Box::new(DrainState {
+            t: Transition {
+                id: 0,
+                c,
+                mutation: Mutation::empty(),
+                time_before: Vec::new(),
+                time_after: None,
+                target: Vec::new(),
+                enters: Vec::new(),
+                exits: Vec::new(),
+                accepted: true,
+                steps: Vec::new(),
+                log_entries: Vec::new(),
+                pre_log_entries: Vec::new(),
+                queue_len: 0,
+                completed: false,
+                clock_mark: 0,
+            },
+            scratch: Scratch::default(),
+            active: Vec::new(),
+            states_to_set: Vec::new(),
+            called: Ids::new(),
+            logs: Vec::new(),
+        })
+    }
+
+    fn put_drain_state(&self, mut ds: Box<DrainState>) {
+        // don't keep the last mutation's args (user data) alive
+        ds.t.mutation = Mutation::empty();
+        ds.t.time_after = None;
+        *self.0.spare.lock() = Some(ds);
+    }
+
+    fn run_transition(&self, ds: &mut DrainState, item: Mutation) -> Outcome {
+        let DrainState {
+            t,
+            scratch,
+            active,
+            states_to_set,
+            called,
+            logs,
+        } = ds;
+        {
             let core = self.0.core.lock();
-            (core.c.clone(), core.clock.clone(), Ids::from_slice(&core.active))
-        };
+            if !Arc::ptr_eq(&t.c, &core.c) {
+                t.c = core.c.clone();
+            }
+            t.time_before.clone_from(&core.clock);
+            active.clone_from(&core.active);
+        }
+        let c = t.c.clone();
         let d = self.dispatch_for(&c);
         let lvl = self.log_level();
         let tracing = self.0.has_tracers.load(Ordering::Acquire);
         let record = tracing || !d.is_empty();
-        let mut t = Transition {
-            id: self.0.next_id.fetch_add(1, Ordering::Relaxed) as u64,
-            c: c.clone(),
-            mutation: item,
-            time_before,
-            time_after: None,
-            target: Ids::new(),
-            enters: Ids::new(),
-            exits: Ids::new(),
-            accepted: true,
-            steps: Vec::new(),
-            log_entries: Vec::new(),
-            pre_log_entries: Vec::new(),
-            queue_len: 0,
-            completed: false,
-            clock_mark: 0,
-        };
+        t.id = self.0.next_id.fetch_add(1, Ordering::Relaxed) as u64;
+        t.mutation = item;
+        t.time_after = None;
+        t.target.clear();
+        t.enters.clear();
+        t.exits.clear();
+        t.accepted = true;
+        t.steps.clear();
+        t.log_entries.clear();
+        t.pre_log_entries.clear();
+        t.queue_len = 0;
+        t.completed = false;
+        t.clock_mark = 0;
         self.0.in_transition.store(true, Ordering::Release);
         if tracing {
             t.pre_log_entries = core::mem::take(&mut *self.0.log_buf.lock());
-            self.with_tracers(|tr| tr.transition_init(&t));
+            self.with_tracers(|tr| tr.transition_init(t));
         }
         let ty = t.mutation.ty;
-        let called = t.mutation.called.clone();
+        called.clone_from(&t.mutation.called);
         if record {
-            t.steps.reserve(8 + called.len());
-            for s in &called {
+            for s in called.iter() {
                 t.steps
                     .push(Step::new(StepState::None, StepState::Id(*s), StepType::Requested, None));
             }
@@ -1470,31 +1533,31 @@ impl Machine {
         if lvl > LogLevel::Nothing {
             let la = self.log_args_suffix(&t.mutation.args);
             if t.mutation.auto {
-                self.log_fmt(LogLevel::Decisions, || format!("[{ty}:auto] {}{la}", c.join(&called)));
+                self.log_fmt(LogLevel::Decisions, || format!("[{ty}:auto] {}{la}", c.join(called)));
             } else {
-                self.log_fmt(LogLevel::Ops, || format!("[{ty}] {}{la}", c.join(&called)));
+                self.log_fmt(LogLevel::Ops, || format!("[{ty}] {}{la}", c.join(called)));
             }
         }
-        let mut steps = core::mem::take(&mut t.steps);
+        let steps = &mut t.steps;
         let mut push = |s: Id, ty: StepType| {
             if record {
                 steps.push(Step::new(StepState::None, StepState::Id(s), ty, None));
             }
         };
-        let states_to_set: Ids = match ty {
+        states_to_set.clear();
+        match ty {
             MutationType::Remove => {
-                for s in &called {
+                for s in called.iter() {
                     push(*s, StepType::Remove);
                 }
-                active.iter().copied().filter(|s| !called.contains(s)).collect()
+                states_to_set.extend(active.iter().copied().filter(|s| !called.contains(s)));
             }
             MutationType::Add => {
-                let mut l = called.clone();
-                l.extend_from_slice(&active);
+                states_to_set.extend_from_slice(called);
+                states_to_set.extend_from_slice(active);
                 for s in called.iter().filter(|s| !active.contains(s)) {
                     push(*s, StepType::Set);
                 }
-                l
             }
             _ => {
                 for s in called.iter().filter(|s| !active.contains(s)) {
@@ -1503,62 +1566,63 @@ impl Machine {
                 for s in active.iter().filter(|s| !called.contains(s)) {
                     push(*s, StepType::Remove);
                 }
-                called.clone()
+                states_to_set.extend_from_slice(called);
             }
-        };
-        let mut logs = Vec::new();
-        let target = {
+        }
+        logs.clear();
+        {
             let mut r = Resolve {
                 c: &c,
                 time_before: &t.time_before,
-                called: &called,
+                called,
                 is_auto: t.mutation.auto,
-                steps: &mut steps,
+                steps: &mut t.steps,
                 record,
-                logs: &mut logs,
+                logs,
                 log_level: lvl,
+                scratch,
             };
-            r.target_states(&states_to_set)
-        };
-        for (l, s) in logs {
+            r.target_states(states_to_set, &mut t.target);
+        }
+        for (l, s) in logs.drain(..) {
             self.log_raw(l, &s);
         }
-        t.target = target;
         if lvl >= LogLevel::Ops {
-            let implied: Ids = t.target.iter().copied().filter(|s| !states_to_set.contains(s)).collect();
+            let implied: Vec<Id> = t.target.iter().copied().filter(|s| !states_to_set.contains(s)).collect();
             if !implied.is_empty() {
                 self.log_fmt(LogLevel::Ops, || format!("[implied] {}", c.join(&implied)));
             }
         }
         // setupAccepted
         if ty != MutationType::Remove {
-            let not_accepted: Ids = called.iter().copied().filter(|s| !t.target.contains(s)).collect();
-            let partial_auto = t.mutation.auto && not_accepted.len() < called.len();
-            if !partial_auto && (t.mutation.auto || !not_accepted.is_empty()) {
+            let n_rejected = called.iter().filter(|s| !t.target.contains(s)).count();
+            let partial_auto = t.mutation.auto && n_rejected < called.len();
+            if !partial_auto && (t.mutation.auto || n_rejected > 0) {
                 t.accepted = false;
-                if !not_accepted.is_empty() {
+                if n_rejected > 0 {
+                    let not_accepted: Vec<Id> = called.iter().copied().filter(|s| !t.target.contains(s)).collect();
                     self.log_fmt(LogLevel::Ops, || format!("[cancel:reject] {}", c.join(&not_accepted)));
                     if record {
                         for s in &not_accepted {
-                            steps.push(Step::new(StepState::None, StepState::Id(*s), StepType::Cancel, None));
+                            t.steps
+                                .push(Step::new(StepState::None, StepState::Id(*s), StepType::Cancel, None));
                         }
                     }
                 }
             }
         }
         if t.accepted {
-            let mut exits: Ids = active.iter().copied().filter(|s| !t.target.contains(s)).collect();
-            resolver::sort_states(&c, &mut exits, &mut steps, record);
-            t.exits = exits;
-            t.enters = t
-                .target
-                .iter()
-                .copied()
-                .filter(|s| t.time_before[*s] % 2 == 0 || (c.defs[*s].multi && called.contains(s)))
-                .collect();
+            t.exits.extend(active.iter().copied().filter(|s| !t.target.contains(s)));
+            resolver::sort_states(&c, &mut t.exits, &mut t.steps, record);
+            let tb = &t.time_before;
+            t.enters.extend(
+                t.target
+                    .iter()
+                    .copied()
+                    .filter(|s| tb[*s] % 2 == 0 || (c.defs[*s].multi && called.contains(s))),
+            );
         }
-        t.steps = steps;
-        self.emit_events(&mut t, &d, tracing)
+        self.emit_events(t, &d, tracing)
     }
 
     fn emit_events(&self, t: &mut Transition, d: &Dispatch, tracing: bool) -> Outcome {
@@ -1636,9 +1700,7 @@ impl Machine {
         }
         let mut changed = false;
         if result != Outcome::Canceled {
-            let called = t.mutation.called.clone();
-            let target = t.target.clone();
-            self.set_active_states(t, &called, &target, &args);
+            self.set_active_states(t, &t.target, &args);
             // final handlers: FooEnd for exits, then FooState for enters
             let (n_exits, n_enters) = (t.exits.len(), t.enters.len());
             for i in 0..n_exits + n_enters {
@@ -1732,8 +1794,9 @@ impl Machine {
     }
 
     /// Ticks and the active list (upstream `setActiveStates`).
-    fn set_active_states(&self, t: &Transition, called: &[Id], target: &[Id], args: &Args) {
+    fn set_active_states(&self, t: &Transition, target: &[Id], args: &Args) {
         let c = &t.c;
+        let called = &t.mutation.called;
         let lvl = self.log_level();
         let mut added = Ids::new();
         let mut removed = Ids::new();
@@ -1932,8 +1995,7 @@ impl Machine {
                 }
             }
             self.log_fmt(LogLevel::Ops, || format!("[recover] partial final states as ({})", c.join(&active)));
-            let called = t.mutation.called.clone();
-            self.set_active_states(t, &called, &active, &Args::new());
+            self.set_active_states(t, &active, &Args::new());
             t.completed = true;
         }
         self.log_fmt(LogLevel::Ops, || format!("[cancel] ({}) by recover", c.join(&t.target)));
@@ -2180,16 +2242,17 @@ impl Machine {
             self.add_err(Error::Other(msg.clone()), None);
             return Wait::ready(Err(WaitError::InvalidArgs(msg)));
         }
-        let c = self.compiled();
-        let ids = match states
-            .iter()
-            .map(|s| c.id(s).ok_or_else(|| Error::StateUnknown((*s).into())))
-            .collect::<Result<Vec<_>, _>>()
-        {
-            Ok(ids) => ids,
-            Err(e) => panic!("{e}"),
-        };
         let mut core = self.0.core.lock();
+        let mut ids = Ids::new();
+        for st in states {
+            match core.c.id(st) {
+                Some(id) => ids.push(id),
+                None => {
+                    drop(core);
+                    panic!("{}", Error::StateUnknown((*st).into()));
+                }
+            }
+        }
         if ids.iter().zip(times).all(|(s, t)| core.clock[*s] >= *t) {
             return Wait::ready(Ok(()));
         }
@@ -2500,8 +2563,8 @@ impl Machine {
     }
 }
 
-fn parse_ids(c: &Compiled, states: &[&str]) -> Result<Vec<Id>, Error> {
-    let mut ids = Vec::with_capacity(states.len());
+fn parse_ids(c: &Compiled, states: &[&str]) -> Result<Ids, Error> {
+    let mut ids = Ids::new();
     for s in states {
         let id = c.id(s).ok_or_else(|| Error::StateUnknown((*s).into()))?;
         if !ids.contains(&id) {

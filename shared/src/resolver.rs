@@ -3,9 +3,24 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::schema::{Compiled, Id, Ids};
+use crate::schema::{Compiled, Id};
 use crate::transition::{Step, StepState};
 use crate::types::{LogLevel, Relation, StepType};
+
+/// Reusable buffers for one resolution (kept by the drainer between transitions, so resolving
+/// allocates nothing in the steady state).
+#[derive(Default)]
+pub(crate) struct Scratch {
+    a: Vec<Id>,
+    b: Vec<Id>,
+    tmp: Vec<Id>,
+    visited: Vec<Id>,
+    blocked: Vec<Id>,
+    blocked_by: Vec<Id>,
+    to_remove: Vec<Id>,
+    missing: Vec<Id>,
+    missing_map: Vec<(Id, Vec<Id>)>,
+}
 
 /// Resolution inputs and side outputs (steps, log lines).
 pub(crate) struct Resolve<'a> {
@@ -19,16 +34,51 @@ pub(crate) struct Resolve<'a> {
     pub(crate) record: bool,
     pub(crate) logs: &'a mut Vec<(LogLevel, String)>,
     pub(crate) log_level: LogLevel,
+    pub(crate) scratch: &'a mut Scratch,
 }
 
-fn uniq(l: &mut Ids) {
-    let mut i = 0;
+/// De-duplicate keeping first occurrences.
+fn uniq(l: &mut Vec<Id>) {
+    let mut i = 1;
     while i < l.len() {
         if l[..i].contains(&l[i]) {
             l.remove(i);
         } else {
             i += 1;
         }
+    }
+}
+
+/// First Add level: `out` = `input` followed by the Add lists of its states, skipping active
+/// non-Multi ones; no recursion into the appended states.
+#[allow(clippy::too_many_arguments)]
+fn parse_add(
+    c: &Compiled,
+    time_before: &[u64],
+    record: bool,
+    steps: &mut Vec<Step>,
+    visited: &mut Vec<Id>,
+    input: &[Id],
+    out: &mut Vec<Id>,
+) {
+    out.clear();
+    out.extend_from_slice(input);
+    visited.clear();
+    for &s in input {
+        let d = &c.defs[s];
+        if d.add.is_empty() || (time_before[s] % 2 == 1 && !d.multi) || visited.contains(&s) {
+            continue;
+        }
+        if record {
+            for &a in &d.add {
+                steps.push(Step::new(StepState::Id(s), StepState::Id(a), StepType::Relation, Some(Relation::Add)));
+            }
+            for &a in &d.add {
+                steps.push(Step::new(StepState::None, StepState::Id(a), StepType::Set, None));
+            }
+        }
+        out.extend_from_slice(&d.add);
+        visited.push(s);
     }
 }
 
@@ -39,51 +89,23 @@ impl Resolve<'_> {
         }
     }
 
-    /// First Add level over `input`: appends each state's Add list, skipping active non-Multi ones.
-    fn parse_add(&mut self, input: &[Id]) -> Ids {
-        let mut out: Ids = Ids::from_slice(input);
-        let mut visited: Ids = Ids::new();
-        for &s in input {
-            let d = &self.c.defs[s];
-            if self.time_before[s] % 2 == 1 && !d.multi {
-                continue;
-            }
-            if visited.contains(&s) || d.add.is_empty() {
-                continue;
-            }
-            if self.record {
-                for &a in &d.add {
-                    self.steps.push(Step::new(
-                        StepState::Id(s),
-                        StepState::Id(a),
-                        StepType::Relation,
-                        Some(Relation::Add),
-                    ));
-                }
-                for &a in &d.add {
-                    self.steps.push(Step::new(StepState::None, StepState::Id(a), StepType::Set, None));
-                }
-            }
-            out.extend_from_slice(&d.add);
-            visited.push(s);
-        }
-        out
-    }
-
-    fn parse_require(&mut self, mut states: Ids) -> Ids {
-        let mut missing_map: Vec<(Id, Ids)> = Vec::new();
+    /// Drop states whose requirements are not in the list, until nothing changes. Works on
+    /// `scratch.b` when `in_b`, else on `scratch.a`.
+    fn parse_require(&mut self, in_b: bool) {
+        let sc = &mut *self.scratch;
+        let (states, kept) = if in_b { (&mut sc.b, &mut sc.tmp) } else { (&mut sc.a, &mut sc.tmp) };
+        sc.missing_map.clear();
         let mut before = usize::MAX;
-        let mut kept = Ids::new();
         while before != states.len() {
             before = states.len();
             kept.clear();
-            for &s in &states {
+            for &s in states.iter() {
                 let reqs = &self.c.defs[s].require;
                 if reqs.is_empty() {
                     kept.push(s);
                     continue;
                 }
-                let mut missing = Ids::new();
+                sc.missing.clear();
                 for &r in reqs {
                     if self.record {
                         self.steps.push(Step::new(
@@ -96,7 +118,7 @@ impl Resolve<'_> {
                     if states.contains(&r) {
                         continue;
                     }
-                    missing.push(r);
+                    sc.missing.push(r);
                     if self.record {
                         self.steps
                             .push(Step::new(StepState::Id(s), StepState::None, StepType::RemoveNotActive, None));
@@ -105,53 +127,55 @@ impl Resolve<'_> {
                         }
                     }
                 }
-                if missing.is_empty() {
+                if sc.missing.is_empty() {
                     kept.push(s);
-                } else if let Some(e) = missing_map.iter_mut().find(|(x, _)| *x == s) {
-                    e.1 = missing;
+                } else if let Some(e) = sc.missing_map.iter_mut().find(|(x, _)| *x == s) {
+                    e.1.clone_from(&sc.missing);
                 } else {
-                    missing_map.push((s, missing));
+                    sc.missing_map.push((s, sc.missing.clone()));
                 }
             }
-            core::mem::swap(&mut states, &mut kept);
+            core::mem::swap(states, kept);
         }
-        if !missing_map.is_empty() {
-            let c = self.c;
-            let text = || {
-                let mut parts = Vec::new();
-                for (s, miss) in &missing_map {
-                    let mut p = String::from(c.name(*s));
-                    p.push_str("(-");
-                    let names: Vec<&str> = miss.iter().map(|m| c.name(*m)).collect();
-                    p.push_str(&names.join(" -"));
-                    p.push(')');
-                    parts.push(p);
-                }
-                parts.join(" ")
-            };
-            if self.is_auto {
-                self.log(LogLevel::Decisions, || alloc::format!("[reject:auto] {}", text()));
-            } else {
-                self.log(LogLevel::Ops, || alloc::format!("[reject] {}", text()));
-            }
+        if sc.missing_map.is_empty() || self.log_level == LogLevel::Nothing {
+            return;
         }
-        states
+        let c = self.c;
+        let mut parts = Vec::new();
+        for (s, miss) in &sc.missing_map {
+            let names: Vec<&str> = miss.iter().map(|m| c.name(*m)).collect();
+            parts.push(alloc::format!("{}(-{})", c.name(*s), names.join(" -")));
+        }
+        let text = parts.join(" ");
+        if self.is_auto {
+            self.log(LogLevel::Decisions, || alloc::format!("[reject:auto] {text}"));
+        } else {
+            self.log(LogLevel::Ops, || alloc::format!("[reject] {text}"));
+        }
     }
 
-    /// `GetTargetStates`: the resolved target list for `states_to_set`.
-    pub(crate) fn target_states(&mut self, states_to_set: &[Id]) -> Ids {
-        let mut called = Ids::from_slice(states_to_set);
-        uniq(&mut called);
-        let mut called = self.parse_add(&called);
-        uniq(&mut called);
-        let called = self.parse_require(called);
+    /// `GetTargetStates`: the resolved target list for `states_to_set`, written to `out`.
+    pub(crate) fn target_states(&mut self, states_to_set: &[Id], out: &mut Vec<Id>) {
+        let c = self.c;
+        {
+            let sc = &mut *self.scratch;
+            sc.a.clear();
+            sc.a.extend_from_slice(states_to_set);
+            uniq(&mut sc.a);
+            parse_add(c, self.time_before, self.record, self.steps, &mut sc.visited, &sc.a, &mut sc.b);
+            uniq(&mut sc.b);
+        }
+        self.parse_require(true);
 
-        let mut blocked = Ids::new();
-        let mut resolved = Ids::new();
-        for &s in called.iter().rev() {
-            let mut blocked_by = Ids::new();
-            for &b in &called {
-                if self.c.defs[b].remove.contains(&s) {
+        // "newer wins": walk the candidates in reverse, drop those a not-yet-dropped candidate removes
+        self.scratch.blocked.clear();
+        self.scratch.a.clear();
+        for i in (0..self.scratch.b.len()).rev() {
+            let s = self.scratch.b[i];
+            let sc = &mut *self.scratch;
+            sc.blocked_by.clear();
+            for &b in &sc.b {
+                if c.defs[b].remove.contains(&s) {
                     if self.record {
                         self.steps.push(Step::new(
                             StepState::Id(b),
@@ -160,41 +184,45 @@ impl Resolve<'_> {
                             Some(Relation::Remove),
                         ));
                     }
-                    blocked_by.push(b);
+                    if !sc.blocked.contains(&b) {
+                        sc.blocked_by.push(b);
+                    }
                 }
             }
-            blocked_by.retain(|b| !blocked.contains(b));
-            if blocked_by.is_empty() {
-                resolved.push(s);
+            if sc.blocked_by.is_empty() {
+                sc.a.push(s);
                 continue;
             }
-            blocked.push(s);
+            sc.blocked.push(s);
             let active = self.time_before[s] % 2 == 1;
             let lvl = if active { LogLevel::Ops } else { LogLevel::Decisions };
-            let c = self.c;
-            self.log(lvl, || alloc::format!("[rel:remove] {} by {}", c.name(s), c.join(&blocked_by)));
+            if self.log_level >= lvl {
+                let text = alloc::format!("[rel:remove] {} by {}", c.name(s), c.join(&sc.blocked_by));
+                self.log(lvl, || text);
+            }
             if self.record {
                 let ty = if active { StepType::Remove } else { StepType::RemoveNotActive };
                 self.steps.push(Step::new(StepState::None, StepState::Id(s), ty, None));
             }
         }
 
-        let mut to_remove = Ids::new();
-        for &s in &resolved {
-            to_remove.extend_from_slice(&self.c.defs[s].remove);
+        // second Add level, minus what the surviving candidates remove
+        {
+            let sc = &mut *self.scratch;
+            sc.to_remove.clear();
+            for &s in &sc.a {
+                sc.to_remove.extend_from_slice(&c.defs[s].remove);
+            }
+            parse_add(c, self.time_before, self.record, self.steps, &mut sc.visited, &sc.a, &mut sc.b);
+            let to_remove = &sc.to_remove;
+            sc.b.retain(|s| !to_remove.contains(s));
+            uniq(&mut sc.b);
+            sc.b.reverse();
         }
-        let mut resolved = self.parse_add(&resolved);
-        resolved.retain(|s| !to_remove.contains(s));
-        uniq(&mut resolved);
-        resolved.reverse();
-        let mut target = self.parse_require(resolved);
-        self.sort_states(&mut target);
-        target
-    }
-
-    /// `SortStates`: stable by Require topology, then Go's stable adjacent-swap sort by After.
-    pub(crate) fn sort_states(&mut self, states: &mut [Id]) {
-        sort_states(self.c, states, self.steps, self.record);
+        self.parse_require(true);
+        sort_states(c, &mut self.scratch.b, self.steps, self.record);
+        out.clear();
+        out.extend_from_slice(&self.scratch.b);
     }
 }
 

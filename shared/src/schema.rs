@@ -172,7 +172,7 @@ pub fn states_equal(a: &[String], b: &[String]) -> bool {
 pub(crate) type Id = usize;
 
 /// A short list of state ids, kept inline (no allocation) for typical schemas.
-pub(crate) type Ids = smallvec::SmallVec<[Id; 8]>;
+pub(crate) type Ids = smallvec::SmallVec<[Id; 4]>;
 
 /// A state definition with relations as ids.
 #[derive(Clone, Debug, Default)]
@@ -325,6 +325,20 @@ impl Compiled {
 
     #[inline]
     pub(crate) fn id(&self, name: &str) -> Option<Id> {
+        // small schemas: a length-filtered scan beats hashing the name
+        if self.names.len() <= 24 {
+            let b = name.as_bytes();
+            let (Some(first), Some(last)) = (b.first(), b.last()) else {
+                return None;
+            };
+            for (id, n) in self.names.iter().enumerate() {
+                let nb = n.as_bytes();
+                if nb.len() == b.len() && nb[0] == *first && nb[nb.len() - 1] == *last && nb == b {
+                    return self.defs[id].present.then_some(id);
+                }
+            }
+            return None;
+        }
         match self.index.get(name) {
             Some(&id) if self.defs[id].present => Some(id),
             _ => None,

@@ -73,6 +73,18 @@ pub struct Mutation {
 }
 
 impl Mutation {
+    /// A placeholder (no states, no args).
+    pub(crate) fn empty() -> Mutation {
+        Mutation {
+            ty: MutationType::Add,
+            called: Ids::new(),
+            args: Args::new(),
+            auto: false,
+            eval: None,
+            ctx: None,
+        }
+    }
+
     /// Add, Remove, Set or Eval.
     pub fn mutation_type(&self) -> MutationType {
         self.ty
@@ -107,9 +119,9 @@ pub struct Transition {
     pub(crate) mutation: Mutation,
     pub(crate) time_before: Vec<u64>,
     pub(crate) time_after: Option<Vec<u64>>,
-    pub(crate) target: Ids,
-    pub(crate) enters: Ids,
-    pub(crate) exits: Ids,
+    pub(crate) target: Vec<Id>,
+    pub(crate) enters: Vec<Id>,
+    pub(crate) exits: Vec<Id>,
     pub(crate) accepted: bool,
     pub(crate) steps: Vec<Step>,
     pub(crate) log_entries: Vec<String>,
