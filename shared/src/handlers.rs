@@ -245,6 +245,8 @@ pub(crate) struct Dispatch {
     pub(crate) any_to: Vec<Option<Ev>>,
     pub(crate) from_any: Vec<Option<Ev>>,
     pub(crate) pair: hashbrown::HashMap<(Id, Id), Ev>,
+    /// Whether any `FooBar` handler exists for a source state (skips lookups).
+    pub(crate) pair_from: Vec<bool>,
     pub(crate) any_any: Option<Ev>,
     /// Handler-set names by index, for logs and tracers.
     pub(crate) set_names: Vec<Arc<str>>,
@@ -317,6 +319,11 @@ impl Dispatch {
         self.end = end;
         self.any_to = any_to;
         self.from_any = from_any;
+        let mut pair_from = alloc::vec![false; n];
+        for (a, _) in pair.keys() {
+            pair_from[*a] = true;
+        }
+        self.pair_from = pair_from;
         self.pair = pair;
         self.set_names = self.sets.iter().map(|(_, h)| Arc::from(h.name.as_str())).collect();
         self.ev_names = ev_names;

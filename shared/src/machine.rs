@@ -1644,7 +1644,8 @@ impl Machine {
                     }
                     let mut step = Step::new(StepState::Id(s), StepState::None, StepType::Handler, None);
                     step.is_self = true;
-                    result = self.handle(t, d, d.pair.get(&(s, s)), step, &args);
+                    let ev = if d.pair_from.get(s).copied().unwrap_or(false) { d.pair.get(&(s, s)) } else { None };
+                    result = self.handle(t, d, ev, step, &args);
                     if result == Outcome::Canceled {
                         break;
                     }
@@ -1661,6 +1662,9 @@ impl Machine {
                     }
                     for j in 0..t.target.len() {
                         let to = t.target[j];
+                        if !d.pair_from.get(from).copied().unwrap_or(false) {
+                            break;
+                        }
                         let step = Step::new(StepState::Id(from), StepState::Id(to), StepType::Handler, None);
                         if self.handle(t, d, d.pair.get(&(from, to)), step, &args) == Outcome::Canceled {
                             result = Outcome::Canceled;
@@ -1747,8 +1751,8 @@ impl Machine {
             let mut blocked: Vec<(Id, Id)> = Vec::new();
             if result != Outcome::Canceled && changed && !t.mutation.auto {
                 let c = &t.c;
-                for &s in &c.order {
-                    if !c.defs[s].auto || core.is_active[s] {
+                for &s in &c.auto {
+                    if core.is_active[s] {
                         continue;
                     }
                     match core.active.iter().find(|a| c.defs[**a].remove.contains(&s)) {

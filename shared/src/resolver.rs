@@ -3,7 +3,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::schema::{Compiled, Id};
+use crate::schema::{Compiled, Id, bit};
 use crate::transition::{Step, StepState};
 use crate::types::{LogLevel, Relation, StepType};
 
@@ -38,7 +38,16 @@ pub(crate) struct Resolve<'a> {
 }
 
 /// De-duplicate keeping first occurrences.
-fn uniq(l: &mut Vec<Id>) {
+fn uniq(c: &Compiled, l: &mut Vec<Id>) {
+    if c.masks.is_some() {
+        let mut seen = 0u64;
+        l.retain(|s| {
+            let new = seen & bit(*s) == 0;
+            seen |= bit(*s);
+            new
+        });
+        return;
+    }
     let mut i = 1;
     while i < l.len() {
         if l[..i].contains(&l[i]) {
@@ -99,11 +108,21 @@ impl Resolve<'_> {
         while before != states.len() {
             before = states.len();
             kept.clear();
+            let set = match &self.c.masks {
+                Some(_) => states.iter().fold(0u64, |m, s| m | bit(*s)),
+                None => 0,
+            };
             for &s in states.iter() {
                 let reqs = &self.c.defs[s].require;
                 if reqs.is_empty() {
                     kept.push(s);
                     continue;
+                }
+                if let Some(m) = &self.c.masks {
+                    if !self.record && m[s].require & !set == 0 {
+                        kept.push(s);
+                        continue;
+                    }
                 }
                 sc.missing.clear();
                 for &r in reqs {
@@ -115,7 +134,11 @@ impl Resolve<'_> {
                             Some(Relation::Require),
                         ));
                     }
-                    if states.contains(&r) {
+                    let present = match &self.c.masks {
+                        Some(_) => set & bit(r) != 0,
+                        None => states.contains(&r),
+                    };
+                    if present {
                         continue;
                     }
                     sc.missing.push(r);
@@ -161,9 +184,9 @@ impl Resolve<'_> {
             let sc = &mut *self.scratch;
             sc.a.clear();
             sc.a.extend_from_slice(states_to_set);
-            uniq(&mut sc.a);
+            uniq(c, &mut sc.a);
             parse_add(c, self.time_before, self.record, self.steps, &mut sc.visited, &sc.a, &mut sc.b);
-            uniq(&mut sc.b);
+            uniq(c, &mut sc.b);
         }
         self.parse_require(true);
 
@@ -175,7 +198,11 @@ impl Resolve<'_> {
             let sc = &mut *self.scratch;
             sc.blocked_by.clear();
             for &b in &sc.b {
-                if c.defs[b].remove.contains(&s) {
+                let removes = match &c.masks {
+                    Some(m) => m[b].remove & bit(s) != 0,
+                    None => c.defs[b].remove.contains(&s),
+                };
+                if removes {
                     if self.record {
                         self.steps.push(Step::new(
                             StepState::Id(b),
@@ -210,13 +237,23 @@ impl Resolve<'_> {
         {
             let sc = &mut *self.scratch;
             sc.to_remove.clear();
-            for &s in &sc.a {
-                sc.to_remove.extend_from_slice(&c.defs[s].remove);
+            if c.masks.is_none() {
+                for &s in &sc.a {
+                    sc.to_remove.extend_from_slice(&c.defs[s].remove);
+                }
             }
             parse_add(c, self.time_before, self.record, self.steps, &mut sc.visited, &sc.a, &mut sc.b);
-            let to_remove = &sc.to_remove;
-            sc.b.retain(|s| !to_remove.contains(s));
-            uniq(&mut sc.b);
+            match &c.masks {
+                Some(m) => {
+                    let rm = sc.a.iter().fold(0u64, |acc, s| acc | m[*s].remove);
+                    sc.b.retain(|s| rm & bit(*s) == 0);
+                }
+                None => {
+                    let to_remove = &sc.to_remove;
+                    sc.b.retain(|s| !to_remove.contains(s));
+                }
+            }
+            uniq(c, &mut sc.b);
             sc.b.reverse();
         }
         self.parse_require(true);

@@ -202,6 +202,23 @@ pub(crate) struct Compiled {
     pub(crate) topology: Vec<Id>,
     /// The normalised schema, as given back by `get_struct`.
     pub(crate) schema: Schema,
+    /// Relation bitmasks by id, when there are at most 64 names (fast set tests in the resolver).
+    pub(crate) masks: Option<Vec<Masks>>,
+    /// Auto states in state order (candidates of the auto mutation).
+    pub(crate) auto: Vec<Id>,
+}
+
+/// One state's relations as bitmasks over ids.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Masks {
+    pub(crate) require: u64,
+    pub(crate) remove: u64,
+}
+
+/// `1 << id` (ids < 64 only).
+#[inline]
+pub(crate) fn bit(id: Id) -> u64 {
+    1u64 << id
 }
 
 impl Compiled {
@@ -257,12 +274,25 @@ impl Compiled {
         }
         c.order = order.iter().map(|n| c.index[n]).collect();
         c.schema = schema;
+        if c.names.len() <= 64 {
+            let fold = |l: &[Id]| l.iter().fold(0u64, |m, i| m | bit(*i));
+            c.masks = Some(
+                c.defs
+                    .iter()
+                    .map(|d| Masks {
+                        require: fold(&d.require),
+                        remove: fold(&d.remove),
+                    })
+                    .collect(),
+            );
+        }
         c.reindex_order();
         c.build_topology(machine_id)?;
         Ok(c)
     }
 
     pub(crate) fn reindex_order(&mut self) {
+        self.auto = self.order.iter().copied().filter(|i| self.defs[*i].auto).collect();
         self.order_pos = alloc::vec![-1; self.names.len()];
         for (i, id) in self.order.iter().enumerate() {
             if self.order_pos[*id] < 0 {
