@@ -164,6 +164,10 @@ struct Core {
 }
 
 impl Core {
+    fn n_bindings(&self) -> usize {
+        self.when.len() + self.when_time.len() + self.state_ctx.len()
+    }
+
     fn set_compiled(&mut self, c: Compiled) {
         let n = c.names.len();
         self.clock.resize(n, 0);
@@ -180,10 +184,16 @@ struct DrainState {
     states_to_set: Vec<Id>,
     called: Ids,
     logs: Vec<(LogLevel, String)>,
+    /// The dispatch tables this drain uses, with the generation they were read at.
+    dispatch: Option<(usize, Arc<Dispatch>)>,
 }
 
 pub(crate) struct Inner {
     spare: Mutex<Option<Box<DrainState>>>,
+    /// Bumped on every change of `dispatch`, so a drain can keep its snapshot.
+    dispatch_gen: AtomicUsize,
+    /// When + WhenTime bindings and state contexts, readable without the core lock.
+    n_bindings: AtomicUsize,
     id: RwLock<Arc<str>>,
     parent_id: Option<String>,
     ctx: Ctx,
@@ -221,6 +231,7 @@ impl WaitRegistry for Inner {
         core.when_time.retain(|b| b.id != id);
         core.when_args.retain(|b| b.id != id);
         core.queue_end.retain(|(i, _)| *i != id);
+        self.n_bindings.store(core.n_bindings(), Ordering::Release);
     }
 }
 
@@ -376,6 +387,8 @@ impl Machine {
         let has_tracers = !opts.tracers.is_empty();
         let inner = Inner {
             spare: Mutex::new(None),
+            dispatch_gen: AtomicUsize::new(0),
+            n_bindings: AtomicUsize::new(0),
             id: RwLock::new(Arc::from(id.as_str())),
             parent_id,
             ctx,
@@ -526,6 +539,7 @@ impl Machine {
             slots.extend(core.when_args.drain(..).map(|b| b.slot));
             let qe: Vec<Arc<Slot>> = core.queue_end.drain(..).map(|(_, s)| s).collect();
             let ctxs: Vec<Ctx> = core.state_ctx.drain(..).map(|(_, c)| c).collect();
+            self.0.n_bindings.store(0, Ordering::Release);
             (slots, (qe, ctxs))
         };
         for c in ctxs.1 {
@@ -547,6 +561,7 @@ impl Machine {
             self.0.queue_len.store(0, Ordering::Release);
         }
         *self.0.dispatch.write() = Arc::new(Dispatch::default());
+        self.0.dispatch_gen.fetch_add(1, Ordering::AcqRel);
         let handlers = core::mem::take(&mut *self.0.disposal_handlers.lock());
         for h in handlers {
             h();
@@ -1440,6 +1455,7 @@ impl Machine {
             };
             nd.rebuild(c);
             *w = Arc::new(nd);
+            self.0.dispatch_gen.fetch_add(1, Ordering::AcqRel);
         }
         w.clone()
     }
@@ -1472,6 +1488,7 @@ impl Machine {
             states_to_set: Vec::new(),
             called: Ids::new(),
             logs: Vec::new(),
+            dispatch: None,
         })
     }
 
@@ -1490,6 +1507,7 @@ impl Machine {
             states_to_set,
             called,
             logs,
+            dispatch,
         } = ds;
         {
             let core = self.0.core.lock();
@@ -1500,7 +1518,20 @@ impl Machine {
             active.clone_from(&core.active);
         }
         let c = t.c.clone();
-        let d = self.dispatch_for(&c);
+        let generation = self.0.dispatch_gen.load(Ordering::Acquire);
+        let d = match dispatch {
+            Some((g, d))
+                if *g == generation
+                    && (d.is_empty() || d.for_schema.as_ref().is_some_and(|x| Arc::ptr_eq(x, &c))) =>
+            {
+                d.clone()
+            }
+            _ => {
+                let d = self.dispatch_for(&c);
+                *dispatch = Some((generation, d.clone()));
+                d
+            }
+        };
         let lvl = self.log_level();
         let tracing = self.0.has_tracers.load(Ordering::Acquire);
         let record = tracing || !d.is_empty();
@@ -2033,6 +2064,9 @@ impl Machine {
     /// Resolve When / WhenNot, then WhenTime, then state contexts, after a transition (ticks
     /// before it in `time_before`; odd = was active).
     fn process_bindings(&self, time_before: &[u64]) {
+        if self.0.n_bindings.load(Ordering::Acquire) == 0 {
+            return;
+        }
         let mut done: Vec<Arc<Slot>> = Vec::new();
         let mut cancel: Vec<Ctx> = Vec::new();
         let mut logs: Vec<String> = Vec::new();
@@ -2090,6 +2124,7 @@ impl Machine {
                 }
                 !deactivated
             });
+            self.0.n_bindings.store(core.n_bindings(), Ordering::Release);
         }
         for l in logs {
             self.log_raw(LogLevel::Ops, &l);
@@ -2208,6 +2243,7 @@ impl Machine {
             negation,
             slot: slot.clone(),
         });
+        self.0.n_bindings.store(core.n_bindings(), Ordering::Release);
         drop(core);
         self.log_fmt(LogLevel::Ops, || {
             format!(
@@ -2268,6 +2304,7 @@ impl Machine {
             times: times.to_vec(),
             slot: slot.clone(),
         });
+        self.0.n_bindings.store(core.n_bindings(), Ordering::Release);
         drop(core);
         self.log_fmt(LogLevel::Ops, || {
             let t: Vec<String> = times.iter().map(|t| t.to_string()).collect();
@@ -2359,6 +2396,7 @@ impl Machine {
         }
         let ctx = self.0.ctx.child_with(Some(value));
         core.state_ctx.push((id, ctx.clone()));
+        self.0.n_bindings.store(core.n_bindings(), Ordering::Release);
         drop(core);
         self.log_fmt(LogLevel::Ops, || format!("[ctx:new] {state}"));
         Ok(ctx)
@@ -2392,6 +2430,7 @@ impl Machine {
         nd.sets.push((id, h));
         nd.rebuild(&c);
         *w = Arc::new(nd);
+        self.0.dispatch_gen.fetch_add(1, Ordering::AcqRel);
         Ok(id)
     }
 
@@ -2408,6 +2447,7 @@ impl Machine {
         };
         nd.rebuild(&c);
         *w = Arc::new(nd);
+        self.0.dispatch_gen.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
 
