@@ -62,3 +62,12 @@ pub use types::{
     truncate_str,
 };
 pub use wait::{Ctx, CtxCanceled, CtxValue, Slot, Wait, WaitError, WaitRegistry};
+
+// A worker is shared by a multi-threaded server: keep the handles `Send + Sync`.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Machine>();
+    send_sync::<Ctx>();
+    send_sync::<Wait>();
+    send_sync::<Handlers>();
+};

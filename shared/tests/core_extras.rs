@@ -143,3 +143,24 @@ fn schema_macro_gives_typed_names() {
     m.add1(door::Knock, None);
     assert_eq!(m.tick(door::Knock), 3);
 }
+
+#[test]
+fn api_trait_object_drives_a_machine() {
+    use amrpc_core::Api;
+    let m = abcd();
+    let api: &dyn Api = &m;
+    let r = futures::executor::block_on(api.add(&["A", "B"], None));
+    assert_eq!(r, Ok(Outcome::Executed));
+    assert!(api.is(&["A", "B"]) && api.any1(&["C", "A"]));
+    assert_eq!(api.not(&["C", "D"]), Ok(true));
+    assert!(matches!(api.not(&["Zzz"]), Err(Error::StateUnknown(_))));
+    assert_eq!(api.switch(&[&["C", "B", "A"]]), Some("B"));
+    assert_eq!(api.tick("A"), 1);
+    let w = api.when_not1("A", None);
+    assert!(!w.is_ready());
+    assert_eq!(futures::executor::block_on(api.remove1("A", None)), Ok(Outcome::Executed));
+    assert!(w.is_ready());
+    assert!(matches!(futures::executor::block_on(api.add1("Zzz", None)), Err(Error::StateUnknown(_))));
+    assert_eq!(api.string(), "(B:1)");
+    assert_eq!(api.index("Exception"), Some(4));
+}
