@@ -37,6 +37,9 @@ fi
 log "benchmarks compile and run once (correctness only, no timings)"
 cargo bench -p amrpc-core --bench machine -- --test
 
-log "tests (workspace, release-mode proptests included)"
-cargo test --workspace --all-targets
+log "the demo runs"
+cargo run -q -p amrpc-core --example demo >/dev/null
+
+log "tests: upstream suites, vector replay, property tests, doctests"
+cargo test --workspace --lib --tests --examples
 cargo test --workspace --doc
