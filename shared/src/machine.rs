@@ -194,6 +194,10 @@ pub(crate) struct Inner {
     dispatch_gen: AtomicUsize,
     /// When + WhenTime bindings and state contexts, readable without the core lock.
     n_bindings: AtomicUsize,
+    /// WhenArgs bindings, readable without the core lock.
+    n_when_args: AtomicUsize,
+    /// Whether any breakpoint is set (skips a lock per mutation).
+    has_breakpoints: AtomicBool,
     id: RwLock<Arc<str>>,
     parent_id: Option<String>,
     ctx: Ctx,
@@ -232,6 +236,7 @@ impl WaitRegistry for Inner {
         core.when_args.retain(|b| b.id != id);
         core.queue_end.retain(|(i, _)| *i != id);
         self.n_bindings.store(core.n_bindings(), Ordering::Release);
+        self.n_when_args.store(core.when_args.len(), Ordering::Release);
     }
 }
 
@@ -389,6 +394,8 @@ impl Machine {
             spare: Mutex::new(None),
             dispatch_gen: AtomicUsize::new(0),
             n_bindings: AtomicUsize::new(0),
+            n_when_args: AtomicUsize::new(0),
+            has_breakpoints: AtomicBool::new(false),
             id: RwLock::new(Arc::from(id.as_str())),
             parent_id,
             ctx,
@@ -537,6 +544,7 @@ impl Machine {
             slots.extend(core.when.drain(..).map(|b| b.slot));
             slots.extend(core.when_time.drain(..).map(|b| b.slot));
             slots.extend(core.when_args.drain(..).map(|b| b.slot));
+            self.0.n_when_args.store(0, Ordering::Release);
             let qe: Vec<Arc<Slot>> = core.queue_end.drain(..).map(|(_, s)| s).collect();
             let ctxs: Vec<Ctx> = core.state_ctx.drain(..).map(|(_, c)| c).collect();
             self.0.n_bindings.store(0, Ordering::Release);
@@ -1161,6 +1169,7 @@ impl Machine {
         let a = added.iter().filter_map(|s| c.id(s)).collect();
         let r = removed.iter().filter_map(|s| c.id(s)).collect();
         self.0.breakpoints.lock().push((a, r));
+        self.0.has_breakpoints.store(true, Ordering::Release);
     }
 
     // ----- mutations -----
@@ -1319,7 +1328,7 @@ impl Machine {
         } else {
             None
         };
-        let bp_ids = if self.0.breakpoints.lock().is_empty() {
+        let bp_ids = if !self.0.has_breakpoints.load(Ordering::Relaxed) {
             None
         } else {
             Some(ids.clone())
@@ -2138,12 +2147,12 @@ impl Machine {
     }
 
     fn process_when_args(&self, state: Id, args: &Args) {
+        if self.0.n_when_args.load(Ordering::Acquire) == 0 {
+            return;
+        }
         let mut done = Vec::new();
         {
             let mut core = self.0.core.lock();
-            if core.when_args.is_empty() {
-                return;
-            }
             core.when_args.retain(|b| {
                 let m = b.state == state && args.contains_all(&b.args);
                 if m {
@@ -2151,6 +2160,7 @@ impl Machine {
                 }
                 !m
             });
+            self.0.n_when_args.store(core.when_args.len(), Ordering::Release);
         }
         for s in done {
             self.log_fmt(LogLevel::Ops, || {
@@ -2338,12 +2348,16 @@ impl Machine {
         let slot = Arc::new(Slot::default());
         let keys: Vec<&String> = args.0.keys().collect();
         self.log_fmt(LogLevel::Ops, || format!("[whenArgs:new] {state} ({keys:?})"));
-        self.0.core.lock().when_args.push(WhenArgsBinding {
-            id,
-            state: s,
-            args,
-            slot: slot.clone(),
-        });
+        {
+            let mut core = self.0.core.lock();
+            core.when_args.push(WhenArgsBinding {
+                id,
+                state: s,
+                args,
+                slot: slot.clone(),
+            });
+            self.0.n_when_args.store(core.when_args.len(), Ordering::Release);
+        }
         Wait::pending(slot, ctx.cloned(), self.registry(id))
     }
 
