@@ -1319,7 +1319,10 @@ impl Machine {
         if !multi && args.is_empty() && detect_duplicates(&q, ty, &ids) {
             drop(q);
             self.log_fmt(LogLevel::Ops, || {
-                format!("[queue:skipped] Duplicate detected for [{ty}] {}", self.compiled().join(&ids))
+                format!(
+                    "[queue:skipped] Duplicate detected for [{ty}] {}",
+                    self.compiled().join(&ids)
+                )
             });
             return;
         }
@@ -1530,8 +1533,7 @@ impl Machine {
         let generation = self.0.dispatch_gen.load(Ordering::Acquire);
         let d = match dispatch {
             Some((g, d))
-                if *g == generation
-                    && (d.is_empty() || d.for_schema.as_ref().is_some_and(|x| Arc::ptr_eq(x, &c))) =>
+                if *g == generation && (d.is_empty() || d.for_schema.as_ref().is_some_and(|x| Arc::ptr_eq(x, &c))) =>
             {
                 d.clone()
             }
@@ -1628,7 +1630,12 @@ impl Machine {
             self.log_raw(l, &s);
         }
         if lvl >= LogLevel::Ops {
-            let implied: Vec<Id> = t.target.iter().copied().filter(|s| !states_to_set.contains(s)).collect();
+            let implied: Vec<Id> = t
+                .target
+                .iter()
+                .copied()
+                .filter(|s| !states_to_set.contains(s))
+                .collect();
             if !implied.is_empty() {
                 self.log_fmt(LogLevel::Ops, || format!("[implied] {}", c.join(&implied)));
             }
@@ -1666,7 +1673,11 @@ impl Machine {
     }
 
     fn emit_events(&self, t: &mut Transition, d: &Dispatch, tracing: bool) -> Outcome {
-        let mut result = if t.accepted { Outcome::Executed } else { Outcome::Canceled };
+        let mut result = if t.accepted {
+            Outcome::Executed
+        } else {
+            Outcome::Canceled
+        };
         if tracing {
             self.with_tracers(|tr| tr.transition_start(t));
         }
@@ -1684,7 +1695,11 @@ impl Machine {
                     }
                     let mut step = Step::new(StepState::Id(s), StepState::None, StepType::Handler, None);
                     step.is_self = true;
-                    let ev = if d.pair_from.get(s).copied().unwrap_or(false) { d.pair.get(&(s, s)) } else { None };
+                    let ev = if d.pair_from.get(s).copied().unwrap_or(false) {
+                        d.pair.get(&(s, s))
+                    } else {
+                        None
+                    };
                     result = self.handle(t, d, ev, step, &args);
                     if result == Outcome::Canceled {
                         break;
@@ -1917,7 +1932,11 @@ impl Machine {
         let lvl = self.log_level();
         let mut outcome = Outcome::Executed;
         let mut panicked = false;
-        let now = if self.0.handler_timeout_ns > 0 { self.0.now } else { None };
+        let now = if self.0.handler_timeout_ns > 0 {
+            self.0.now
+        } else {
+            None
+        };
         for (set_idx, f) in &ev.fns {
             let set_name: &str = d.set_names.get(*set_idx).map_or("", |s| s);
             if lvl >= LogLevel::Ops {
@@ -2038,7 +2057,9 @@ impl Machine {
                     active.push(s);
                 }
             }
-            self.log_fmt(LogLevel::Ops, || format!("[recover] partial final states as ({})", c.join(&active)));
+            self.log_fmt(LogLevel::Ops, || {
+                format!("[recover] partial final states as ({})", c.join(&active))
+            });
             self.set_active_states(t, &active, &Args::new());
             t.completed = true;
         }
@@ -2560,7 +2581,11 @@ impl Machine {
         }
         let msg = msg.replace('\n', " ");
         let no = self.0.current_handler.load(Ordering::Relaxed);
-        let h = if no == 0 { None } else { self.0.dispatch.read().ev_names.get(no).cloned() };
+        let h = if no == 0 {
+            None
+        } else {
+            self.0.dispatch.read().ev_names.get(no).cloned()
+        };
         let line = match h {
             Some(h) => format!("[extern:{}] {msg}", crate::types::truncate_str(&h[..], 15)),
             None => format!("[extern] {msg}"),

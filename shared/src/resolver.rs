@@ -80,7 +80,12 @@ fn parse_add(
         }
         if record {
             for &a in &d.add {
-                steps.push(Step::new(StepState::Id(s), StepState::Id(a), StepType::Relation, Some(Relation::Add)));
+                steps.push(Step::new(
+                    StepState::Id(s),
+                    StepState::Id(a),
+                    StepType::Relation,
+                    Some(Relation::Add),
+                ));
             }
             for &a in &d.add {
                 steps.push(Step::new(StepState::None, StepState::Id(a), StepType::Set, None));
@@ -102,7 +107,11 @@ impl Resolve<'_> {
     /// `scratch.b` when `in_b`, else on `scratch.a`.
     fn parse_require(&mut self, in_b: bool) {
         let sc = &mut *self.scratch;
-        let (states, kept) = if in_b { (&mut sc.b, &mut sc.tmp) } else { (&mut sc.a, &mut sc.tmp) };
+        let (states, kept) = if in_b {
+            (&mut sc.b, &mut sc.tmp)
+        } else {
+            (&mut sc.a, &mut sc.tmp)
+        };
         sc.missing_map.clear();
         let mut before = usize::MAX;
         while before != states.len() {
@@ -143,10 +152,15 @@ impl Resolve<'_> {
                     }
                     sc.missing.push(r);
                     if self.record {
-                        self.steps
-                            .push(Step::new(StepState::Id(s), StepState::None, StepType::RemoveNotActive, None));
+                        self.steps.push(Step::new(
+                            StepState::Id(s),
+                            StepState::None,
+                            StepType::RemoveNotActive,
+                            None,
+                        ));
                         if self.called.contains(&s) {
-                            self.steps.push(Step::new(StepState::None, StepState::Id(r), StepType::Cancel, None));
+                            self.steps
+                                .push(Step::new(StepState::None, StepState::Id(r), StepType::Cancel, None));
                         }
                     }
                 }
@@ -185,7 +199,15 @@ impl Resolve<'_> {
             sc.a.clear();
             sc.a.extend_from_slice(states_to_set);
             uniq(c, &mut sc.a);
-            parse_add(c, self.time_before, self.record, self.steps, &mut sc.visited, &sc.a, &mut sc.b);
+            parse_add(
+                c,
+                self.time_before,
+                self.record,
+                self.steps,
+                &mut sc.visited,
+                &sc.a,
+                &mut sc.b,
+            );
             uniq(c, &mut sc.b);
         }
         self.parse_require(true);
@@ -228,7 +250,11 @@ impl Resolve<'_> {
                 self.log(lvl, || text);
             }
             if self.record {
-                let ty = if active { StepType::Remove } else { StepType::RemoveNotActive };
+                let ty = if active {
+                    StepType::Remove
+                } else {
+                    StepType::RemoveNotActive
+                };
                 self.steps.push(Step::new(StepState::None, StepState::Id(s), ty, None));
             }
         }
@@ -242,7 +268,15 @@ impl Resolve<'_> {
                     sc.to_remove.extend_from_slice(&c.defs[s].remove);
                 }
             }
-            parse_add(c, self.time_before, self.record, self.steps, &mut sc.visited, &sc.a, &mut sc.b);
+            parse_add(
+                c,
+                self.time_before,
+                self.record,
+                self.steps,
+                &mut sc.visited,
+                &sc.a,
+                &mut sc.b,
+            );
             match &c.masks {
                 Some(m) => {
                     let rm = sc.a.iter().fold(0u64, |acc, s| acc | m[*s].remove);
@@ -276,12 +310,22 @@ pub(crate) fn sort_states(c: &Compiled, states: &mut [Id], steps: &mut Vec<Step>
     let mut less = |a: Id, b: Id| -> bool {
         if c.defs[a].after.contains(&b) {
             if record {
-                steps.push(Step::new(StepState::Id(a), StepState::Id(b), StepType::Relation, Some(Relation::After)));
+                steps.push(Step::new(
+                    StepState::Id(a),
+                    StepState::Id(b),
+                    StepType::Relation,
+                    Some(Relation::After),
+                ));
             }
             false
         } else if c.defs[b].after.contains(&a) {
             if record {
-                steps.push(Step::new(StepState::Id(b), StepState::Id(a), StepType::Relation, Some(Relation::After)));
+                steps.push(Step::new(
+                    StepState::Id(b),
+                    StepState::Id(a),
+                    StepType::Relation,
+                    Some(Relation::After),
+                ));
             }
             true
         } else {

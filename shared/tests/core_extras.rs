@@ -9,7 +9,12 @@ use amrpc_core::{Ctx, Error, Handlers, Machine, Opts, Outcome, State, WaitError,
 
 fn abcd() -> Machine {
     Machine::new(
-        schema([("A", State::new()), ("B", State::new()), ("C", State::new()), ("D", State::new())]),
+        schema([
+            ("A", State::new()),
+            ("B", State::new()),
+            ("C", State::new()),
+            ("D", State::new()),
+        ]),
         Opts::default(),
     )
     .unwrap()
@@ -158,9 +163,15 @@ fn api_trait_object_drives_a_machine() {
     assert_eq!(api.tick("A"), 1);
     let w = api.when_not1("A", None);
     assert!(!w.is_ready());
-    assert_eq!(futures::executor::block_on(api.remove1("A", None)), Ok(Outcome::Executed));
+    assert_eq!(
+        futures::executor::block_on(api.remove1("A", None)),
+        Ok(Outcome::Executed)
+    );
     assert!(w.is_ready());
-    assert!(matches!(futures::executor::block_on(api.add1("Zzz", None)), Err(Error::StateUnknown(_))));
+    assert!(matches!(
+        futures::executor::block_on(api.add1("Zzz", None)),
+        Err(Error::StateUnknown(_))
+    ));
     assert_eq!(api.string(), "(B:1)");
     assert_eq!(api.index("Exception"), Some(4));
 }
