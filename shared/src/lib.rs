@@ -43,7 +43,9 @@ mod sync;
 mod tracer;
 mod transition;
 mod types;
+mod value_serde;
 mod wait;
+pub mod wire;
 
 pub use api::{Api, BoxFuture};
 pub use handlers::{Event, HandlerFn, Handlers, HandlersId, is_handler, list_handlers};
@@ -61,6 +63,7 @@ pub use types::{
     Args, Error, LogLevel, MutationType, Opaque, Outcome, Relation, StepType, Value, is_active_tick, new_args_mapper,
     truncate_str,
 };
+pub use value_serde::{ValueError, from_value, to_value};
 pub use wait::{Ctx, CtxCanceled, CtxValue, Slot, Wait, WaitError, WaitRegistry};
 
 // A worker is shared by a multi-threaded server: keep the handles `Send + Sync`.

@@ -1096,7 +1096,85 @@ impl Machine {
             }
             time_before
         };
-        self.process_bindings(&time_before);
+        self.process_bindings(&time_before, false);
+        Ok(())
+    }
+
+    /// Replace the whole clock (in state order), as a mirror does with a clock from its worker:
+    /// ticks and active states change without running handlers; tracers see one synthetic `Set`
+    /// transition; waits and state contexts resolve as after a transition, allowing for several
+    /// merged transitions (a non-Multi state that ticked by 2 without changing was off or on in
+    /// between). Ticks must not decrease.
+    pub fn apply_time(&self, time: &[u64]) -> Result<(), Error> {
+        let (c, time_before) = {
+            let mut core = self.0.core.lock();
+            let core = &mut *core;
+            if time.len() != core.c.order.len() {
+                return Err(Error::InvalidArgs(format!(
+                    "clock of {} ticks for {} states",
+                    time.len(),
+                    core.c.order.len()
+                )));
+            }
+            for (pos, id) in core.c.order.iter().enumerate() {
+                if time[pos] < core.clock[*id] {
+                    return Err(Error::InvalidArgs(format!(
+                        "tick of {} would go back from {} to {}",
+                        core.c.names[*id], core.clock[*id], time[pos]
+                    )));
+                }
+            }
+            let time_before = core.clock.clone();
+            for (pos, id) in core.c.order.iter().enumerate() {
+                core.clock[*id] = time[pos];
+                core.is_active[*id] = time[pos] % 2 == 1;
+            }
+            let c = core.c.clone();
+            let active: Vec<Id> = c.order.iter().copied().filter(|i| core.is_active[*i]).collect();
+            core.active = active;
+            (c, time_before)
+        };
+        if self.0.has_tracers.load(Ordering::Acquire) {
+            let clock_after = self.0.core.lock().clock.clone();
+            let target: Vec<Id> = c.order.iter().copied().filter(|i| clock_after[*i] % 2 == 1).collect();
+            let mut t = Transition {
+                id: self.0.next_id.fetch_add(1, Ordering::Relaxed) as u64,
+                c: c.clone(),
+                mutation: Mutation {
+                    ty: MutationType::Set,
+                    called: Ids::new(),
+                    args: Args::new(),
+                    auto: false,
+                    eval: None,
+                    ctx: None,
+                },
+                time_before: time_before.clone(),
+                time_after: None,
+                target: target.clone(),
+                enters: Vec::new(),
+                exits: Vec::new(),
+                accepted: true,
+                steps: Vec::new(),
+                log_entries: Vec::new(),
+                pre_log_entries: core::mem::take(&mut *self.0.log_buf.lock()),
+                queue_len: self.queue_len(),
+                completed: false,
+                clock_mark: 0,
+            };
+            t.enters = target.iter().copied().filter(|i| time_before[*i] % 2 == 0).collect();
+            t.exits = c
+                .order
+                .iter()
+                .copied()
+                .filter(|i| time_before[*i] % 2 == 1 && clock_after[*i] % 2 == 0)
+                .collect();
+            self.with_tracers(|tr| tr.transition_init(&t));
+            self.with_tracers(|tr| tr.transition_start(&t));
+            t.time_after = Some(clock_after);
+            t.completed = true;
+            self.with_tracers(|tr| tr.transition_end(&t));
+        }
+        self.process_bindings(&time_before, true);
         Ok(())
     }
 
@@ -1847,7 +1925,7 @@ impl Machine {
             self.with_tracers(|tr| tr.transition_end(t));
         }
         if changed {
-            self.process_bindings(&t.time_before);
+            self.process_bindings(&t.time_before, false);
         }
         out
     }
@@ -2093,7 +2171,10 @@ impl Machine {
 
     /// Resolve When / WhenNot, then WhenTime, then state contexts, after a transition (ticks
     /// before it in `time_before`; odd = was active).
-    fn process_bindings(&self, time_before: &[u64]) {
+    /// `coalesced`: the update may merge several transitions (a mirror applying a pushed clock).
+    /// Then a non-Multi state that ticked while staying active or inactive passed through the
+    /// other state in between: `WhenNot` and state contexts treat such a state as deactivated.
+    fn process_bindings(&self, time_before: &[u64], coalesced: bool) {
         if self.0.n_bindings.load(Ordering::Acquire) == 0 {
             return;
         }
@@ -2109,14 +2190,19 @@ impl Machine {
             }
             let was = |s: Id| time_before.get(s).is_some_and(|t| t % 2 == 1);
             let is_active = &core.is_active;
-            let changed = |s: &Id| was(*s) != is_active[*s];
+            let clock = &core.clock;
             let c = &core.c;
+            // a non-Multi state whose tick moved by 2+ without a parity change was off (or on) in between
+            let flipped = |s: Id| {
+                coalesced && !c.defs[s].multi && time_before.get(s).is_some_and(|t| clock[s] >= t + 2)
+            };
+            let changed = |s: &Id| was(*s) != is_active[*s] || flipped(*s);
             core.when.retain(|b| {
                 if !b.states.iter().any(changed) {
                     return true;
                 }
                 let met = if b.negation {
-                    b.states.iter().all(|s| !is_active[*s])
+                    b.states.iter().all(|s| !is_active[*s] || flipped(*s))
                 } else {
                     b.states.iter().all(|s| is_active[*s])
                 };
@@ -2129,7 +2215,6 @@ impl Machine {
                 }
                 !met
             });
-            let clock = &core.clock;
             let ticked = |s: &Id| time_before.get(*s).copied().unwrap_or(0) != clock[*s];
             core.when_time.retain(|b| {
                 if !b.states.iter().any(ticked) {
@@ -2145,7 +2230,7 @@ impl Machine {
                 !met
             });
             core.state_ctx.retain(|(s, ctx)| {
-                let deactivated = was(*s) && !is_active[*s];
+                let deactivated = (was(*s) && !is_active[*s]) || (is_active[*s] && flipped(*s));
                 if deactivated {
                     if logging {
                         logs.push(format!("[ctx:match] {}", c.name(*s)));

@@ -1,0 +1,424 @@
+//! Wire messages: one postcard-encoded enum per direction, one WebSocket binary message each.
+//!
+//! `docs/PROTOCOL.md` describes every message and field with byte examples. The encoding is
+//! postcard: varint integers, length-prefixed strings and lists, enum variants as a varint index.
+//! Decoding never panics and never allocates more than the input could describe: every element
+//! of a list or map consumes input, and nested values stop at [`MAX_VALUE_DEPTH`].
+
+pub mod clock;
+mod value;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use serde::{Deserialize, Serialize};
+
+pub use clock::{ClockError, ClockUpdate, Diff, Ticks};
+pub use value::MAX_VALUE_DEPTH;
+
+use crate::schema::{Schema, State};
+use crate::types::{Args, Outcome};
+
+/// The protocol version this build speaks (in `Hello` and `Welcome`).
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Default largest frame a decoder accepts, in bytes.
+pub const DEFAULT_MAX_FRAME: usize = 1 << 20;
+
+/// Client → server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ClientMsg {
+    /// Open the session.
+    Hello(Hello),
+    /// Activate states.
+    Add(MutationReq),
+    /// Deactivate states.
+    Remove(MutationReq),
+    /// Make exactly these states active.
+    Set(MutationReq),
+    /// Ask for the full clock (after a gap or a checksum mismatch).
+    Sync {
+        /// Request id.
+        req: u32,
+    },
+    /// Closing; no reply.
+    Bye,
+}
+
+/// `Hello`: who the client is and what it wants.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    /// [`PROTOCOL_VERSION`] of the client.
+    pub version: u16,
+    /// Client id (access lists match it).
+    pub client_id: String,
+    /// Random per client instance, stable across reconnects: with request ids it makes retries
+    /// idempotent (the server's replay cache is keyed by it).
+    pub instance: u64,
+    /// Auth token, if any (browsers may also pass it in the URL).
+    pub token: Option<String>,
+    /// The schema hash the client was built for; a different worker schema is refused.
+    pub schema_hash: Option<u64>,
+    /// Wished push interval in milliseconds (the server clamps it; 0 = no pushes).
+    pub push_interval_ms: Option<u32>,
+    /// Names of the states to receive (`None`: all).
+    pub states: Option<Vec<String>>,
+}
+
+/// A mutation request: states by index in the worker's state order.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MutationReq {
+    /// Request id, unique per client instance (retries reuse it).
+    pub req: u32,
+    /// State indexes.
+    pub states: Vec<u16>,
+    /// Arguments.
+    pub args: Args,
+}
+
+/// Server → client.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ServerMsg {
+    /// The session is open.
+    Welcome(Welcome),
+    /// A mutation ran: `Executed`, with the clock change of the whole cascade.
+    Executed(Reply),
+    /// A mutation was canceled.
+    Canceled(Reply),
+    /// A mutation was queued behind another drain.
+    Queued(Reply),
+    /// A clock push (changes made by others).
+    Update(ClockUpdate),
+    /// The full clock, answering `Sync`.
+    Synced {
+        /// Request id of the `Sync`.
+        req: u32,
+        /// A full clock.
+        update: ClockUpdate,
+    },
+    /// A whole payload from the worker.
+    Payload(Payload),
+    /// One chunk of a large payload.
+    Chunk(Chunk),
+    /// An error; `req` is set when it answers a request.
+    Error(ErrorMsg),
+    /// The server closes the session.
+    Bye(ErrorMsg),
+}
+
+impl ServerMsg {
+    /// The reply message for a mutation outcome.
+    pub fn reply(outcome: Outcome, reply: Reply) -> ServerMsg {
+        match outcome {
+            Outcome::Executed => ServerMsg::Executed(reply),
+            Outcome::Canceled => ServerMsg::Canceled(reply),
+            Outcome::Queued => ServerMsg::Queued(reply),
+        }
+    }
+}
+
+/// A mutation's reply.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    /// Request id.
+    pub req: u32,
+    /// The clock change since the last update sent to this session (the mutation, its nested
+    /// mutations and anything else), or `None` when nothing changed.
+    pub update: Option<ClockUpdate>,
+}
+
+/// `Welcome`: everything a client needs, including the schema, so it needs no prior knowledge.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// [`PROTOCOL_VERSION`] of the server.
+    pub version: u16,
+    /// Worker id.
+    pub worker_id: String,
+    /// Session epoch: differs for every session the server opens.
+    pub epoch: u64,
+    /// Ordered state names; indexes into this list are the wire identity of states.
+    pub names: Vec<String>,
+    /// The schema, one entry per name in the same order.
+    pub schema: Vec<WireState>,
+    /// [`schema_hash`] of names and schema.
+    pub schema_hash: u64,
+    /// The states this session receives (`None`: all); others read tick 0.
+    pub tracked: Option<Vec<u16>>,
+    /// The push interval the server uses for this session, in milliseconds (0 = no pushes).
+    pub push_interval_ms: u32,
+    /// The full clock (sequence 0).
+    pub update: ClockUpdate,
+}
+
+/// A state definition with relations as indexes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireState {
+    /// Bit 0: auto, bit 1: multi.
+    pub flags: u8,
+    /// Require.
+    pub require: Vec<u16>,
+    /// Add.
+    pub add: Vec<u16>,
+    /// Remove.
+    pub remove: Vec<u16>,
+    /// After.
+    pub after: Vec<u16>,
+    /// Tags.
+    pub tags: Vec<String>,
+}
+
+/// A payload from the worker to a client (upstream `ArgsPayload`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payload {
+    /// Payload kind.
+    pub name: String,
+    /// Sender id.
+    pub source: String,
+    /// Unique per payload (filled by the server).
+    pub token: u64,
+    /// Opaque data.
+    #[serde(with = "bytes_field")]
+    pub data: Vec<u8>,
+}
+
+/// One chunk of a payload larger than the chunk size.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chunk {
+    /// The payload's token.
+    pub token: u64,
+    /// Chunk number, from 0.
+    pub index: u32,
+    /// Number of chunks.
+    pub total: u32,
+    /// In chunk 0 only: name and source.
+    pub head: Option<(String, String)>,
+    /// Total payload length (for limits), in chunk 0 only.
+    pub len: Option<u64>,
+    /// This chunk's bytes.
+    #[serde(with = "bytes_field")]
+    pub data: Vec<u8>,
+}
+
+/// An error with a stable code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorMsg {
+    /// The request it answers, if any.
+    pub req: Option<u32>,
+    /// Stable code.
+    pub code: ErrorCode,
+    /// Human-readable detail.
+    pub message: String,
+}
+
+/// Stable error codes (the discriminants are part of the protocol).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum ErrorCode {
+    /// Protocol versions differ.
+    VersionMismatch = 0,
+    /// The worker's schema hash differs from the client's.
+    SchemaMismatch = 1,
+    /// The client id is not allowed.
+    AccessDenied = 2,
+    /// Missing or invalid token.
+    Unauthorized = 3,
+    /// The client may not mutate one of these states.
+    Forbidden = 4,
+    /// Invalid parameters (unknown state index, bad args).
+    InvalidParams = 5,
+    /// A frame could not be decoded.
+    Malformed = 6,
+    /// A frame or payload is over the limit.
+    TooLarge = 7,
+    /// A message arrived in the wrong phase (e.g. a mutation before `Hello`).
+    NotReady = 8,
+    /// The server is shutting down.
+    ShuttingDown = 9,
+    /// Too many sessions, or the client cannot keep up.
+    Overloaded = 10,
+    /// The worker failed.
+    Internal = 11,
+    /// The client closed the session.
+    Closed = 12,
+}
+
+/// Why bytes could not be decoded into a message.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Larger than the limit.
+    #[error("frame of {len} bytes is over the {max} byte limit")]
+    TooLarge {
+        /// Frame length.
+        len: usize,
+        /// Limit.
+        max: usize,
+    },
+    /// Not a valid message.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// Valid message followed by extra bytes.
+    #[error("{0} trailing bytes after the message")]
+    Trailing(usize),
+}
+
+/// Why a message could not be encoded (only args holding opaque values can't).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("cannot encode: {0}")]
+pub struct EncodeError(pub String);
+
+fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], max: usize) -> Result<T, DecodeError> {
+    if bytes.len() > max {
+        return Err(DecodeError::TooLarge { len: bytes.len(), max });
+    }
+    let (msg, rest) = postcard::take_from_bytes::<T>(bytes).map_err(|e| DecodeError::Malformed(alloc::format!("{e}")))?;
+    if !rest.is_empty() {
+        return Err(DecodeError::Trailing(rest.len()));
+    }
+    Ok(msg)
+}
+
+fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, EncodeError> {
+    postcard::to_allocvec(msg).map_err(|e| EncodeError(alloc::format!("{e}")))
+}
+
+impl ClientMsg {
+    /// Encode to one frame.
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        encode(self)
+    }
+    /// Decode one frame of at most `max` bytes.
+    pub fn decode(bytes: &[u8], max: usize) -> Result<ClientMsg, DecodeError> {
+        decode(bytes, max)
+    }
+}
+
+impl ServerMsg {
+    /// Encode to one frame.
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        encode(self)
+    }
+    /// Decode one frame of at most `max` bytes.
+    pub fn decode(bytes: &[u8], max: usize) -> Result<ServerMsg, DecodeError> {
+        decode(bytes, max)
+    }
+}
+
+/// The schema in wire form, in `names` order. Relations to states missing from `names` are
+/// dropped (they cannot be addressed).
+pub fn schema_to_wire(schema: &Schema, names: &[String]) -> Vec<WireState> {
+    let idx = |l: &[String]| -> Vec<u16> {
+        l.iter()
+            .filter_map(|n| names.iter().position(|x| x == n).map(|p| p as u16))
+            .collect()
+    };
+    names
+        .iter()
+        .map(|n| match schema.get(n) {
+            Some(s) => WireState {
+                flags: u8::from(s.auto) | (u8::from(s.multi) << 1),
+                require: idx(&s.require),
+                add: idx(&s.add),
+                remove: idx(&s.remove),
+                after: idx(&s.after),
+                tags: s.tags.clone(),
+            },
+            None => WireState::default(),
+        })
+        .collect()
+}
+
+/// The schema back from wire form. Errors on indexes outside `names`, length mismatches and
+/// unknown flag bits.
+pub fn schema_from_wire(names: &[String], states: &[WireState]) -> Result<Schema, crate::Error> {
+    if names.len() != states.len() {
+        return Err(crate::Error::InvalidArgs(alloc::format!(
+            "{} names but {} state definitions",
+            names.len(),
+            states.len()
+        )));
+    }
+    let name = |i: &u16| -> Result<String, crate::Error> {
+        names
+            .get(*i as usize)
+            .cloned()
+            .ok_or_else(|| crate::Error::InvalidArgs(alloc::format!("relation to state index {i}")))
+    };
+    let list = |l: &[u16]| -> Result<Vec<String>, crate::Error> { l.iter().map(name).collect() };
+    let mut out = Schema::new();
+    for (n, w) in names.iter().zip(states) {
+        if w.flags & !3 != 0 {
+            return Err(crate::Error::InvalidArgs(alloc::format!("unknown flags {} on {n}", w.flags)));
+        }
+        let st = State {
+            auto: w.flags & 1 != 0,
+            multi: w.flags & 2 != 0,
+            require: list(&w.require)?,
+            add: list(&w.add)?,
+            remove: list(&w.remove)?,
+            after: list(&w.after)?,
+            tags: w.tags.clone(),
+        };
+        if out.insert(n.clone(), st).is_some() {
+            return Err(crate::Error::InvalidArgs(alloc::format!("duplicate state name {n}")));
+        }
+    }
+    Ok(out)
+}
+
+/// A stable 64-bit FNV-1a hash of the ordered names and the wire schema: equal hashes mean the
+/// same states in the same order with the same relations.
+pub fn schema_hash(names: &[String], states: &[WireState]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |b: &[u8]| {
+        for x in b {
+            h ^= u64::from(*x);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for (n, s) in names.iter().zip(states) {
+        eat(&(n.len() as u32).to_le_bytes());
+        eat(n.as_bytes());
+        eat(&[s.flags]);
+        for l in [&s.require, &s.add, &s.remove, &s.after] {
+            eat(&(l.len() as u32).to_le_bytes());
+            for i in l.iter() {
+                eat(&i.to_le_bytes());
+            }
+        }
+    }
+    eat(&(names.len() as u32).to_le_bytes());
+    h
+}
+
+/// `Vec<u8>` as postcard bytes (one length prefix) rather than a list of numbers.
+mod bytes_field {
+    use alloc::vec::Vec;
+    use core::fmt;
+    use serde::de::{SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+                let mut out = Vec::new();
+                while let Some(b) = seq.next_element::<u8>()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
