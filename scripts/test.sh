@@ -24,6 +24,7 @@ if [ -z "${QUICK:-}" ]; then
 
   log "clippy (-D warnings)"
   cargo clippy --workspace --all-targets -- -D warnings
+  cargo clippy -p amrpc-core --no-default-features --lib -- -D warnings
 
   log "amrpc-core builds no_std (thumbv7em-none-eabihf) and for wasm32-unknown-unknown"
   cargo build -p amrpc-core --no-default-features --target thumbv7em-none-eabihf

@@ -39,6 +39,7 @@ mod handlers;
 mod machine;
 mod resolver;
 mod schema;
+pub mod session;
 mod sync;
 mod tracer;
 mod transition;

@@ -2193,9 +2193,8 @@ impl Machine {
             let clock = &core.clock;
             let c = &core.c;
             // a non-Multi state whose tick moved by 2+ without a parity change was off (or on) in between
-            let flipped = |s: Id| {
-                coalesced && !c.defs[s].multi && time_before.get(s).is_some_and(|t| clock[s] >= t + 2)
-            };
+            let flipped =
+                |s: Id| coalesced && !c.defs[s].multi && time_before.get(s).is_some_and(|t| clock[s] >= t + 2);
             let changed = |s: &Id| was(*s) != is_active[*s] || flipped(*s);
             core.when.retain(|b| {
                 if !b.states.iter().any(changed) {
@@ -2706,12 +2705,11 @@ impl Machine {
             self.0.log_buf.lock().push(line.clone());
         }
         let logger = self.0.logger.read().clone();
-        match logger {
-            Some(l) => l(lvl, &line),
-            None => {
-                #[cfg(feature = "std")]
-                std::println!("{line}");
-            }
+        if let Some(l) = logger {
+            l(lvl, &line);
+        } else {
+            #[cfg(feature = "std")]
+            std::println!("{line}");
         }
     }
 

@@ -23,7 +23,10 @@ impl Diff {
     }
 
     fn words(&self) -> usize {
-        self.0.iter().map(|(_, d)| if (1..=3).contains(d) { 1 } else { 2 }).sum()
+        self.0
+            .iter()
+            .map(|(_, d)| if (1..=3).contains(d) { 1 } else { 2 })
+            .sum()
     }
 
     /// Encoded size in bytes (postcard).

@@ -270,7 +270,8 @@ fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], max: usize) -> Result<T, Deco
     if bytes.len() > max {
         return Err(DecodeError::TooLarge { len: bytes.len(), max });
     }
-    let (msg, rest) = postcard::take_from_bytes::<T>(bytes).map_err(|e| DecodeError::Malformed(alloc::format!("{e}")))?;
+    let (msg, rest) =
+        postcard::take_from_bytes::<T>(bytes).map_err(|e| DecodeError::Malformed(alloc::format!("{e}")))?;
     if !rest.is_empty() {
         return Err(DecodeError::Trailing(rest.len()));
     }
@@ -347,7 +348,10 @@ pub fn schema_from_wire(names: &[String], states: &[WireState]) -> Result<Schema
     let mut out = Schema::new();
     for (n, w) in names.iter().zip(states) {
         if w.flags & !3 != 0 {
-            return Err(crate::Error::InvalidArgs(alloc::format!("unknown flags {} on {n}", w.flags)));
+            return Err(crate::Error::InvalidArgs(alloc::format!(
+                "unknown flags {} on {n}",
+                w.flags
+            )));
         }
         let st = State {
             auto: w.flags & 1 != 0,

@@ -1,0 +1,560 @@
+//! The client side of one connection, sans IO: fed server frames, emits frames and events, and
+//! keeps the mirror — a local [`Machine`] with the worker's schema whose clock follows the
+//! worker's, so getters, waits and state contexts behave exactly as on a local machine.
+
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use crate::machine::{Machine, Opts};
+use crate::types::{Args, Error, MutationType, Outcome};
+use crate::wire::{
+    self, Chunk, ClientMsg, ClockUpdate, ErrorCode, ErrorMsg, Hello, MutationReq, Payload, Reply, ServerMsg, Ticks,
+    Welcome, clock,
+};
+
+/// Client settings.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Client id (servers may allow-list it).
+    pub client_id: String,
+    /// Random per client instance (makes retries idempotent across reconnects).
+    pub instance: u64,
+    /// Auth token.
+    pub token: Option<String>,
+    /// The schema hash this client expects (`None`: accept any worker).
+    pub schema_hash: Option<u64>,
+    /// Wished push interval (ms; `None`: the server's default; 0: no pushes).
+    pub push_interval_ms: Option<u32>,
+    /// States to receive (`None`: all).
+    pub states: Option<Vec<String>>,
+    /// Largest server frame accepted.
+    pub max_frame: usize,
+    /// Largest reassembled payload accepted.
+    pub max_payload: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            client_id: String::from("client"),
+            instance: 0,
+            token: None,
+            schema_hash: None,
+            push_interval_ms: None,
+            states: None,
+            max_frame: wire::DEFAULT_MAX_FRAME,
+            max_payload: 16 << 20,
+        }
+    }
+}
+
+/// A request's failure as the server reported it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct RemoteError {
+    /// Stable code.
+    pub code: ErrorCode,
+    /// Detail.
+    pub message: String,
+}
+
+/// What the session tells its shell.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClientOutput {
+    /// Send this frame.
+    Send(Vec<u8>),
+    /// The handshake is done and the mirror holds the worker's clock.
+    Ready,
+    /// A mutation finished; its clock change is already applied to the mirror.
+    Reply {
+        /// Request id.
+        req: u32,
+        /// Outcome, or the server's error.
+        result: Result<Outcome, RemoteError>,
+    },
+    /// A resync finished (the mirror holds the full clock again).
+    Synced,
+    /// A payload from the worker (reassembled if it came in chunks).
+    Payload(Payload),
+    /// An error not tied to a request.
+    Error(RemoteError),
+    /// The session is over: the server said bye, or a fatal protocol error. Close the socket.
+    Closed(RemoteError),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    AwaitWelcome,
+    Open,
+    Closed,
+}
+
+struct Assembly {
+    name: String,
+    source: String,
+    total: u32,
+    next: u32,
+    len: usize,
+    data: Vec<u8>,
+}
+
+/// Client side of a session (survives reconnects: call [`ClientSession::hello`] on each new
+/// connection; pending requests can be resent and run at most once).
+pub struct ClientSession {
+    cfg: ClientConfig,
+    phase: Phase,
+    mirror: Option<Machine>,
+    names: Vec<String>,
+    schema_hash: u64,
+    time: Vec<u64>,
+    last_seq: u8,
+    epoch: u64,
+    resync: Option<u32>,
+    held: Vec<(u32, Result<Outcome, RemoteError>)>,
+    next_req: u32,
+    pending: BTreeMap<u32, Vec<u8>>,
+    chunks: BTreeMap<u64, Assembly>,
+    resyncs: u64,
+}
+
+impl core::fmt::Debug for ClientSession {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ClientSession")
+            .field("phase", &self.phase)
+            .field("last_seq", &self.last_seq)
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn remote(code: ErrorCode, message: impl Into<String>) -> RemoteError {
+    RemoteError {
+        code,
+        message: message.into(),
+    }
+}
+
+impl ClientSession {
+    /// A session that has not connected yet.
+    pub fn new(cfg: ClientConfig) -> ClientSession {
+        ClientSession {
+            cfg,
+            phase: Phase::AwaitWelcome,
+            mirror: None,
+            names: Vec::new(),
+            schema_hash: 0,
+            time: Vec::new(),
+            last_seq: 0,
+            epoch: 0,
+            resync: None,
+            held: Vec::new(),
+            next_req: 1,
+            pending: BTreeMap::new(),
+            chunks: BTreeMap::new(),
+            resyncs: 0,
+        }
+    }
+
+    /// The `Hello` frame to send first on a (new) connection.
+    pub fn hello(&mut self) -> Vec<u8> {
+        self.phase = Phase::AwaitWelcome;
+        self.resync = None;
+        self.chunks.clear();
+        let h = Hello {
+            version: wire::PROTOCOL_VERSION,
+            client_id: self.cfg.client_id.clone(),
+            instance: self.cfg.instance,
+            token: self.cfg.token.clone(),
+            schema_hash: self
+                .cfg
+                .schema_hash
+                .or((self.mirror.is_some()).then_some(self.schema_hash)),
+            push_interval_ms: self.cfg.push_interval_ms,
+            states: self.cfg.states.clone(),
+        };
+        ClientMsg::Hello(h).encode().unwrap_or_default()
+    }
+
+    /// The mirror, once the first handshake is done.
+    pub fn mirror(&self) -> Option<&Machine> {
+        self.mirror.as_ref()
+    }
+
+    /// True between `Welcome` and the end of the connection.
+    pub fn is_ready(&self) -> bool {
+        self.phase == Phase::Open
+    }
+
+    /// The worker's ordered state names.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The server's session epoch of the current connection.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// How many resyncs (gaps or checksum mismatches) happened so far.
+    pub fn resyncs(&self) -> u64 {
+        self.resyncs
+    }
+
+    /// Requests sent and not answered yet.
+    pub fn pending(&self) -> Vec<u32> {
+        self.pending.keys().copied().collect()
+    }
+
+    /// The frame of a pending request, to resend after a reconnect (the server runs it at most
+    /// once and answers a retry with the original outcome).
+    pub fn resend(&self, req: u32) -> Option<Vec<u8>> {
+        self.pending.get(&req).cloned()
+    }
+
+    /// Give up on a request (timeout): its reply, if it comes, is ignored.
+    pub fn forget(&mut self, req: u32) {
+        self.pending.remove(&req);
+    }
+
+    /// The connection is gone: waits and the mirror stay; pending requests stay for resending.
+    pub fn disconnected(&mut self) {
+        if self.phase != Phase::Closed {
+            self.phase = Phase::AwaitWelcome;
+        }
+        // replies held for a resync stay held: the next Welcome's full clock releases them
+        self.resync = None;
+    }
+
+    /// Encode a mutation; returns its request id and frame. States are checked against the
+    /// worker's names (`StateUnknown`), and the session must be open (`Disposed` if closed).
+    pub fn mutate(&mut self, ty: MutationType, states: &[&str], args: Option<Args>) -> Result<(u32, Vec<u8>), Error> {
+        if self.phase == Phase::Closed {
+            return Err(Error::Disposed);
+        }
+        if self.mirror.is_none() {
+            return Err(Error::Other("not connected yet".into()));
+        }
+        let mut idx = Vec::with_capacity(states.len());
+        for s in states {
+            let i = self
+                .names
+                .iter()
+                .position(|n| n == s)
+                .ok_or_else(|| Error::StateUnknown((*s).into()))?;
+            idx.push(i as u16);
+        }
+        let req = self.next_req;
+        self.next_req = self.next_req.wrapping_add(1).max(1);
+        let m = MutationReq {
+            req,
+            states: idx,
+            args: args.unwrap_or_default(),
+        };
+        let msg = match ty {
+            MutationType::Add => ClientMsg::Add(m),
+            MutationType::Remove => ClientMsg::Remove(m),
+            MutationType::Set => ClientMsg::Set(m),
+            MutationType::Eval => return Err(Error::InvalidArgs("eval cannot be sent".into())),
+        };
+        let bytes = msg.encode().map_err(|e| Error::InvalidArgs(e.0))?;
+        self.pending.insert(req, bytes.clone());
+        Ok((req, bytes))
+    }
+
+    /// The `Bye` frame; the session is closed afterwards.
+    pub fn bye(&mut self) -> Vec<u8> {
+        self.phase = Phase::Closed;
+        ClientMsg::Bye.encode().unwrap_or_default()
+    }
+
+    fn close(&mut self, err: RemoteError) -> Vec<ClientOutput> {
+        self.phase = Phase::Closed;
+        alloc::vec![ClientOutput::Closed(err)]
+    }
+
+    fn request_sync(&mut self, out: &mut Vec<ClientOutput>) {
+        if self.resync.is_some() {
+            return;
+        }
+        self.resyncs += 1;
+        let req = self.next_req;
+        self.next_req = self.next_req.wrapping_add(1).max(1);
+        self.resync = Some(req);
+        if let Ok(b) = (ClientMsg::Sync { req }).encode() {
+            out.push(ClientOutput::Send(b));
+        }
+    }
+
+    /// Apply a sequenced diff; on a gap, a duplicate or a checksum mismatch, ask for a resync.
+    /// Returns false when the update was not applied.
+    fn apply_update(&mut self, u: &ClockUpdate, out: &mut Vec<ClientOutput>) -> Result<bool, RemoteError> {
+        if self.resync.is_some() {
+            return Ok(false); // the Synced reply will carry everything
+        }
+        let expected = self.last_seq.wrapping_add(1);
+        let ahead = u.seq.wrapping_sub(expected);
+        if ahead >= 128 {
+            return Ok(false); // an old or duplicated update: already applied
+        }
+        if ahead != 0 {
+            self.request_sync(out);
+            return Ok(false);
+        }
+        match clock::apply(&mut self.time, &u.ticks, u.checksum) {
+            Ok(()) => {
+                self.last_seq = u.seq;
+                self.push_time()?;
+                Ok(true)
+            }
+            Err(wire::ClockError::Checksum { .. }) => {
+                self.request_sync(out);
+                Ok(false)
+            }
+            Err(e) => Err(remote(ErrorCode::Malformed, e.to_string())),
+        }
+    }
+
+    fn push_time(&mut self) -> Result<(), RemoteError> {
+        let Some(m) = &self.mirror else { return Ok(()) };
+        m.apply_time(&self.time)
+            .map_err(|e| remote(ErrorCode::Malformed, alloc::format!("clock went backwards: {e}")))
+    }
+
+    fn apply_full(&mut self, u: &ClockUpdate) -> Result<(), RemoteError> {
+        let Ticks::Full(t) = &u.ticks else {
+            return Err(remote(ErrorCode::Malformed, "expected a full clock"));
+        };
+        if t.len() != self.names.len() {
+            return Err(remote(ErrorCode::Malformed, "full clock of the wrong length"));
+        }
+        if clock::checksum(t) != u.checksum {
+            return Err(remote(ErrorCode::Malformed, "full clock fails its checksum"));
+        }
+        // a reconnect to a restarted worker may go backwards: keep the mirror monotonic by
+        // rebuilding it (waits on the old one end with Disposed)
+        if t.iter().zip(&self.time).any(|(new, old)| new < old) {
+            return Err(remote(ErrorCode::Malformed, "worker clock went backwards"));
+        }
+        self.time.clone_from(t);
+        self.last_seq = u.seq;
+        self.push_time()
+    }
+
+    fn welcome(&mut self, w: Welcome) -> Vec<ClientOutput> {
+        if w.version != wire::PROTOCOL_VERSION {
+            return self.close(remote(
+                ErrorCode::VersionMismatch,
+                alloc::format!("client speaks version {}, server {}", wire::PROTOCOL_VERSION, w.version),
+            ));
+        }
+        let hash = wire::schema_hash(&w.names, &w.schema);
+        if hash != w.schema_hash {
+            return self.close(remote(
+                ErrorCode::Malformed,
+                "Welcome's schema hash does not match its schema",
+            ));
+        }
+        if let Some(expected) = self.cfg.schema_hash {
+            if expected != hash {
+                return self.close(remote(
+                    ErrorCode::SchemaMismatch,
+                    alloc::format!("expected schema {expected:016x}, worker has {hash:016x}"),
+                ));
+            }
+        }
+        if self.mirror.is_some() && hash != self.schema_hash {
+            return self.close(remote(
+                ErrorCode::SchemaMismatch,
+                "the worker's schema changed since the last connection",
+            ));
+        }
+        if self.mirror.is_none() {
+            let schema = match wire::schema_from_wire(&w.names, &w.schema) {
+                Ok(s) => s,
+                Err(e) => return self.close(remote(ErrorCode::Malformed, e.to_string())),
+            };
+            let opts = Opts {
+                id: Some(w.worker_id.clone()),
+                ..Default::default()
+            };
+            let m = match Machine::new(schema, opts) {
+                Ok(m) => m,
+                Err(e) => return self.close(remote(ErrorCode::Malformed, e.to_string())),
+            };
+            let names: Vec<&str> = w.names.iter().map(|s| s.as_str()).collect();
+            if let Err(e) = m.verify_states(&names) {
+                return self.close(remote(ErrorCode::Malformed, e.to_string()));
+            }
+            self.time = alloc::vec![0; w.names.len()];
+            self.names = w.names;
+            self.schema_hash = hash;
+            self.mirror = Some(m);
+        }
+        self.epoch = w.epoch;
+        if let Err(e) = self.apply_full(&w.update) {
+            return self.close(e);
+        }
+        self.phase = Phase::Open;
+        let mut out = alloc::vec![ClientOutput::Ready];
+        for (req, result) in core::mem::take(&mut self.held) {
+            out.push(ClientOutput::Reply { req, result });
+        }
+        out
+    }
+
+    /// Handle one server frame.
+    pub fn handle_frame(&mut self, bytes: &[u8]) -> Vec<ClientOutput> {
+        if self.phase == Phase::Closed {
+            return Vec::new();
+        }
+        let msg = match ServerMsg::decode(bytes, self.cfg.max_frame) {
+            Ok(m) => m,
+            Err(e) => return self.close(remote(ErrorCode::Malformed, e.to_string())),
+        };
+        let mut out = Vec::new();
+        match msg {
+            ServerMsg::Welcome(w) => {
+                if self.phase != Phase::AwaitWelcome {
+                    return self.close(remote(ErrorCode::NotReady, "unexpected Welcome"));
+                }
+                return self.welcome(w);
+            }
+            ServerMsg::Bye(e) => return self.close(remote(e.code, e.message)),
+            _ if self.phase != Phase::Open => {
+                return self.close(remote(ErrorCode::NotReady, "message before Welcome"));
+            }
+            ServerMsg::Executed(r) => self.reply(Outcome::Executed, r, &mut out),
+            ServerMsg::Canceled(r) => self.reply(Outcome::Canceled, r, &mut out),
+            ServerMsg::Queued(r) => self.reply(Outcome::Queued, r, &mut out),
+            ServerMsg::Update(u) => {
+                if let Err(e) = self.apply_update(&u, &mut out) {
+                    return self.close(e);
+                }
+            }
+            ServerMsg::Synced { req, update } => {
+                if self.resync != Some(req) {
+                    return out; // a stale sync (an older resync): ignore
+                }
+                self.resync = None;
+                if let Err(e) = self.apply_full(&update) {
+                    return self.close(e);
+                }
+                out.push(ClientOutput::Synced);
+                for (req, result) in core::mem::take(&mut self.held) {
+                    out.push(ClientOutput::Reply { req, result });
+                }
+            }
+            ServerMsg::Payload(p) => out.push(ClientOutput::Payload(p)),
+            ServerMsg::Chunk(c) => match self.chunk(c) {
+                Ok(Some(p)) => out.push(ClientOutput::Payload(p)),
+                Ok(None) => {}
+                Err(e) => out.push(ClientOutput::Error(e)),
+            },
+            ServerMsg::Error(e) => self.error(e, &mut out),
+        }
+        out
+    }
+
+    fn reply(&mut self, outcome: Outcome, r: Reply, out: &mut Vec<ClientOutput>) {
+        if let Some(u) = &r.update {
+            if let Err(e) = self.apply_update(u, out) {
+                out.extend(self.close(e));
+                return;
+            }
+        }
+        if self.pending.remove(&r.req).is_none() {
+            return; // a duplicate reply, or one we gave up on
+        }
+        if self.resync.is_some() {
+            // read-your-writes: release the reply once the full clock is in
+            self.held.push((r.req, Ok(outcome)));
+        } else {
+            out.push(ClientOutput::Reply {
+                req: r.req,
+                result: Ok(outcome),
+            });
+        }
+    }
+
+    fn error(&mut self, e: ErrorMsg, out: &mut Vec<ClientOutput>) {
+        let err = remote(e.code, e.message);
+        match e.req {
+            Some(req) if self.resync == Some(req) => {
+                self.resync = None;
+                out.push(ClientOutput::Error(err));
+            }
+            Some(req) => {
+                if self.pending.remove(&req).is_some() {
+                    out.push(ClientOutput::Reply { req, result: Err(err) });
+                }
+            }
+            None => out.push(ClientOutput::Error(err)),
+        }
+    }
+
+    fn chunk(&mut self, c: Chunk) -> Result<Option<Payload>, RemoteError> {
+        if c.total == 0 || c.index >= c.total {
+            return Err(remote(ErrorCode::Malformed, "chunk index out of range"));
+        }
+        if c.index == 0 {
+            let (name, source) = c
+                .head
+                .ok_or_else(|| remote(ErrorCode::Malformed, "first chunk without a head"))?;
+            let len = c.len.unwrap_or(0) as usize;
+            if len > self.cfg.max_payload {
+                return Err(remote(ErrorCode::TooLarge, alloc::format!("payload of {len} bytes")));
+            }
+            // bounded: at most a few payloads in flight at once
+            if self.chunks.len() >= 8 {
+                let oldest = *self.chunks.keys().next().unwrap_or(&0);
+                self.chunks.remove(&oldest);
+            }
+            self.chunks.insert(
+                c.token,
+                Assembly {
+                    name,
+                    source,
+                    total: c.total,
+                    next: 0,
+                    len,
+                    data: Vec::new(),
+                },
+            );
+        }
+        let a = self
+            .chunks
+            .get_mut(&c.token)
+            .ok_or_else(|| remote(ErrorCode::Malformed, "chunk of an unknown payload"))?;
+        if c.index != a.next || c.total != a.total {
+            self.chunks.remove(&c.token);
+            return Err(remote(ErrorCode::Malformed, "chunks out of order"));
+        }
+        if a.data.len() + c.data.len() > a.len {
+            self.chunks.remove(&c.token);
+            return Err(remote(ErrorCode::Malformed, "chunks longer than announced"));
+        }
+        a.data.extend_from_slice(&c.data);
+        a.next += 1;
+        if a.next < a.total {
+            return Ok(None);
+        }
+        let Some(a) = self.chunks.remove(&c.token) else {
+            return Ok(None);
+        };
+        if a.data.len() != a.len {
+            return Err(remote(ErrorCode::Malformed, "chunks shorter than announced"));
+        }
+        Ok(Some(Payload {
+            name: a.name,
+            source: a.source,
+            token: c.token,
+            data: a.data,
+        }))
+    }
+
+    /// Ids of requests currently held back until a resync completes (for tests and metrics).
+    pub fn held(&self) -> BTreeSet<u32> {
+        self.held.iter().map(|(r, _)| *r).collect()
+    }
+}

@@ -1,0 +1,528 @@
+//! The server side of one connection, sans IO: fed client frames, worker changes and the time;
+//! emits frames and mutation commands. The shell (a WebSocket task) owns the socket and timers.
+
+use alloc::string::{String, ToString};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use crate::api::Api;
+use crate::session::replay::{Replay, ReplayCache};
+use crate::types::{Args, MutationType, Outcome};
+use crate::wire::{
+    self, Chunk, ClientMsg, ErrorCode, ErrorMsg, Hello, MutationReq, Payload, Reply, ServerMsg, Welcome, clock,
+};
+
+/// Decides whether a client may open a session: `(client_id, token) -> allowed`.
+pub type Authorize = Arc<dyn Fn(&str, Option<&str>) -> bool + Send + Sync>;
+
+/// Per-session settings (the server's limits and access decisions).
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// Largest client frame accepted (default [`wire::DEFAULT_MAX_FRAME`]).
+    pub max_frame: usize,
+    /// Push interval when the client states no wish, in ms (default 16: one browser frame).
+    pub push_interval_ms: u32,
+    /// Smallest interval a client may ask for, in ms; 0 (no pushes) is always allowed.
+    pub min_push_interval_ms: u32,
+    /// Largest interval a client may ask for, in ms.
+    pub max_push_interval_ms: u32,
+    /// Allowed client ids (`None`: any).
+    pub allow_ids: Option<Vec<String>>,
+    /// Token check (`None`: no token needed).
+    pub authorize: Option<Authorize>,
+    /// States clients may mutate, by name (`None`: all).
+    pub mutable_states: Option<Vec<String>>,
+    /// Payloads larger than this are sent in chunks of this size.
+    pub chunk_size: usize,
+    /// This session's epoch (unique per session; the shell picks it).
+    pub epoch: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_frame: wire::DEFAULT_MAX_FRAME,
+            push_interval_ms: 16,
+            min_push_interval_ms: 1,
+            max_push_interval_ms: 10_000,
+            allow_ids: None,
+            authorize: None,
+            mutable_states: None,
+            chunk_size: 64 * 1024,
+            epoch: 0,
+        }
+    }
+}
+
+impl core::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("max_frame", &self.max_frame)
+            .field("push_interval_ms", &self.push_interval_ms)
+            .field("allow_ids", &self.allow_ids)
+            .field("mutable_states", &self.mutable_states)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A mutation the shell runs on the worker, then reports with [`ServerSession::mutation_done`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct MutateCmd {
+    /// Request id.
+    pub req: u32,
+    /// Add, Remove or Set.
+    pub ty: MutationType,
+    /// State indexes in the worker's state order (validated).
+    pub states: Vec<u16>,
+    /// Arguments.
+    pub args: Args,
+}
+
+/// What the session asks its shell to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ServerOutput {
+    /// Send this frame.
+    Send(Vec<u8>),
+    /// Run this mutation on the worker.
+    Mutate(MutateCmd),
+    /// The handshake succeeded.
+    HandshakeDone {
+        /// The client's id.
+        client_id: String,
+    },
+    /// Close the connection (a `Bye` frame, if any, was emitted just before).
+    Close {
+        /// Why.
+        code: ErrorCode,
+        /// Detail.
+        reason: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    AwaitHello,
+    Open,
+    Closed,
+}
+
+/// Server side of one session.
+pub struct ServerSession {
+    cfg: ServerConfig,
+    replay: Arc<ReplayCache>,
+    phase: Phase,
+    names: Vec<String>,
+    worker_id: String,
+    wire_schema: Vec<wire::WireState>,
+    schema_hash: u64,
+    mutable: Option<Vec<bool>>,
+    client_id: String,
+    instance: u64,
+    tracked: Option<Vec<bool>>,
+    last_sent: Vec<u64>,
+    seq: u8,
+    push_interval_ms: u32,
+    last_push_at: u64,
+    dirty: bool,
+    deferred: Vec<MutateCmd>,
+    next_token: u64,
+}
+
+impl core::fmt::Debug for ServerSession {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ServerSession")
+            .field("phase", &self.phase)
+            .field("client_id", &self.client_id)
+            .field("seq", &self.seq)
+            .finish_non_exhaustive()
+    }
+}
+
+fn frame(msg: &ServerMsg) -> ServerOutput {
+    // Server messages hold no opaque values, so encoding cannot fail; stay total anyway.
+    match msg.encode() {
+        Ok(b) => ServerOutput::Send(b),
+        Err(e) => ServerOutput::Close {
+            code: ErrorCode::Internal,
+            reason: e.to_string(),
+        },
+    }
+}
+
+impl ServerSession {
+    /// A session for `worker`, which must have verified states (their order is the wire
+    /// identity of states). `replay` is shared by all sessions of the worker.
+    pub fn new(worker: &dyn Api, cfg: ServerConfig, replay: Arc<ReplayCache>) -> ServerSession {
+        let names = worker.state_names();
+        let wire_schema = wire::schema_to_wire(&worker.get_struct(), &names);
+        let schema_hash = wire::schema_hash(&names, &wire_schema);
+        let mutable = cfg
+            .mutable_states
+            .as_ref()
+            .map(|m| names.iter().map(|n| m.contains(n)).collect());
+        ServerSession {
+            last_sent: alloc::vec![0; names.len()],
+            names,
+            worker_id: worker.id().to_string(),
+            wire_schema,
+            schema_hash,
+            mutable,
+            cfg,
+            replay,
+            phase: Phase::AwaitHello,
+            client_id: String::new(),
+            instance: 0,
+            tracked: None,
+            seq: 0,
+            push_interval_ms: 0,
+            last_push_at: 0,
+            dirty: false,
+            deferred: Vec::new(),
+            next_token: 1,
+        }
+    }
+
+    /// The worker's state names (index = wire identity).
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The worker schema's hash, as sent in `Welcome`.
+    pub fn schema_hash(&self) -> u64 {
+        self.schema_hash
+    }
+
+    /// The client id, once the handshake is done.
+    pub fn client_id(&self) -> Option<&str> {
+        (self.phase == Phase::Open).then_some(self.client_id.as_str())
+    }
+
+    /// True after the handshake and before closing.
+    pub fn is_open(&self) -> bool {
+        self.phase == Phase::Open
+    }
+
+    /// The push interval in force (ms; 0 = no pushes).
+    pub fn push_interval_ms(&self) -> u32 {
+        self.push_interval_ms
+    }
+
+    fn close(&mut self, req: Option<u32>, code: ErrorCode, message: String) -> Vec<ServerOutput> {
+        self.phase = Phase::Closed;
+        let bye = ServerMsg::Bye(ErrorMsg {
+            req,
+            code,
+            message: message.clone(),
+        });
+        alloc::vec![frame(&bye), ServerOutput::Close { code, reason: message }]
+    }
+
+    fn error(req: Option<u32>, code: ErrorCode, message: String) -> ServerOutput {
+        frame(&ServerMsg::Error(ErrorMsg { req, code, message }))
+    }
+
+    /// Handle one client frame at time `now_ms`.
+    pub fn handle_frame(&mut self, bytes: &[u8], now_ms: u64, worker: &dyn Api) -> Vec<ServerOutput> {
+        if self.phase == Phase::Closed {
+            return Vec::new();
+        }
+        let msg = match ClientMsg::decode(bytes, self.cfg.max_frame) {
+            Ok(m) => m,
+            Err(wire::DecodeError::TooLarge { len, max }) => {
+                return self.close(
+                    None,
+                    ErrorCode::TooLarge,
+                    alloc::format!("frame of {len} bytes, limit {max}"),
+                );
+            }
+            Err(e) => return self.close(None, ErrorCode::Malformed, e.to_string()),
+        };
+        match (self.phase, msg) {
+            (Phase::AwaitHello, ClientMsg::Hello(h)) => self.hello(h, now_ms, worker),
+            (Phase::AwaitHello, _) => self.close(None, ErrorCode::NotReady, "the first message must be Hello".into()),
+            (Phase::Open, ClientMsg::Hello(_)) => self.close(None, ErrorCode::NotReady, "Hello sent twice".into()),
+            (Phase::Open, ClientMsg::Add(m)) => self.mutation(MutationType::Add, m, now_ms, worker),
+            (Phase::Open, ClientMsg::Remove(m)) => self.mutation(MutationType::Remove, m, now_ms, worker),
+            (Phase::Open, ClientMsg::Set(m)) => self.mutation(MutationType::Set, m, now_ms, worker),
+            (Phase::Open, ClientMsg::Sync { req }) => {
+                let now = worker.time(None);
+                self.seq = self.seq.wrapping_add(1);
+                let update = clock::full_update(&mut self.last_sent, &now, self.tracked.as_deref(), self.seq);
+                self.last_push_at = now_ms;
+                self.dirty = false;
+                alloc::vec![frame(&ServerMsg::Synced { req, update })]
+            }
+            (Phase::Open, ClientMsg::Bye) => {
+                self.phase = Phase::Closed;
+                alloc::vec![ServerOutput::Close {
+                    code: ErrorCode::Closed,
+                    reason: "client said bye".into(),
+                }]
+            }
+            (Phase::Closed, _) => Vec::new(),
+        }
+    }
+
+    fn hello(&mut self, h: Hello, now_ms: u64, worker: &dyn Api) -> Vec<ServerOutput> {
+        if h.version != wire::PROTOCOL_VERSION {
+            return self.close(
+                None,
+                ErrorCode::VersionMismatch,
+                alloc::format!("server speaks version {}, client {}", wire::PROTOCOL_VERSION, h.version),
+            );
+        }
+        if let Some(allow) = &self.cfg.allow_ids {
+            if !allow.contains(&h.client_id) {
+                let msg = alloc::format!("client id {:?} is not allowed", h.client_id);
+                return self.close(None, ErrorCode::AccessDenied, msg);
+            }
+        }
+        if let Some(auth) = &self.cfg.authorize {
+            if !auth(&h.client_id, h.token.as_deref()) {
+                return self.close(None, ErrorCode::Unauthorized, "invalid or missing token".into());
+            }
+        }
+        if let Some(hash) = h.schema_hash {
+            if hash != self.schema_hash {
+                let msg = alloc::format!(
+                    "client expects schema {hash:016x}, worker {} has {:016x}",
+                    self.worker_id,
+                    self.schema_hash
+                );
+                return self.close(None, ErrorCode::SchemaMismatch, msg);
+            }
+        }
+        let mut tracked_idx = None;
+        if let Some(states) = &h.states {
+            let mut flags = alloc::vec![false; self.names.len()];
+            let mut idx = Vec::new();
+            for s in states {
+                match self.names.iter().position(|n| n == s) {
+                    Some(i) => {
+                        if !flags[i] {
+                            idx.push(i as u16);
+                        }
+                        flags[i] = true;
+                    }
+                    None => return self.close(None, ErrorCode::InvalidParams, alloc::format!("unknown state {s}")),
+                }
+            }
+            idx.sort_unstable();
+            self.tracked = Some(flags);
+            tracked_idx = Some(idx);
+        }
+        self.push_interval_ms = match h.push_interval_ms {
+            None => self.cfg.push_interval_ms,
+            Some(0) => 0,
+            Some(ms) => ms.clamp(
+                self.cfg.min_push_interval_ms.max(1),
+                self.cfg.max_push_interval_ms.max(1),
+            ),
+        };
+        self.client_id = h.client_id;
+        self.instance = h.instance;
+        let now = worker.time(None);
+        self.seq = 0;
+        let update = clock::full_update(&mut self.last_sent, &now, self.tracked.as_deref(), 0);
+        self.last_push_at = now_ms;
+        self.dirty = false;
+        self.phase = Phase::Open;
+        let welcome = Welcome {
+            version: wire::PROTOCOL_VERSION,
+            worker_id: self.worker_id.clone(),
+            epoch: self.cfg.epoch,
+            names: self.names.clone(),
+            schema: self.wire_schema.clone(),
+            schema_hash: self.schema_hash,
+            tracked: tracked_idx,
+            push_interval_ms: self.push_interval_ms,
+            update,
+        };
+        alloc::vec![
+            frame(&ServerMsg::Welcome(welcome)),
+            ServerOutput::HandshakeDone {
+                client_id: self.client_id.clone()
+            },
+        ]
+    }
+
+    fn mutation(&mut self, ty: MutationType, m: MutationReq, now_ms: u64, worker: &dyn Api) -> Vec<ServerOutput> {
+        let n = self.names.len();
+        if let Some(bad) = m.states.iter().find(|i| **i as usize >= n) {
+            let msg = alloc::format!("state index {bad} out of range ({n} states)");
+            return alloc::vec![Self::error(Some(m.req), ErrorCode::InvalidParams, msg)];
+        }
+        if let Some(mutable) = &self.mutable {
+            if let Some(i) = m.states.iter().find(|i| !mutable[**i as usize]) {
+                let msg = alloc::format!("client may not mutate {}", self.names[*i as usize]);
+                return alloc::vec![Self::error(Some(m.req), ErrorCode::Forbidden, msg)];
+            }
+        }
+        let cmd = MutateCmd {
+            req: m.req,
+            ty,
+            states: m.states,
+            args: m.args,
+        };
+        match self.replay.begin(self.instance, cmd.req) {
+            Replay::New => alloc::vec![ServerOutput::Mutate(cmd)],
+            Replay::Done(outcome) => self.reply(cmd.req, outcome, now_ms, worker),
+            Replay::InFlight => {
+                // the original runs elsewhere (an older session of this client); answer when done
+                self.deferred.push(cmd);
+                Vec::new()
+            }
+        }
+    }
+
+    fn reply(&mut self, req: u32, outcome: Outcome, now_ms: u64, worker: &dyn Api) -> Vec<ServerOutput> {
+        let now = worker.time(None);
+        let update = clock::update_from(
+            &mut self.last_sent,
+            &now,
+            self.tracked.as_deref(),
+            self.seq.wrapping_add(1),
+        );
+        if update.is_some() {
+            self.seq = self.seq.wrapping_add(1);
+        }
+        // the reply carries everything up to now: a pending push has nothing left to say
+        self.last_push_at = now_ms;
+        self.dirty = false;
+        alloc::vec![frame(&ServerMsg::reply(outcome, Reply { req, update }))]
+    }
+
+    /// The shell ran `cmd` on the worker with this outcome (read the worker's clock after the
+    /// whole queue drained). Emits the reply with the clock change.
+    pub fn mutation_done(&mut self, req: u32, outcome: Outcome, now_ms: u64, worker: &dyn Api) -> Vec<ServerOutput> {
+        self.replay.finish(self.instance, req, outcome);
+        if self.phase != Phase::Open {
+            return Vec::new();
+        }
+        self.reply(req, outcome, now_ms, worker)
+    }
+
+    /// The shell could not run `cmd` (e.g. the worker is gone); the client gets an error and may
+    /// retry.
+    pub fn mutation_failed(&mut self, req: u32, code: ErrorCode, message: String) -> Vec<ServerOutput> {
+        self.replay.abandon(self.instance, req);
+        if self.phase != Phase::Open {
+            return Vec::new();
+        }
+        alloc::vec![Self::error(Some(req), code, message)]
+    }
+
+    /// The worker changed (call from its tracer's `transition_end`, or from a mirror's update).
+    pub fn worker_changed(&mut self) {
+        self.dirty = true;
+    }
+
+    /// When to call [`ServerSession::poll`] next (ms), if a push is pending.
+    pub fn next_deadline(&self) -> Option<u64> {
+        if self.phase != Phase::Open || !self.dirty || self.push_interval_ms == 0 {
+            return None;
+        }
+        Some(self.last_push_at + u64::from(self.push_interval_ms))
+    }
+
+    /// Push the worker's changes if due (at most one push per interval; the trailing change is
+    /// pushed when the interval ends), and answer deferred retries whose original finished.
+    /// Skip calling it while the socket is backed up: changes coalesce meanwhile.
+    pub fn poll(&mut self, now_ms: u64, worker: &dyn Api) -> Vec<ServerOutput> {
+        let mut out = Vec::new();
+        if self.phase != Phase::Open {
+            return out;
+        }
+        if !self.deferred.is_empty() {
+            let ready: Vec<(u32, Outcome)> = self
+                .deferred
+                .iter()
+                .filter_map(|c| self.replay.outcome(self.instance, c.req).map(|o| (c.req, o)))
+                .collect();
+            let replay = self.replay.clone();
+            let instance = self.instance;
+            self.deferred.retain(|c| replay.outcome(instance, c.req).is_none());
+            for (req, o) in ready {
+                out.extend(self.reply(req, o, now_ms, worker));
+            }
+        }
+        if self.dirty && self.push_interval_ms > 0 && now_ms >= self.last_push_at + u64::from(self.push_interval_ms) {
+            self.dirty = false;
+            let now = worker.time(None);
+            let seq = self.seq.wrapping_add(1);
+            if let Some(update) = clock::update_from(&mut self.last_sent, &now, self.tracked.as_deref(), seq) {
+                self.seq = seq;
+                self.last_push_at = now_ms;
+                out.push(frame(&ServerMsg::Update(update)));
+            }
+        }
+        out
+    }
+
+    /// Frames carrying a worker payload to this client: one `Payload`, or `Chunk`s when the data
+    /// is larger than the chunk size. Empty before the handshake.
+    pub fn payload(&mut self, name: &str, source: &str, data: &[u8]) -> Vec<ServerOutput> {
+        if self.phase != Phase::Open {
+            return Vec::new();
+        }
+        let token = (self.cfg.epoch << 32) ^ self.next_token;
+        self.next_token += 1;
+        let size = self.cfg.chunk_size.max(1);
+        if data.len() <= size {
+            return alloc::vec![frame(&ServerMsg::Payload(Payload {
+                name: name.into(),
+                source: source.into(),
+                token,
+                data: data.to_vec(),
+            }))];
+        }
+        let total = data.len().div_ceil(size) as u32;
+        data.chunks(size)
+            .enumerate()
+            .map(|(i, part)| {
+                frame(&ServerMsg::Chunk(Chunk {
+                    token,
+                    index: i as u32,
+                    total,
+                    head: (i == 0).then(|| (name.into(), source.into())),
+                    len: (i == 0).then_some(data.len() as u64),
+                    data: part.to_vec(),
+                }))
+            })
+            .collect()
+    }
+
+    /// Run the `Mutate` commands among `outputs` on a local machine (synchronously: the queue has
+    /// drained when it returns) and put their replies in their place. Other outputs pass
+    /// through in order. Shells serving a local [`crate::Machine`] use this; relays serving a
+    /// mirror run the commands remotely and call [`ServerSession::mutation_done`] themselves.
+    pub fn execute_local(
+        &mut self,
+        outputs: Vec<ServerOutput>,
+        worker: &crate::Machine,
+        now_ms: u64,
+    ) -> Vec<ServerOutput> {
+        let mut out = Vec::with_capacity(outputs.len());
+        for o in outputs {
+            match o {
+                ServerOutput::Mutate(cmd) => {
+                    let idx: Vec<usize> = cmd.states.iter().map(|i| *i as usize).collect();
+                    match worker.mutate_indexes(cmd.ty, &idx, Some(cmd.args)) {
+                        Ok(outcome) => out.extend(self.mutation_done(cmd.req, outcome, now_ms, worker)),
+                        Err(e) => out.extend(self.mutation_failed(cmd.req, ErrorCode::InvalidParams, e.to_string())),
+                    }
+                }
+                other => out.push(other),
+            }
+        }
+        out
+    }
+
+    /// Close from the server side (shutdown, overload): a `Bye` frame and a close.
+    pub fn shutdown(&mut self, code: ErrorCode, reason: &str) -> Vec<ServerOutput> {
+        if self.phase == Phase::Closed {
+            return Vec::new();
+        }
+        self.close(None, code, reason.into())
+    }
+}
