@@ -7,11 +7,15 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use crate::machine::{Machine, Opts};
+use crate::session::replay::REQ_ID_WRAP;
 use crate::types::{Args, Error, MutationType, Outcome};
 use crate::wire::{
     self, Chunk, ClientMsg, ClockUpdate, ErrorCode, ErrorMsg, Hello, MutationReq, Payload, Reply, ServerMsg, Ticks,
     Welcome, clock,
 };
+
+/// Most requests a client keeps in flight (bounded, well below [`REQ_ID_WRAP`]).
+pub const MAX_PENDING: usize = 4096;
 
 /// Client settings.
 #[derive(Clone, Debug)]
@@ -235,6 +239,9 @@ impl ClientSession {
         if self.mirror.is_none() {
             return Err(Error::Other("not connected yet".into()));
         }
+        if self.pending.len() >= MAX_PENDING {
+            return Err(Error::Other(alloc::format!("{MAX_PENDING} requests already in flight")));
+        }
         let mut idx = Vec::with_capacity(states.len());
         for s in states {
             let i = self
@@ -244,8 +251,7 @@ impl ClientSession {
                 .ok_or_else(|| Error::StateUnknown((*s).into()))?;
             idx.push(i as u16);
         }
-        let req = self.next_req;
-        self.next_req = self.next_req.wrapping_add(1).max(1);
+        let req = self.take_req();
         let m = MutationReq {
             req,
             states: idx,
@@ -260,6 +266,17 @@ impl ClientSession {
         let bytes = msg.encode().map_err(|e| Error::InvalidArgs(e.0))?;
         self.pending.insert(req, bytes.clone());
         Ok((req, bytes))
+    }
+
+    /// The next request id: 1..REQ_ID_WRAP, wrapping (2-byte varints), skipping pending ids.
+    fn take_req(&mut self) -> u32 {
+        loop {
+            let req = self.next_req;
+            self.next_req = if req + 1 >= REQ_ID_WRAP { 1 } else { req + 1 };
+            if !self.pending.contains_key(&req) {
+                return req;
+            }
+        }
     }
 
     /// The `Bye` frame; the session is closed afterwards.
@@ -278,8 +295,7 @@ impl ClientSession {
             return;
         }
         self.resyncs += 1;
-        let req = self.next_req;
-        self.next_req = self.next_req.wrapping_add(1).max(1);
+        let req = self.take_req();
         self.resync = Some(req);
         if let Ok(b) = (ClientMsg::Sync { req }).encode() {
             out.push(ClientOutput::Send(b));

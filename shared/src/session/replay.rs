@@ -1,10 +1,19 @@
 //! At-most-once mutations: a bounded cache of request outcomes keyed by (client instance, request
 //! id), shared by every session of a worker so a retry on a new connection finds the original.
+//!
+//! Each client instance keeps its last [`PER_INSTANCE`] outcomes; instances are evicted least
+//! recently used first. Clients wrap request ids at [`REQ_ID_WRAP`] (so ids stay 2-byte varints),
+//! far beyond the per-instance window, so a recycled id never meets a stale entry.
 
 use alloc::collections::{BTreeMap, VecDeque};
 
 use crate::sync::Mutex;
 use crate::types::Outcome;
+
+/// Outcomes kept per client instance.
+pub const PER_INSTANCE: usize = 256;
+/// Request ids run from 1 to `REQ_ID_WRAP - 1`, then wrap.
+pub const REQ_ID_WRAP: u32 = 1 << 14;
 
 /// What the cache knows about a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,46 +32,67 @@ enum Entry {
     Done(Outcome),
 }
 
-struct Inner {
-    map: BTreeMap<(u64, u32), Entry>,
-    order: VecDeque<(u64, u32)>,
+#[derive(Default)]
+struct Instance {
+    map: BTreeMap<u32, Entry>,
+    order: VecDeque<u32>,
+    used: u64,
 }
 
-/// The replay cache. Holds at most `capacity` finished requests (oldest dropped first).
+struct Inner {
+    instances: BTreeMap<u64, Instance>,
+    clock: u64,
+}
+
+/// The replay cache: at most `max_instances` client instances, [`PER_INSTANCE`] outcomes each.
 pub struct ReplayCache {
     inner: Mutex<Inner>,
-    capacity: usize,
+    max_instances: usize,
 }
 
 impl core::fmt::Debug for ReplayCache {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("ReplayCache")
             .field("len", &self.len())
-            .field("capacity", &self.capacity)
+            .field("max_instances", &self.max_instances)
             .finish()
     }
 }
 
 impl ReplayCache {
-    /// A cache for up to `capacity` finished requests (at least 1).
-    pub fn new(capacity: usize) -> ReplayCache {
+    /// A cache for up to `max_instances` client instances (at least 1).
+    pub fn new(max_instances: usize) -> ReplayCache {
         ReplayCache {
             inner: Mutex::new(Inner {
-                map: BTreeMap::new(),
-                order: VecDeque::new(),
+                instances: BTreeMap::new(),
+                clock: 0,
             }),
-            capacity: capacity.max(1),
+            max_instances: max_instances.max(1),
         }
+    }
+
+    fn instance<'a>(g: &'a mut Inner, max: usize, id: u64) -> &'a mut Instance {
+        g.clock += 1;
+        let now = g.clock;
+        if !g.instances.contains_key(&id) && g.instances.len() >= max {
+            if let Some(oldest) = g.instances.iter().min_by_key(|(_, i)| i.used).map(|(k, _)| *k) {
+                g.instances.remove(&oldest);
+            }
+        }
+        let inst = g.instances.entry(id).or_default();
+        inst.used = now;
+        inst
     }
 
     /// Look a request up; a new one is marked in flight.
     pub fn begin(&self, instance: u64, req: u32) -> Replay {
         let mut g = self.inner.lock();
-        match g.map.get(&(instance, req)) {
+        let inst = Self::instance(&mut g, self.max_instances, instance);
+        match inst.map.get(&req) {
             Some(Entry::InFlight) => Replay::InFlight,
             Some(Entry::Done(o)) => Replay::Done(*o),
             None => {
-                g.map.insert((instance, req), Entry::InFlight);
+                inst.map.insert(req, Entry::InFlight);
                 Replay::New
             }
         }
@@ -71,11 +101,14 @@ impl ReplayCache {
     /// Record a request's outcome.
     pub fn finish(&self, instance: u64, req: u32, outcome: Outcome) {
         let mut g = self.inner.lock();
-        g.map.insert((instance, req), Entry::Done(outcome));
-        g.order.push_back((instance, req));
-        while g.order.len() > self.capacity {
-            if let Some(k) = g.order.pop_front() {
-                g.map.remove(&k);
+        let inst = Self::instance(&mut g, self.max_instances, instance);
+        inst.map.insert(req, Entry::Done(outcome));
+        inst.order.push_back(req);
+        while inst.order.len() > PER_INSTANCE {
+            if let Some(old) = inst.order.pop_front() {
+                if matches!(inst.map.get(&old), Some(Entry::Done(_))) {
+                    inst.map.remove(&old);
+                }
             }
         }
     }
@@ -83,22 +116,24 @@ impl ReplayCache {
     /// Forget an in-flight request that failed without running (so a retry may run it).
     pub fn abandon(&self, instance: u64, req: u32) {
         let mut g = self.inner.lock();
-        if matches!(g.map.get(&(instance, req)), Some(Entry::InFlight)) {
-            g.map.remove(&(instance, req));
+        if let Some(inst) = g.instances.get_mut(&instance) {
+            if matches!(inst.map.get(&req), Some(Entry::InFlight)) {
+                inst.map.remove(&req);
+            }
         }
     }
 
     /// The outcome, if the request finished.
     pub fn outcome(&self, instance: u64, req: u32) -> Option<Outcome> {
-        match self.inner.lock().map.get(&(instance, req)) {
+        match self.inner.lock().instances.get(&instance).and_then(|i| i.map.get(&req)) {
             Some(Entry::Done(o)) => Some(*o),
             _ => None,
         }
     }
 
-    /// Entries held (finished and in flight).
+    /// Entries held (finished and in flight), over all instances.
     pub fn len(&self) -> usize {
-        self.inner.lock().map.len()
+        self.inner.lock().instances.values().map(|i| i.map.len()).sum()
     }
 
     /// True when empty.
