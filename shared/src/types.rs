@@ -241,6 +241,14 @@ pub enum Error {
     /// The machine is disposed.
     #[error("machine disposed")]
     Disposed,
+    /// A remote peer answered with a protocol error (code from [`crate::wire::ErrorCode`]).
+    #[error("remote error {code:?}: {message}")]
+    Rpc {
+        /// Stable code.
+        code: crate::wire::ErrorCode,
+        /// Detail.
+        message: String,
+    },
     /// A handler panicked (with `std`), or an error added by the user with `add_err`.
     #[error("{0}")]
     Other(String),

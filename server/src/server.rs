@@ -1,0 +1,490 @@
+//! The server: workers by name, one WebSocket session per connection (axum), each a thin shell
+//! around an `amrpc_core::session::ServerSession`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use amrpc_core::session::{ReplayCache, ServerConfig, ServerOutput, ServerSession};
+use amrpc_core::wire::ErrorCode;
+use amrpc_core::{Handlers, Machine, Opts, Tracer, Transition, Value};
+use axum::Router;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, broadcast, watch};
+
+use crate::states::{self, names};
+
+/// Decides whether a client may open a session: `(client_id, token) -> allowed`. The token comes
+/// from `Hello`, or from the URL's `?token=` (browsers cannot set headers on a WebSocket).
+pub type AuthHook = Arc<dyn Fn(&str, Option<&str>) -> bool + Send + Sync>;
+
+/// Server settings. Every default is documented on its field.
+#[derive(Clone)]
+pub struct ServerOpts {
+    /// Push interval when the client states no wish. Default: 16 ms (one frame at 60 Hz: a page
+    /// repaints at most that often, so faster pushes only cost bandwidth; see docs/BENCHMARKS.md).
+    pub push_interval: Duration,
+    /// Largest incoming WebSocket message. Default: 1 MiB.
+    pub max_message_size: usize,
+    /// Most concurrent sessions; more connections get HTTP 503. Default: 4096.
+    pub max_sessions: usize,
+    /// A client that does not read for this long is closed (`Overloaded`). Default: 10 s.
+    pub send_timeout: Duration,
+    /// Bytes buffered for a slow client before sends wait. Default: 256 KiB.
+    pub max_write_buffer: usize,
+    /// Allowed client ids (upstream `AllowId`). Default: any.
+    pub allow_ids: Option<Vec<String>>,
+    /// Token check. Default: none.
+    pub auth: Option<AuthHook>,
+    /// Allowed browser `Origin`s; requests without an `Origin` header (non-browsers) pass.
+    /// Default: any.
+    pub allowed_origins: Option<Vec<String>>,
+    /// States clients may mutate. Default: all.
+    pub mutable_states: Option<Vec<String>>,
+    /// Payloads larger than this go in chunks. Default: 64 KiB.
+    pub chunk_size: usize,
+    /// Client instances the at-most-once replay cache remembers per worker. Default: 4096.
+    pub replay_instances: usize,
+}
+
+impl Default for ServerOpts {
+    fn default() -> Self {
+        ServerOpts {
+            push_interval: Duration::from_millis(16),
+            max_message_size: 1 << 20,
+            max_sessions: 4096,
+            send_timeout: Duration::from_secs(10),
+            max_write_buffer: 256 << 10,
+            allow_ids: None,
+            auth: None,
+            allowed_origins: None,
+            mutable_states: None,
+            chunk_size: 64 << 10,
+            replay_instances: 4096,
+        }
+    }
+}
+
+impl std::fmt::Debug for ServerOpts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerOpts")
+            .field("push_interval", &self.push_interval)
+            .field("max_message_size", &self.max_message_size)
+            .field("max_sessions", &self.max_sessions)
+            .field("allow_ids", &self.allow_ids)
+            .field("allowed_origins", &self.allowed_origins)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a worker or server could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The machine's states are not verified: their order is the wire identity of states.
+    #[error("worker {0}: states are not verified (call verify_states)")]
+    NotVerified(String),
+    /// The machine lacks worker states.
+    #[error("worker {worker}: missing worker states {missing:?} (merge states::worker_schema())")]
+    MissingStates {
+        /// Worker id.
+        worker: String,
+        /// Missing names.
+        missing: Vec<String>,
+    },
+    /// A worker of that name exists.
+    #[error("a worker named {0} is already registered")]
+    Duplicate(String),
+    /// Binding handlers failed.
+    #[error(transparent)]
+    Machine(#[from] amrpc_core::Error),
+    /// I/O.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// A payload sent by a worker through its `SendPayload` state.
+#[derive(Clone, Debug)]
+struct PayloadOut {
+    name: String,
+    source: String,
+    data: Vec<u8>,
+    destination: Option<String>,
+}
+
+struct ChangeTracer(watch::Sender<u64>);
+
+impl Tracer for ChangeTracer {
+    fn transition_end(&self, _t: &Transition) {
+        self.0.send_modify(|v| *v = v.wrapping_add(1));
+    }
+}
+
+/// A machine served to clients. Cheap to clone.
+#[derive(Clone)]
+pub struct Worker {
+    machine: Machine,
+    changes: watch::Sender<u64>,
+    payloads: broadcast::Sender<Arc<PayloadOut>>,
+    replay: Arc<ReplayCache>,
+    sessions: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker").field("machine", &self.machine).finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// Serve `machine`: it needs verified states and the worker states (spec §1.5). A tracer
+    /// (pushes) and a `SendPayloadState` handler (payloads) are bound to it.
+    pub fn new(machine: Machine, replay_instances: usize) -> Result<Worker, ServerError> {
+        if !machine.states_verified() {
+            return Err(ServerError::NotVerified(machine.id().to_string()));
+        }
+        let missing: Vec<String> = states::WORKER_STATES
+            .iter()
+            .filter(|s| !machine.has1(s))
+            .map(|s| s.to_string())
+            .collect();
+        if !missing.is_empty() {
+            return Err(ServerError::MissingStates {
+                worker: machine.id().to_string(),
+                missing,
+            });
+        }
+        let (changes, _) = watch::channel(0u64);
+        let (payloads, _) = broadcast::channel(64);
+        machine.bind_tracer(Arc::new(ChangeTracer(changes.clone())));
+        let tx = payloads.clone();
+        machine.bind_handlers(Handlers::new("amrpc-payloads").state(names::SEND_PAYLOAD, move |e| {
+            let m = e.machine();
+            m.remove1(names::SEND_PAYLOAD, None);
+            let args = e.args();
+            let name = args.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+            let data = match args.get("data") {
+                Some(Value::Bytes(b)) => b.clone(),
+                Some(Value::Str(s)) => s.as_bytes().to_vec(),
+                _ => Vec::new(),
+            };
+            if name.is_empty() {
+                m.add_err_state(names::ERR_SEND_PAYLOAD, "SendPayload needs a name arg", None);
+                return;
+            }
+            let p = PayloadOut {
+                name,
+                source: args.get("source").and_then(Value::as_str).unwrap_or(&m.id()).to_string(),
+                data,
+                destination: args.get("destination").and_then(Value::as_str).map(str::to_string),
+            };
+            if tx.send(Arc::new(p)).is_err() {
+                tracing::debug!("payload with no connected client dropped");
+            }
+        }))?;
+        Ok(Worker {
+            machine,
+            changes,
+            payloads,
+            replay: Arc::new(ReplayCache::new(replay_instances)),
+            sessions: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// The served machine.
+    pub fn machine(&self) -> &Machine {
+        &self.machine
+    }
+
+    /// Sessions currently open on this worker.
+    pub fn session_count(&self) -> usize {
+        self.sessions.load(Ordering::Relaxed)
+    }
+}
+
+struct Inner {
+    workers: RwLock<BTreeMap<String, Worker>>,
+    opts: ServerOpts,
+    permits: Arc<Semaphore>,
+    shutdown: watch::Sender<bool>,
+    epoch: AtomicU64,
+    start: Instant,
+}
+
+/// A registry of named workers with its WebSocket router. Cheap to clone.
+#[derive(Clone)]
+pub struct Server(Arc<Inner>);
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("opts", &self.0.opts).finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// An empty server.
+    pub fn new(opts: ServerOpts) -> Server {
+        let (shutdown, _) = watch::channel(false);
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        Server(Arc::new(Inner {
+            workers: RwLock::new(BTreeMap::new()),
+            permits: Arc::new(Semaphore::new(opts.max_sessions)),
+            opts,
+            shutdown,
+            epoch: AtomicU64::new(seed << 16),
+            start: Instant::now(),
+        }))
+    }
+
+    /// Serve `machine` as `/ws/{name}`.
+    pub fn add_worker(&self, name: &str, machine: Machine) -> Result<Worker, ServerError> {
+        let mut w = self.0.workers.write().unwrap_or_else(|e| e.into_inner());
+        if w.contains_key(name) {
+            return Err(ServerError::Duplicate(name.to_string()));
+        }
+        let worker = Worker::new(machine, self.0.opts.replay_instances)?;
+        w.insert(name.to_string(), worker.clone());
+        Ok(worker)
+    }
+
+    /// A registered worker.
+    pub fn worker(&self, name: &str) -> Option<Worker> {
+        self.0.workers.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+    }
+
+    /// Worker names.
+    pub fn worker_names(&self) -> Vec<String> {
+        self.0.workers.read().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect()
+    }
+
+    /// Sessions open right now, over all workers.
+    pub fn session_count(&self) -> usize {
+        self.0.opts.max_sessions - self.0.permits.available_permits()
+    }
+
+    /// The router: `GET /ws/{worker}` upgrades to a session. Mount it in your own app, or use
+    /// [`Server::serve`].
+    pub fn router(&self) -> Router {
+        Router::new().route("/ws/{worker}", get(ws_handler)).with_state(self.clone())
+    }
+
+    /// Close every session (each gets a `Bye` with `ShuttingDown`) and stop `serve`.
+    pub fn shutdown(&self) {
+        self.0.shutdown.send_replace(true);
+    }
+
+    /// Serve `router` (e.g. [`Server::router`] plus your own routes) on `listener` until
+    /// [`Server::shutdown`].
+    pub async fn serve_router(&self, listener: TcpListener, router: Router) -> std::io::Result<()> {
+        let mut stop = self.0.shutdown.subscribe();
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
+    }
+
+    /// Serve [`Server::router`] on `listener` until [`Server::shutdown`].
+    pub async fn serve(&self, listener: TcpListener) -> std::io::Result<()> {
+        self.serve_router(listener, self.router()).await
+    }
+
+    /// Bind `addr` (port 0 picks one) and serve in a background task; returns the address.
+    pub async fn spawn(&self, addr: &str) -> Result<SocketAddr, ServerError> {
+        let listener = TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let srv = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = srv.serve(listener).await {
+                tracing::error!(error = %e, "server stopped");
+            }
+        });
+        Ok(local)
+    }
+}
+
+fn reject(status: StatusCode, msg: &str) -> Response {
+    tracing::info!(%status, msg, "websocket upgrade rejected");
+    (status, msg.to_string()).into_response()
+}
+
+async fn ws_handler(
+    State(srv): State<Server>,
+    Path(worker): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let opts = &srv.0.opts;
+    if let (Some(allowed), Some(origin)) = (&opts.allowed_origins, headers.get(header::ORIGIN)) {
+        let origin = origin.to_str().unwrap_or("");
+        if !allowed.iter().any(|o| o == origin) {
+            return reject(StatusCode::FORBIDDEN, "origin not allowed");
+        }
+    }
+    let Some(worker) = srv.worker(&worker) else {
+        return reject(StatusCode::NOT_FOUND, "no such worker");
+    };
+    let Ok(permit) = srv.0.permits.clone().try_acquire_owned() else {
+        return reject(StatusCode::SERVICE_UNAVAILABLE, "too many sessions");
+    };
+    let url_token = query.get("token").cloned();
+    ws.max_message_size(opts.max_message_size)
+        .max_frame_size(opts.max_message_size)
+        .max_write_buffer_size(opts.max_write_buffer)
+        .on_upgrade(move |socket| async move {
+            worker.sessions.fetch_add(1, Ordering::Relaxed);
+            run_session(srv, worker.clone(), socket, url_token).await;
+            worker.sessions.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        })
+}
+
+/// One session's machine: upstream's server states, observable per connection.
+fn session_machine(id: &str) -> Machine {
+    let m = Machine::new(
+        states::server_schema(),
+        Opts {
+            id: Some(id.to_string()),
+            ..Default::default()
+        },
+    )
+    .expect("the server schema is valid");
+    m.add1(names::START, None);
+    m.add1(names::RPC_READY, None);
+    m.add1(names::CLIENT_CONNECTED, None);
+    m.add1(names::HANDSHAKING, None);
+    m
+}
+
+async fn run_session(srv: Server, worker: Worker, socket: WebSocket, url_token: Option<String>) {
+    let opts = &srv.0.opts;
+    let epoch = srv.0.epoch.fetch_add(1, Ordering::Relaxed);
+    let auth = opts.auth.clone();
+    let authorize: Option<amrpc_core::session::Authorize> = match (auth, url_token) {
+        (Some(hook), Some(url)) => Some(Arc::new(move |id: &str, t: Option<&str>| hook(id, t.or(Some(url.as_str()))))),
+        (Some(hook), None) => Some(Arc::new(move |id: &str, t: Option<&str>| hook(id, t))),
+        (None, _) => None,
+    };
+    let cfg = ServerConfig {
+        max_frame: opts.max_message_size,
+        push_interval_ms: opts.push_interval.as_millis() as u32,
+        allow_ids: opts.allow_ids.clone(),
+        authorize,
+        mutable_states: opts.mutable_states.clone(),
+        chunk_size: opts.chunk_size,
+        epoch,
+        ..Default::default()
+    };
+    let machine = worker.machine.clone();
+    let mut sess = ServerSession::new(&machine, cfg, worker.replay.clone());
+    let states = session_machine(&format!("session-{epoch:x}"));
+    let mut changes = worker.changes.subscribe();
+    let mut payloads = worker.payloads.subscribe();
+    let mut stop = srv.0.shutdown.subscribe();
+    let (mut tx, mut rx) = socket.split();
+    let start = srv.0.start;
+    let now_ms = move || start.elapsed().as_millis() as u64;
+    let send_timeout = opts.send_timeout;
+    if *stop.borrow() {
+        return;
+    }
+    'session: loop {
+        let deadline = sess.next_deadline();
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until((start + Duration::from_millis(d)).into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let outputs = tokio::select! {
+            msg = rx.next() => match msg {
+                Some(Ok(Message::Binary(b))) => {
+                    let out = sess.handle_frame(&b, now_ms(), &machine);
+                    sess.execute_local(out, &machine, now_ms())
+                }
+                Some(Ok(Message::Text(_))) => sess.shutdown(ErrorCode::Malformed, "text frames are not part of the protocol"),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Close(_))) | None => break 'session,
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "session read error");
+                    let code = if e.to_string().contains("too long") || e.to_string().contains("too big") {
+                        ErrorCode::TooLarge
+                    } else {
+                        ErrorCode::Malformed
+                    };
+                    sess.shutdown(code, &e.to_string())
+                }
+            },
+            r = changes.changed() => {
+                if r.is_err() {
+                    break 'session;
+                }
+                sess.worker_changed();
+                sess.poll(now_ms(), &machine)
+            }
+            () = sleep => sess.poll(now_ms(), &machine),
+            p = payloads.recv() => match p {
+                Ok(p) => {
+                    let mine = p.destination.as_deref().is_none_or(|d| Some(d) == sess.client_id());
+                    if mine { sess.payload(&p.name, &p.source, &p.data) } else { Vec::new() }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(lost = n, "slow session lost payloads");
+                    machine.add_err_state(names::ERR_SEND_PAYLOAD, format!("{n} payloads lost for a slow client"), None);
+                    Vec::new()
+                }
+                Err(broadcast::error::RecvError::Closed) => Vec::new(),
+            },
+            _ = stop.wait_for(|s| *s) => sess.shutdown(ErrorCode::ShuttingDown, "server shutting down"),
+        };
+        for o in outputs {
+            match o {
+                ServerOutput::Send(bytes) => {
+                    match tokio::time::timeout(send_timeout, tx.send(Message::Binary(bytes.into()))).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "session write failed");
+                            break 'session;
+                        }
+                        Err(_) => {
+                            tracing::warn!("client does not read: closing the session");
+                            let frame = CloseFrame {
+                                code: 1008,
+                                reason: "client too slow".into(),
+                            };
+                            let _ = tokio::time::timeout(Duration::from_millis(100), tx.send(Message::Close(Some(frame)))).await;
+                            break 'session;
+                        }
+                    }
+                }
+                ServerOutput::HandshakeDone { client_id } => {
+                    tracing::info!(client = %client_id, worker = %machine.id(), "session open");
+                    states.add1(names::HANDSHAKE_DONE, None);
+                }
+                ServerOutput::Close { code, reason } => {
+                    tracing::info!(?code, %reason, "session closed");
+                    let frame = CloseFrame {
+                        code: if code == ErrorCode::Closed { 1000 } else { 1008 },
+                        reason: reason.chars().take(100).collect::<String>().into(),
+                    };
+                    let _ = tokio::time::timeout(Duration::from_millis(100), tx.send(Message::Close(Some(frame)))).await;
+                    break 'session;
+                }
+                ServerOutput::Mutate(_) => {} // execute_local ran them
+            }
+        }
+    }
+    states.remove1(names::CLIENT_CONNECTED, None);
+    states.dispose();
+}
