@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use amrpc_core::session::{ClientConfig, ClientOutput, ClientSession};
 use amrpc_core::wire::{ErrorCode, Payload};
 use amrpc_core::{
-    Api, Args, BoxFuture, Clock, Ctx, EXCEPTION, Error, Machine, MutationType, Opts, Outcome, Schema, Serialized,
-    Time, Value, Wait, WaitError,
+    Api, Args, BoxFuture, Clock, Ctx, EXCEPTION, Error, Machine, MutationType, Opts, Outcome, Schema, Serialized, Time,
+    Value, Wait, WaitError,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -130,7 +130,9 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("states", &self.states).finish_non_exhaustive()
+        f.debug_struct("Client")
+            .field("states", &self.states)
+            .finish_non_exhaustive()
     }
 }
 
@@ -268,13 +270,21 @@ impl Task {
             let ws = match dial {
                 Ok(Ok((ws, _))) => ws,
                 Ok(Err(e)) => {
-                    if self.dial_failed(&mut attempts, &mut delay, e.to_string()).await.is_some() {
+                    if self
+                        .dial_failed(&mut attempts, &mut delay, e.to_string())
+                        .await
+                        .is_some()
+                    {
                         return;
                     }
                     continue;
                 }
                 Err(_) => {
-                    if self.dial_failed(&mut attempts, &mut delay, "dial timed out".into()).await.is_some() {
+                    if self
+                        .dial_failed(&mut attempts, &mut delay, "dial timed out".into())
+                        .await
+                        .is_some()
+                    {
                         return;
                     }
                     continue;
@@ -497,7 +507,9 @@ impl Task {
             }
             ClientOutput::Synced => tracing::debug!("mirror resynced"),
             ClientOutput::Payload(p) => {
-                let args = Args::new().with("name", p.name.as_str()).with("source", p.source.as_str());
+                let args = Args::new()
+                    .with("name", p.name.as_str())
+                    .with("source", p.source.as_str());
                 self.states.add1(names::WORKER_PAYLOAD, Some(args));
                 let _ = self.payloads.send(p);
             }
@@ -536,7 +548,12 @@ impl Mirror {
         &self.machine
     }
 
-    fn call<'a>(&'a self, ty: MutationType, states: &[&str], args: Option<Args>) -> BoxFuture<'a, Result<Outcome, Error>> {
+    fn call<'a>(
+        &'a self,
+        ty: MutationType,
+        states: &[&str],
+        args: Option<Args>,
+    ) -> BoxFuture<'a, Result<Outcome, Error>> {
         if let Some(s) = states.iter().find(|s| !self.machine.has1(s)) {
             return ready_err(Error::StateUnknown((*s).to_string()));
         }
@@ -564,7 +581,12 @@ impl Api for Mirror {
     fn set<'a>(&'a self, states: &[&str], args: Option<Args>) -> BoxFuture<'a, Result<Outcome, Error>> {
         self.call(MutationType::Set, states, args)
     }
-    fn add_err_state<'a>(&'a self, state: &str, err: Error, args: Option<Args>) -> BoxFuture<'a, Result<Outcome, Error>> {
+    fn add_err_state<'a>(
+        &'a self,
+        state: &str,
+        err: Error,
+        args: Option<Args>,
+    ) -> BoxFuture<'a, Result<Outcome, Error>> {
         let mut args = args.unwrap_or_default();
         args.insert("err", Value::Str(err.to_string()));
         *self.err.lock().unwrap_or_else(|e| e.into_inner()) = Some(err);
@@ -575,7 +597,9 @@ impl Api for Mirror {
         self.call(MutationType::Add, &states, Some(args))
     }
     fn when_args(&self, _state: &str, _args: Args, _ctx: Option<&Ctx>) -> Wait {
-        Wait::ready(Err(WaitError::InvalidArgs("when_args is not available on a mirror yet".into())))
+        Wait::ready(Err(WaitError::InvalidArgs(
+            "when_args is not available on a mirror yet".into(),
+        )))
     }
     fn err(&self) -> Option<Error> {
         self.err.lock().unwrap_or_else(|e| e.into_inner()).clone()

@@ -7,6 +7,8 @@
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod demo;
+pub mod repl;
 pub mod server;
 pub mod states;
 

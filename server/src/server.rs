@@ -139,7 +139,9 @@ pub struct Worker {
 
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Worker").field("machine", &self.machine).finish_non_exhaustive()
+        f.debug_struct("Worker")
+            .field("machine", &self.machine)
+            .finish_non_exhaustive()
     }
 }
 
@@ -181,7 +183,11 @@ impl Worker {
             }
             let p = PayloadOut {
                 name,
-                source: args.get("source").and_then(Value::as_str).unwrap_or(&m.id()).to_string(),
+                source: args
+                    .get("source")
+                    .and_then(Value::as_str)
+                    .unwrap_or(&m.id())
+                    .to_string(),
                 data,
                 destination: args.get("destination").and_then(Value::as_str).map(str::to_string),
             };
@@ -224,7 +230,9 @@ pub struct Server(Arc<Inner>);
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server").field("opts", &self.0.opts).finish_non_exhaustive()
+        f.debug_struct("Server")
+            .field("opts", &self.0.opts)
+            .finish_non_exhaustive()
     }
 }
 
@@ -259,12 +267,23 @@ impl Server {
 
     /// A registered worker.
     pub fn worker(&self, name: &str) -> Option<Worker> {
-        self.0.workers.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+        self.0
+            .workers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
     }
 
     /// Worker names.
     pub fn worker_names(&self) -> Vec<String> {
-        self.0.workers.read().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect()
+        self.0
+            .workers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// Sessions open right now, over all workers.
@@ -275,7 +294,9 @@ impl Server {
     /// The router: `GET /ws/{worker}` upgrades to a session. Mount it in your own app, or use
     /// [`Server::serve`].
     pub fn router(&self) -> Router {
-        Router::new().route("/ws/{worker}", get(ws_handler)).with_state(self.clone())
+        Router::new()
+            .route("/ws/{worker}", get(ws_handler))
+            .with_state(self.clone())
     }
 
     /// Close every session (each gets a `Bye` with `ShuttingDown`) and stop `serve`.
@@ -372,7 +393,9 @@ async fn run_session(srv: Server, worker: Worker, socket: WebSocket, url_token: 
     let epoch = srv.0.epoch.fetch_add(1, Ordering::Relaxed);
     let auth = opts.auth.clone();
     let authorize: Option<amrpc_core::session::Authorize> = match (auth, url_token) {
-        (Some(hook), Some(url)) => Some(Arc::new(move |id: &str, t: Option<&str>| hook(id, t.or(Some(url.as_str()))))),
+        (Some(hook), Some(url)) => Some(Arc::new(move |id: &str, t: Option<&str>| {
+            hook(id, t.or(Some(url.as_str())))
+        })),
         (Some(hook), None) => Some(Arc::new(move |id: &str, t: Option<&str>| hook(id, t))),
         (None, _) => None,
     };
@@ -463,7 +486,9 @@ async fn run_session(srv: Server, worker: Worker, socket: WebSocket, url_token: 
                                 code: 1008,
                                 reason: "client too slow".into(),
                             };
-                            let _ = tokio::time::timeout(Duration::from_millis(100), tx.send(Message::Close(Some(frame)))).await;
+                            let _ =
+                                tokio::time::timeout(Duration::from_millis(100), tx.send(Message::Close(Some(frame))))
+                                    .await;
                             break 'session;
                         }
                     }
@@ -478,7 +503,8 @@ async fn run_session(srv: Server, worker: Worker, socket: WebSocket, url_token: 
                         code: if code == ErrorCode::Closed { 1000 } else { 1008 },
                         reason: reason.chars().take(100).collect::<String>().into(),
                     };
-                    let _ = tokio::time::timeout(Duration::from_millis(100), tx.send(Message::Close(Some(frame)))).await;
+                    let _ =
+                        tokio::time::timeout(Duration::from_millis(100), tx.send(Message::Close(Some(frame)))).await;
                     break 'session;
                 }
                 ServerOutput::Mutate(_) => {} // execute_local ran them

@@ -100,7 +100,10 @@ pub const WORKER_STATES: [&str; 9] = [
 fn shared_schema() -> Schema {
     let handshake = [HANDSHAKING, HANDSHAKE_DONE];
     let own = schema([
-        (ERR_NETWORK_TIMEOUT, State::new().add(&[EXCEPTION]).require(&[EXCEPTION])),
+        (
+            ERR_NETWORK_TIMEOUT,
+            State::new().add(&[EXCEPTION]).require(&[EXCEPTION]),
+        ),
         (ERR_RPC, State::new().add(&[EXCEPTION]).require(&[EXCEPTION])),
         (ERR_DELIVERY, State::new().add(&[EXCEPTION]).require(&[EXCEPTION])),
         (HANDSHAKING, State::new().require(&[START]).remove(&handshake)),
@@ -115,7 +118,10 @@ pub fn server_schema() -> Schema {
     let rpc = [RPC_STARTING, RPC_READY];
     let own = schema([
         (ERR_ON_CLIENT, State::new().require(&[EXCEPTION])),
-        (ERR_NETWORK, State::new().require(&[EXCEPTION]).remove(&[CLIENT_CONNECTED])),
+        (
+            ERR_NETWORK,
+            State::new().require(&[EXCEPTION]).remove(&[CLIENT_CONNECTED]),
+        ),
         (START, State::new().add(&[RPC_STARTING])),
         (READY, State::new().auto().require(&[HANDSHAKE_DONE, RPC_READY])),
         (RPC_STARTING, State::new().require(&[START]).remove(&rpc)),
@@ -130,16 +136,36 @@ pub fn client_schema() -> Schema {
     let conn = [CONNECTING, CONNECTED, DISCONNECTING, DISCONNECTED];
     let own = schema([
         (CONNECTING, State::new().require(&[START]).remove(&conn)),
-        (CONNECTED, State::new().require(&[START]).remove(&conn).remove(&[RETRYING_CONN]).add(&[HANDSHAKING])),
+        (
+            CONNECTED,
+            State::new()
+                .require(&[START])
+                .remove(&conn)
+                .remove(&[RETRYING_CONN])
+                .add(&[HANDSHAKING]),
+        ),
         (DISCONNECTING, State::new().remove(&conn)),
         (DISCONNECTED, State::new().auto().remove(&conn)),
         (ERR_NETWORK, State::new().require(&[EXCEPTION]).remove(&[CONNECTING])),
         (START, State::new().add(&[CONNECTING]).remove(&[CONN_RETRY_FAILED])),
         (READY, State::new().auto().require(&[HANDSHAKE_DONE])),
-        (HANDSHAKING, State::new().require(&[START, CONNECTED]).remove(&[HANDSHAKING, HANDSHAKE_DONE])),
-        (HANDSHAKE_DONE, State::new().require(&[START, CONNECTED]).remove(&[HANDSHAKING, HANDSHAKE_DONE])),
+        (
+            HANDSHAKING,
+            State::new()
+                .require(&[START, CONNECTED])
+                .remove(&[HANDSHAKING, HANDSHAKE_DONE]),
+        ),
+        (
+            HANDSHAKE_DONE,
+            State::new()
+                .require(&[START, CONNECTED])
+                .remove(&[HANDSHAKING, HANDSHAKE_DONE]),
+        ),
         (RETRYING_CALL, State::new().require(&[START])),
-        (CALL_RETRY_FAILED, State::new().remove(&[RETRYING_CALL]).add(&[ERR_NETWORK, EXCEPTION])),
+        (
+            CALL_RETRY_FAILED,
+            State::new().remove(&[RETRYING_CALL]).add(&[ERR_NETWORK, EXCEPTION]),
+        ),
         (RETRYING_CONN, State::new().require(&[START])),
         (CONN_RETRY_FAILED, State::new().remove(&[START])),
         (WORKER_PAYLOAD, State::new().multi()),

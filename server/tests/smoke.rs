@@ -16,7 +16,9 @@ async fn connect_mutate_and_push() {
     let srv = Server::new(ServerOpts::default());
     let w = srv.add_worker("w", worker()).unwrap();
     let addr = srv.spawn("127.0.0.1:0").await.unwrap();
-    let c = Client::connect(&format!("ws://{addr}/ws/w"), ClientOpts::default()).await.unwrap();
+    let c = Client::connect(&format!("ws://{addr}/ws/w"), ClientOpts::default())
+        .await
+        .unwrap();
     let m = c.mirror();
     assert_eq!(m.add1("B", None).await, Ok(Outcome::Canceled));
     assert_eq!(m.add(&["A", "B"], None).await, Ok(Outcome::Executed));
@@ -24,7 +26,10 @@ async fn connect_mutate_and_push() {
     // a change made on the worker reaches the mirror by a push
     let wait = m.when_not1("A", None);
     w.machine().remove1("A", None);
-    tokio::time::timeout(std::time::Duration::from_secs(2), wait).await.unwrap().unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(2), wait)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(m.time(None), w.machine().time(None));
     c.close().await;
     srv.shutdown();
