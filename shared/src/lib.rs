@@ -35,6 +35,7 @@ pub mod __alloc {
 }
 
 mod api;
+pub mod demo;
 mod handlers;
 mod machine;
 mod resolver;

@@ -7,4 +7,4 @@ mod server;
 
 pub use client::{ClientConfig, ClientOutput, ClientSession, MAX_PENDING, RemoteError};
 pub use replay::{PER_INSTANCE, REQ_ID_WRAP, Replay, ReplayCache};
-pub use server::{Authorize, MutateCmd, ServerConfig, ServerOutput, ServerSession};
+pub use server::{Authorize, MutateCmd, ServerConfig, ServerOutput, ServerSession, replay_key};

@@ -71,7 +71,7 @@ impl ReplayCache {
         }
     }
 
-    fn instance<'a>(g: &'a mut Inner, max: usize, id: u64) -> &'a mut Instance {
+    fn instance(g: &mut Inner, max: usize, id: u64) -> &mut Instance {
         g.clock += 1;
         let now = g.clock;
         if !g.instances.contains_key(&id) && g.instances.len() >= max {

@@ -138,6 +138,21 @@ impl core::fmt::Debug for ServerSession {
     }
 }
 
+/// The replay-cache key of a client: its instance, made distinct per client id (two clients
+/// with the same instance never share outcomes).
+pub fn replay_key(client_id: &str, instance: u64) -> u64 {
+    instance ^ fnv64(client_id.as_bytes()).rotate_left(17)
+}
+
+fn fnv64(b: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for x in b {
+        h ^= u64::from(*x);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
 fn frame(msg: &ServerMsg) -> ServerOutput {
     // Server messages hold no opaque values, so encoding cannot fail; stay total anyway.
     match msg.encode() {
@@ -319,8 +334,8 @@ impl ServerSession {
                 self.cfg.max_push_interval_ms.max(1),
             ),
         };
+        self.instance = replay_key(&h.client_id, h.instance);
         self.client_id = h.client_id;
-        self.instance = h.instance;
         let now = worker.time(None);
         self.seq = 0;
         let update = clock::full_update(&mut self.last_sent, &now, self.tracked.as_deref(), 0);
@@ -377,15 +392,17 @@ impl ServerSession {
 
     fn reply(&mut self, req: u32, outcome: Outcome, now_ms: u64, worker: &dyn Api) -> Vec<ServerOutput> {
         let now = worker.time(None);
-        let update = clock::update_from(
-            &mut self.last_sent,
-            &now,
-            self.tracked.as_deref(),
-            self.seq.wrapping_add(1),
-        );
-        if update.is_some() {
-            self.seq = self.seq.wrapping_add(1);
-        }
+        let seq = self.seq.wrapping_add(1);
+        // Every reply is sequenced, even without a change (an empty diff: 4 bytes), so a client
+        // that lost an earlier push notices the gap before it trusts the reply.
+        let update =
+            clock::update_from(&mut self.last_sent, &now, self.tracked.as_deref(), seq).unwrap_or(wire::ClockUpdate {
+                seq,
+                checksum: clock::checksum(&self.last_sent),
+                ticks: wire::Ticks::Diff(wire::Diff::default()),
+            });
+        self.seq = seq;
+        let update = Some(update);
         // the reply carries everything up to now: a pending push has nothing left to say
         self.last_push_at = now_ms;
         self.dirty = false;

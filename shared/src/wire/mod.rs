@@ -123,7 +123,8 @@ pub struct Reply {
     /// Request id.
     pub req: u32,
     /// The clock change since the last update sent to this session (the mutation, its nested
-    /// mutations and anything else), or `None` when nothing changed.
+    /// mutations and anything else). Servers always send one (an empty diff when nothing
+    /// changed) so the client can check the sequence; `None` is accepted for compatibility.
     pub update: Option<ClockUpdate>,
 }
 
