@@ -407,7 +407,9 @@ fn handshake_welcome_carries_schema_and_mirror_equals_worker() {
     assert_eq!(l.cli.epoch(), 7);
     assert_eq!(l.cli.names(), names.as_slice());
     let m = l.mirror();
-    assert_eq!(&*m.id(), &*w.id());
+    // upstream's naming: the mirror is `<client>-<worker>`, a child of the client
+    assert_eq!(&*m.id(), format!("alice-{}", w.id()));
+    assert_eq!(m.parent_id(), Some("alice"));
     assert_eq!(m.state_names(), names);
     assert_eq!(m.get_struct(), w.get_struct());
     assert_eq!(m.time(None), t);

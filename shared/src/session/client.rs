@@ -390,8 +390,10 @@ impl ClientSession {
                 Ok(s) => s,
                 Err(e) => return self.close(remote(ErrorCode::Malformed, e.to_string())),
             };
+            // upstream: the mirror's id is `<client>-<worker>`, its parent the client
             let opts = Opts {
-                id: Some(w.worker_id.clone()),
+                id: Some(alloc::format!("{}-{}", self.cfg.client_id, w.worker_id)),
+                parent_id: Some(self.cfg.client_id.clone()),
                 ..Default::default()
             };
             let m = match Machine::new(schema, opts) {

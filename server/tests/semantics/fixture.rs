@@ -1,0 +1,290 @@
+//! The fixture of the semantics suite: one worker machine built the way upstream's
+//! `internal/testing/utils` builds RPC workers, reached either directly (`Backend::Local`) or
+//! through a WebSocket mirror (`Backend::Remote`).
+
+use std::future::Future;
+use std::time::Duration;
+
+use amrpc_core::{Api, BoxFuture, EXCEPTION, Error, Handlers, Machine, Opts, Outcome, Schema, State, struct_merge};
+use amrpc_server::states::{self, names};
+use amrpc_server::{Client, ClientOpts, Server, ServerOpts};
+
+/// Bound of every single wait in the suite.
+pub(crate) const WAIT: Duration = Duration::from_secs(2);
+/// Bound of one whole test (set-up, body, tear-down).
+pub(crate) const TEST: Duration = Duration::from_secs(15);
+
+/// Which implementation of `Api` a test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Backend {
+    /// The worker machine itself.
+    Local,
+    /// A `Mirror` of the worker, over a real WebSocket on 127.0.0.1.
+    Remote,
+}
+
+/// How to build the worker: own states merged with `states::worker_schema()`, the state order
+/// `[own names… + worker states]` (upstream `SAdd(names, WorkerStates.Names())`), an optional
+/// initial `Set`, relation overrides applied with `set_struct` after it (upstream's
+/// `rels := m.GetStruct(); rels["C"] = …; m.SetStruct(rels, names)`), and optional handlers.
+pub(crate) struct Fixture {
+    name: String,
+    own: Schema,
+    own_names: Vec<String>,
+    initial: Option<Vec<String>>,
+    rels: Vec<(String, State)>,
+    handlers: Option<Handlers>,
+}
+
+impl Fixture {
+    /// States `A`…`D` without relations (upstream `NewNoRelsRpcWorker`); names `[Exception A B C D
+    /// ErrProviding ErrSendPayload SendPayload ErrNetwork ErrHandlerTimeout Start Ready Healthcheck]`.
+    pub(crate) fn no_rels(name: &str) -> Fixture {
+        let own = amrpc_core::schema(["A", "B", "C", "D"].map(|s| (s, State::new())));
+        Fixture::with(name, own, &[EXCEPTION, "A", "B", "C", "D"])
+    }
+
+    /// The "Rels" schema of upstream's `internal/testing/states` (`NewRelsRpcWorker`):
+    /// A Auto Require C; B Multi Add C; C After D; D Add C B.
+    pub(crate) fn rels(name: &str) -> Fixture {
+        let own = amrpc_core::schema([
+            ("A", State::new().auto().require(&["C"])),
+            ("B", State::new().multi().add(&["C"])),
+            ("C", State::new().after(&["D"])),
+            ("D", State::new().add(&["C", "B"])),
+        ]);
+        Fixture::with(name, own, &[EXCEPTION, "A", "B", "C", "D"])
+    }
+
+    /// Custom own states (upstream `NewCustomRpcWorker`); their names come first, in schema order.
+    pub(crate) fn custom(name: &str, own: Schema) -> Fixture {
+        let names: Vec<String> = own.keys().cloned().collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        Fixture::with(name, own.clone(), &names)
+    }
+
+    fn with(name: &str, own: Schema, own_names: &[&str]) -> Fixture {
+        Fixture {
+            name: name.to_string(),
+            own,
+            own_names: own_names.iter().map(|s| s.to_string()).collect(),
+            initial: None,
+            rels: Vec::new(),
+            handlers: None,
+        }
+    }
+
+    /// "init X": the worker is `Set(X)` before the connection.
+    pub(crate) fn init(mut self, states: &[&str]) -> Fixture {
+        self.initial = Some(states.iter().map(|s| s.to_string()).collect());
+        self
+    }
+
+    /// "rels": replace `state`'s definition on the worker (after `init`, before the connection).
+    pub(crate) fn rel(mut self, state: &str, def: State) -> Fixture {
+        self.rels.push((state.to_string(), def));
+        self
+    }
+
+    /// Handlers bound to the worker before the connection.
+    pub(crate) fn handlers(mut self, h: Handlers) -> Fixture {
+        self.handlers = Some(h);
+        self
+    }
+
+    /// The worker's state order.
+    pub(crate) fn names(&self) -> Vec<String> {
+        let mut names = self.own_names.clone();
+        for s in states::WORKER_STATES {
+            if !names.iter().any(|n| n == s) {
+                names.push(s.to_string());
+            }
+        }
+        names
+    }
+
+    fn machine(&mut self) -> Machine {
+        let schema = struct_merge(&[&states::worker_schema(), &self.own]);
+        let m = Machine::new(
+            schema,
+            Opts {
+                id: Some(format!("t-{}", self.name)),
+                ..Default::default()
+            },
+        )
+        .expect("worker schema");
+        let names = self.names();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        m.verify_states(&names).expect("verify_states");
+        if let Some(init) = &self.initial {
+            let init: Vec<&str> = init.iter().map(String::as_str).collect();
+            m.try_set(&init, None).expect("initial set");
+        }
+        if !self.rels.is_empty() {
+            let mut s = m.get_struct();
+            for (state, def) in self.rels.drain(..) {
+                s.insert(state, def);
+            }
+            m.set_struct(s, &names).expect("set_struct");
+        }
+        if let Some(h) = self.handlers.take() {
+            m.bind_handlers(h).expect("bind_handlers");
+        }
+        m
+    }
+
+    /// Build the worker and connect to it through `backend`.
+    pub(crate) async fn start(mut self, backend: Backend) -> Env {
+        let worker = self.machine();
+        match backend {
+            Backend::Local => Env {
+                backend,
+                api: Box::new(worker.clone()),
+                worker,
+                remote: None,
+            },
+            Backend::Remote => {
+                let server = Server::new(ServerOpts::default());
+                let served = server.add_worker(&self.name, worker.clone()).expect("add_worker");
+                let addr = server.spawn("127.0.0.1:0").await.expect("server spawn");
+                let url = format!("ws://{addr}/ws/{}", self.name);
+                let client = tokio::time::timeout(WAIT, Client::connect(&url, ClientOpts::default()))
+                    .await
+                    .expect("connect timed out")
+                    .expect("connect");
+                // upstream's NewTest waits for the client's Ready
+                tokio::time::timeout(WAIT, client.states().when1(names::READY, None))
+                    .await
+                    .expect("client Ready timed out")
+                    .expect("client Ready");
+                assert_eq!(served.session_count(), 1, "one session on the worker");
+                let mirror = client.mirror();
+                assert!(!mirror.ctx().ptr_eq(&worker.ctx()), "the mirror is a separate machine");
+                assert_eq!(mirror.time(None), worker.time(None), "the handshake synced the clock");
+                Env {
+                    backend,
+                    api: Box::new(client.mirror().clone()),
+                    worker,
+                    remote: Some(Remote { server, client }),
+                }
+            }
+        }
+    }
+}
+
+struct Remote {
+    server: Server,
+    client: Client,
+}
+
+/// A started fixture.
+pub(crate) struct Env {
+    backend: Backend,
+    api: Box<dyn Api>,
+    worker: Machine,
+    remote: Option<Remote>,
+}
+
+impl Env {
+    /// The machine under test: the worker (local) or its mirror (remote).
+    pub(crate) fn api(&self) -> &dyn Api {
+        &*self.api
+    }
+
+    /// The worker machine (for the local backend, the same machine as `api`).
+    pub(crate) fn worker(&self) -> &Machine {
+        &self.worker
+    }
+
+    /// Upstream's `disposeTest(c, s, true)`: `Exception` never ticked on the worker nor on the
+    /// client; then dispose, close the client and stop the server. Also checks that the mirror
+    /// ended on the worker's clock (read-your-writes: every change here came through `api`) and
+    /// shows the worker's schema (`inspect`).
+    pub(crate) async fn finish(self) {
+        let ctx = format!("{:?}", self.backend);
+        assert_eq!(
+            self.worker.tick(EXCEPTION),
+            0,
+            "{ctx}: Exception ticked on the worker: {}",
+            self.worker.string_all()
+        );
+        if let Some(r) = &self.remote {
+            assert_eq!(
+                r.client.states().tick(EXCEPTION),
+                0,
+                "{ctx}: Exception ticked on the client: {}",
+                r.client.states().string_all()
+            );
+            assert_eq!(
+                self.api.time(None),
+                self.worker.time(None),
+                "{ctx}: mirror and worker clocks differ"
+            );
+            // the mirror also carries the worker's schema (relations changed before connecting)
+            assert_eq!(
+                self.api.inspect(None),
+                self.worker.inspect(None),
+                "{ctx}: mirror and worker schemas differ"
+            );
+        }
+        self.api.dispose();
+        within(&ctx, self.api.when_disposed()).await.expect("when_disposed");
+        if let Some(r) = self.remote {
+            r.client.close().await;
+            r.server.shutdown();
+            self.worker.dispose();
+        }
+    }
+}
+
+/// Await `fut` for at most [`WAIT`].
+pub(crate) async fn within<F: Future>(what: &str, fut: F) -> F::Output {
+    match tokio::time::timeout(WAIT, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what}: not done within {WAIT:?}"),
+    }
+}
+
+/// A mutation that must not fail at the API level; returns its outcome.
+pub(crate) async fn ok(f: BoxFuture<'_, Result<Outcome, Error>>) -> Outcome {
+    match within("mutation", f).await {
+        Ok(o) => o,
+        Err(e) => panic!("mutation failed: {e}"),
+    }
+}
+
+/// Upstream `assertStates`: the active states, as a set.
+#[track_caller]
+pub(crate) fn assert_states(w: &dyn Api, expected: &[&str]) {
+    let mut got = w.active_states();
+    got.sort();
+    let mut want: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(got, want, "active states of {}", w.string_all());
+}
+
+/// Upstream `assertTime`.
+#[track_caller]
+pub(crate) fn assert_time(w: &dyn Api, states: &[&str], time: &[u64]) {
+    assert_eq!(w.time(Some(states)), time, "time of {states:?} in {}", w.string_all());
+}
+
+/// Upstream `assertString`: the dedented expectation equals `inspect(states)`, both trimmed.
+#[track_caller]
+pub(crate) fn assert_inspect(w: &dyn Api, expected: &str, states: Option<&[&str]>) {
+    let want = dedent(expected);
+    assert_eq!(w.inspect(states).trim_matches('\n'), want.trim_matches('\n'));
+}
+
+fn dedent(text: &str) -> String {
+    let indent = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.len() - l.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    text.lines()
+        .map(|l| if l.trim().is_empty() { "" } else { &l[indent..] })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
