@@ -2,9 +2,10 @@
 //!
 //! * `worker_op` — upstream's aRPC-vs-gRPC "subscribe → get → process" scenario
 //!   (asyncmachine-go v0.8.0 `examples/benchmark_grpc`) run on a local machine: the rpc worker
-//!   schema plus `Event`, `Value1..3` and `CallOp`, a plain worker struct with a listener, and the
-//!   client loop "wait for `Event` +2 → `switch(Values)` → `add1(CallOp, Op)`". One op is five
-//!   transitions (`+CallOp`, `-CallOp`, `+Event`, `-Event`, `+ValueN`).
+//!   schema plus `Event`, `Value1..3` and `CallOp`, a plain worker struct with a listener (all
+//!   from `amrpc_core::demo`, shared with the wire tests), and the client loop "wait for
+//!   `Event` +2 → `switch(Values)` → `add1(CallOp, Op)`". One op is five transitions
+//!   (`+CallOp`, `-CallOp`, `+Event`, `-Event`, `+ValueN`).
 //! * `worker_op_noop_handlers` — the same with an extra, no-op handler set bound and a logger
 //!   installed at `LogLevel::Nothing` (upstream's server always installs one).
 //! * `worker_op_plain` — the same loop as direct method calls, no machine (upstream's "local").
@@ -24,221 +25,30 @@
 #![allow(missing_docs)]
 
 use std::hint::black_box;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
-use amrpc_core::{Args, Handlers, LogLevel, Machine, Opts, Outcome, Schema, State, Value, schema, struct_merge};
+use amrpc_core::demo::{self, BENCH_NAMES, BenchWorker, CALL_OP, EVENT, START, VALUES};
+use amrpc_core::{Handlers, LogLevel, Machine, Opts, Outcome, State, schema};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 /// Ops per allocation measurement.
 const ALLOC_OPS: u64 = 10_000;
 
-// ----- schema (upstream examples/benchmark_grpc/states + pkg/rpc/states + pkg/states) -----
+// The schema, the plain worker and the worker machine's handlers are upstream's
+// (examples/benchmark_grpc): `amrpc_core::demo`, shared with the wire tests and the server.
 
-const EXCEPTION: &str = "Exception";
-const START: &str = "Start";
-const EVENT: &str = "Event";
-const CALL_OP: &str = "CallOp";
-/// Group `Values`: mutually exclusive.
-const VALUES: [&str; 3] = ["Value1", "Value2", "Value3"];
-/// The worker's state order (`ss.Names()` upstream).
-const NAMES: [&str; 14] = [
-    "Event",
-    "Value1",
-    "Value2",
-    "Value3",
-    "CallOp",
-    "ErrProviding",
-    "ErrSendPayload",
-    "SendPayload",
-    "Exception",
-    "ErrNetwork",
-    "ErrHandlerTimeout",
-    "Start",
-    "Ready",
-    "Healthcheck",
-];
-
-/// Basic states (`pkg/states/ss_basic.go`).
-fn basic_schema() -> Schema {
-    schema([
-        (EXCEPTION, State::new().multi()),
-        ("ErrNetwork", State::new().require(&[EXCEPTION])),
-        ("ErrHandlerTimeout", State::new().require(&[EXCEPTION])),
-        (START, State::new()),
-        ("Ready", State::new().require(&[START])),
-        ("Healthcheck", State::new()),
-    ])
-}
-
-/// The rpc worker states (`pkg/rpc/states/ss_rpc_worker.go`): Basic plus these.
-fn rpc_worker_schema() -> Schema {
-    let own = schema([
-        ("ErrProviding", State::new().require(&[EXCEPTION])),
-        ("ErrSendPayload", State::new().require(&[EXCEPTION])),
-        ("SendPayload", State::new().multi()),
-    ]);
-    struct_merge(&[&basic_schema(), &own])
-}
-
-/// The benchmark's worker machine: the rpc worker merged with the ops, events and values.
-fn bench_worker_schema() -> Schema {
-    let own = schema([
-        (CALL_OP, State::new().multi().require(&[START])),
-        (EVENT, State::new().multi().require(&[START])),
-        (VALUES[0], State::new().remove(&VALUES)),
-        (VALUES[1], State::new().remove(&VALUES)),
-        (VALUES[2], State::new().remove(&VALUES)),
-    ]);
-    struct_merge(&[&rpc_worker_schema(), &own])
-}
-
-// ----- the plain worker (upstream examples/benchmark_grpc/worker.go) -----
-
-/// xorshift64: cheap, deterministic random values.
-struct XorShift(u64);
-
-impl XorShift {
-    fn new(seed: u64) -> Self {
-        XorShift(seed.max(1))
-    }
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    /// 1, 2 or 3.
-    fn one_to_three(&mut self) -> i64 {
-        (self.next() % 3) as i64 + 1
-    }
-}
-
-type Listener = Box<dyn Fn() + Send + Sync>;
-
-struct WorkerData {
-    /// 0 before the first op, then 1..=3.
-    value: i64,
-    errors: u64,
-    successes: u64,
-    rng: XorShift,
-}
-
-/// A worker with a value, error and success counters and one listener, notified synchronously
-/// after every op.
-struct Worker {
-    data: Mutex<WorkerData>,
-    listener: Mutex<Option<Listener>>,
-}
-
-impl Worker {
-    fn new(seed: u64) -> Arc<Self> {
-        Arc::new(Worker {
-            data: Mutex::new(WorkerData {
-                value: 0,
-                errors: 0,
-                successes: 0,
-                rng: XorShift::new(seed),
-            }),
-            listener: Mutex::new(None),
-        })
-    }
-
-    fn data(&self) -> MutexGuard<'_, WorkerData> {
-        self.data.lock().expect("worker lock")
-    }
-
-    fn subscribe(&self, l: Listener) {
-        *self.listener.lock().expect("listener lock") = Some(l);
-    }
-
-    fn unsubscribe(&self) {
-        *self.listener.lock().expect("listener lock") = None;
-    }
-
-    /// `Start()`: an op with a random value.
-    fn start(&self) {
-        let op = self.data().rng.one_to_three();
-        self.call_op(op);
-    }
-
-    fn value(&self) -> i64 {
-        self.data().value
-    }
-
-    /// `CallOp(op)`: check `op` against the value (unless it is still 0), pick a new random value,
-    /// notify the listener.
-    fn call_op(&self, op: i64) {
-        {
-            let mut d = self.data();
-            if d.value != 0 {
-                if (1..=3).contains(&op) {
-                    if d.value != op {
-                        d.errors += 1;
-                    }
-                    d.successes += 1;
-                } else {
-                    d.errors += 1;
-                }
-            }
-            d.value = d.rng.one_to_three();
-        }
-        // The listener only queues a mutation (we are inside a handler), so holding the lock
-        // while it runs cannot deadlock.
-        if let Some(l) = &*self.listener.lock().expect("listener lock") {
-            l();
-        }
-    }
-
-    /// Panics unless the run ended with 0 errors and at least one success; returns the successes.
-    fn assert_ok(&self, scenario: &str) -> u64 {
-        let d = self.data();
-        assert_eq!(d.errors, 0, "{scenario}: worker errors");
-        assert!(d.successes >= 1, "{scenario}: no successful op");
-        d.successes
-    }
-}
-
-// ----- the machine-backed worker (upstream server_arpc.go + client_arpc_test.go loop) -----
-
-fn op_of(value: Option<&str>) -> i64 {
-    match value {
-        Some("Value1") => 1,
-        Some("Value2") => 2,
-        Some("Value3") => 3,
-        other => panic!("unknown value: {other:?}"),
-    }
-}
-
-/// The worker machine's handlers.
-fn worker_handlers(worker: &Arc<Worker>) -> Handlers {
-    let (w_start, w_call, w_event) = (worker.clone(), worker.clone(), worker.clone());
-    Handlers::new("worker")
-        .state(START, move |_e| w_start.start())
-        .enter(CALL_OP, |e| matches!(e.args().get("Op"), Some(Value::Int(_))))
-        .state(CALL_OP, move |e| {
-            e.machine().remove1(CALL_OP, None);
-            let op = e.args().get("Op").and_then(Value::as_int).unwrap_or(0);
-            w_call.call_op(op);
-        })
-        .state(EVENT, move |e| {
-            let m = e.machine();
-            m.remove1(EVENT, None);
-            match w_event.value() {
-                1 => m.add1(VALUES[0], None),
-                2 => m.add1(VALUES[1], None),
-                3 => m.add1(VALUES[2], None),
-                _ => Outcome::Canceled,
-            };
-        })
+/// Panics unless the run ended with 0 errors and at least one success; returns the successes.
+fn assert_ok(worker: &BenchWorker, scenario: &str) -> u64 {
+    assert_eq!(worker.errors(), 0, "{scenario}: worker errors");
+    assert!(worker.successes() >= 1, "{scenario}: no successful op");
+    worker.successes() as u64
 }
 
 /// A second handler set doing nothing: `FooEnter`/`FooExit` allow, `FooState`/`FooEnd` return.
 fn noop_handlers() -> Handlers {
     let mut h = Handlers::new("noop");
-    for s in NAMES {
+    for s in BENCH_NAMES {
         h = h
             .enter(s, |_e| true)
             .exit(s, |_e| true)
@@ -250,7 +60,7 @@ fn noop_handlers() -> Handlers {
 
 struct WorkerBench {
     m: Machine,
-    worker: Arc<Worker>,
+    worker: Arc<BenchWorker>,
     /// `Event`'s tick the next op waits on (minus 2).
     ticks: u64,
 }
@@ -258,22 +68,11 @@ struct WorkerBench {
 impl WorkerBench {
     /// A started worker machine; `noop` also binds [`noop_handlers`] and a logger at `Nothing`.
     fn new(seed: u64, noop: bool) -> Self {
-        let opts = Opts {
-            id: Some("worker".into()),
-            ..Default::default()
-        };
-        let m = Machine::new(bench_worker_schema(), opts).expect("worker schema");
-        m.verify_states(&NAMES).expect("verify_states");
-        let worker = Worker::new(seed);
-        m.bind_handlers(worker_handlers(&worker)).expect("bind worker handlers");
+        let (m, worker) = demo::bench_worker(seed).expect("bench worker");
         if noop {
             m.bind_handlers(noop_handlers()).expect("bind no-op handlers");
             m.set_logger_simple(|msg| eprintln!("{msg}"), LogLevel::Nothing);
         }
-        let lm = m.clone();
-        worker.subscribe(Box::new(move || {
-            lm.add1(EVENT, None);
-        }));
         let ticks = m.tick(EVENT);
         assert_eq!(m.add1(START, None), Outcome::Executed, "add1(Start)");
         WorkerBench { m, worker, ticks }
@@ -286,45 +85,38 @@ impl WorkerBench {
         assert_eq!(wait.try_result(), Some(Ok(())), "Event didn't tick");
         drop(wait);
         self.ticks += 2;
-        let op = op_of(self.m.switch(&[&VALUES]));
-        let res = self.m.add1(CALL_OP, Some(Args::new().with("Op", Value::Int(op))));
+        let op = demo::op_of(self.m.switch(&[&VALUES])).expect("a value is active");
+        let res = self.m.add1(CALL_OP, Some(demo::op_args(op)));
         assert_eq!(res, Outcome::Executed, "CallOp: {:?}", self.m.err());
     }
 
     /// Check the counters and break the machine ↔ worker cycle.
     fn finish(self, scenario: &str) -> u64 {
         assert!(!self.m.is_err(), "{scenario}: machine error {:?}", self.m.err());
-        let n = self.worker.assert_ok(scenario);
+        let n = assert_ok(&self.worker, scenario);
         self.worker.unsubscribe();
         self.m.dispose();
         n
     }
 }
 
-/// Upstream's "local" variant: the same loop as direct calls. The listener only flags the event
-/// (upstream spawns a goroutine per op to avoid recursing; here the loop polls the flag).
+/// Upstream's "local" variant: the same loop as direct calls. The worker has no listener
+/// machine, it only counts events (upstream spawns a goroutine per op to avoid recursing; here
+/// the loop polls the count).
 struct PlainBench {
-    worker: Arc<Worker>,
-    events: Arc<Mutex<u64>>,
-    seen: u64,
+    worker: Arc<BenchWorker>,
+    seen: usize,
 }
 
 impl PlainBench {
     fn new(seed: u64) -> Self {
-        let worker = Worker::new(seed);
-        let events = Arc::new(Mutex::new(0u64));
-        let ev = events.clone();
-        worker.subscribe(Box::new(move || *ev.lock().expect("events lock") += 1));
+        let worker = BenchWorker::new(seed);
         worker.start();
-        PlainBench {
-            worker,
-            events,
-            seen: 0,
-        }
+        PlainBench { worker, seen: 0 }
     }
 
     fn op(&mut self) {
-        let n = *self.events.lock().expect("events lock");
+        let n = self.worker.events();
         assert_eq!(n, self.seen + 1, "missed event");
         self.seen = n;
         let v = self.worker.value();
@@ -332,9 +124,7 @@ impl PlainBench {
     }
 
     fn finish(self, scenario: &str) -> u64 {
-        let n = self.worker.assert_ok(scenario);
-        self.worker.unsubscribe();
-        n
+        assert_ok(&self.worker, scenario)
     }
 }
 

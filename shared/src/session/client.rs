@@ -14,8 +14,9 @@ use crate::wire::{
     Welcome, clock,
 };
 
-/// Most requests a client keeps in flight (bounded, well below [`REQ_ID_WRAP`]).
-pub const MAX_PENDING: usize = 4096;
+/// Most requests a client keeps in flight: the server's replay window per client
+/// ([`crate::session::PER_INSTANCE`]), so every resent request still finds its outcome.
+pub const MAX_PENDING: usize = crate::session::PER_INSTANCE;
 
 /// Client settings.
 #[derive(Clone, Debug)]
@@ -428,7 +429,16 @@ impl ClientSession {
         }
         let msg = match ServerMsg::decode(bytes, self.cfg.max_frame) {
             Ok(m) => m,
-            Err(e) => return self.close(remote(ErrorCode::Malformed, e.to_string())),
+            Err(e) => {
+                // a newer server's Welcome may not decode at all: report the version, not garbage
+                if let Some(v) = wire::peek_version(bytes).filter(|v| *v != wire::PROTOCOL_VERSION) {
+                    return self.close(remote(
+                        ErrorCode::VersionMismatch,
+                        alloc::format!("client speaks version {}, server {v}", wire::PROTOCOL_VERSION),
+                    ));
+                }
+                return self.close(remote(ErrorCode::Malformed, e.to_string()));
+            }
         };
         let mut out = Vec::new();
         match msg {

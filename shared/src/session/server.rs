@@ -125,8 +125,12 @@ pub struct ServerSession {
     last_push_at: u64,
     dirty: bool,
     deferred: Vec<MutateCmd>,
+    last_poll_at: u64,
     next_token: u64,
 }
+
+/// How often a deferred retry (its original runs in another session) is rechecked, in ms.
+const DEFERRED_RECHECK_MS: u64 = 10;
 
 impl core::fmt::Debug for ServerSession {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -193,6 +197,7 @@ impl ServerSession {
             last_push_at: 0,
             dirty: false,
             deferred: Vec::new(),
+            last_poll_at: 0,
             next_token: 1,
         }
     }
@@ -250,7 +255,16 @@ impl ServerSession {
                     alloc::format!("frame of {len} bytes, limit {max}"),
                 );
             }
-            Err(e) => return self.close(None, ErrorCode::Malformed, e.to_string()),
+            Err(e) => {
+                // a newer client's Hello may not decode at all: report the version, not garbage
+                if self.phase == Phase::AwaitHello {
+                    if let Some(v) = wire::peek_version(bytes).filter(|v| *v != wire::PROTOCOL_VERSION) {
+                        let msg = alloc::format!("server speaks version {}, client {v}", wire::PROTOCOL_VERSION);
+                        return self.close(None, ErrorCode::VersionMismatch, msg);
+                    }
+                }
+                return self.close(None, ErrorCode::Malformed, e.to_string());
+            }
         };
         match (self.phase, msg) {
             (Phase::AwaitHello, ClientMsg::Hello(h)) => self.hello(h, now_ms, worker),
@@ -384,6 +398,7 @@ impl ServerSession {
             Replay::Done(outcome) => self.reply(cmd.req, outcome, now_ms, worker),
             Replay::InFlight => {
                 // the original runs elsewhere (an older session of this client); answer when done
+                self.last_poll_at = now_ms;
                 self.deferred.push(cmd);
                 Vec::new()
             }
@@ -434,12 +449,18 @@ impl ServerSession {
         self.dirty = true;
     }
 
-    /// When to call [`ServerSession::poll`] next (ms), if a push is pending.
+    /// When to call [`ServerSession::poll`] next (ms): a pending push's slot, or soon while a
+    /// retried request waits for its original to finish in another session.
     pub fn next_deadline(&self) -> Option<u64> {
-        if self.phase != Phase::Open || !self.dirty || self.push_interval_ms == 0 {
+        if self.phase != Phase::Open {
             return None;
         }
-        Some(self.last_push_at + u64::from(self.push_interval_ms))
+        let push = (self.dirty && self.push_interval_ms > 0).then(|| self.last_push_at + u64::from(self.push_interval_ms));
+        let retry = (!self.deferred.is_empty()).then(|| self.last_poll_at + DEFERRED_RECHECK_MS);
+        match (push, retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Push the worker's changes if due (at most one push per interval; the trailing change is
@@ -450,6 +471,7 @@ impl ServerSession {
         if self.phase != Phase::Open {
             return out;
         }
+        self.last_poll_at = now_ms;
         if !self.deferred.is_empty() {
             let ready: Vec<(u32, Outcome)> = self
                 .deferred

@@ -267,6 +267,24 @@ pub enum DecodeError {
 #[error("cannot encode: {0}")]
 pub struct EncodeError(pub String);
 
+/// The protocol version of a `Hello` or `Welcome` frame (both start with variant 0 followed by
+/// the version), read without decoding the rest — so a peer of another version is told so even
+/// when its message does not decode.
+pub fn peek_version(bytes: &[u8]) -> Option<u16> {
+    let (tag, rest) = bytes.split_first()?;
+    if *tag != 0 {
+        return None;
+    }
+    let mut v: u32 = 0;
+    for (i, b) in rest.iter().take(3).enumerate() {
+        v |= u32::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return u16::try_from(v).ok();
+        }
+    }
+    None
+}
+
 fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], max: usize) -> Result<T, DecodeError> {
     if bytes.len() > max {
         return Err(DecodeError::TooLarge { len: bytes.len(), max });

@@ -1,0 +1,147 @@
+//! Edge cases of the sessions found in review: the replay window covers every request a client
+//! can have in flight; a retry whose original runs elsewhere is rechecked by deadline; a peer of
+//! another protocol version is told so even when its first message does not decode.
+use std::sync::Arc;
+
+use amrpc_core::session::{
+    ClientConfig, ClientOutput, ClientSession, MAX_PENDING, PER_INSTANCE, ReplayCache, ServerConfig, ServerOutput,
+    ServerSession,
+};
+use amrpc_core::wire::{self, ClientMsg, ErrorCode, Hello, MutationReq, ServerMsg};
+use amrpc_core::{Machine, MutationType, Opts, Outcome, State, schema};
+
+fn worker() -> Machine {
+    let m = Machine::new(schema([("A", State::new().multi()), ("B", State::new())]), Opts::default()).unwrap();
+    m.verify_states(&["A", "B", "Exception"]).unwrap();
+    m
+}
+
+fn hello(instance: u64) -> Vec<u8> {
+    ClientMsg::Hello(Hello {
+        version: wire::PROTOCOL_VERSION,
+        client_id: "c".into(),
+        instance,
+        ..Default::default()
+    })
+    .encode()
+    .unwrap()
+}
+
+#[test]
+fn every_request_a_client_can_have_in_flight_stays_in_the_replay_window() {
+    assert!(MAX_PENDING <= PER_INSTANCE);
+    let w = worker();
+    let mut cli = ClientSession::new(ClientConfig::default());
+    let mut srv = ServerSession::new(&w, ServerConfig::default(), Arc::new(ReplayCache::new(8)));
+    for o in srv.handle_frame(&cli.hello(), 0, &w) {
+        if let ServerOutput::Send(b) = o {
+            cli.handle_frame(&b);
+        }
+    }
+    for _ in 0..MAX_PENDING {
+        cli.mutate(MutationType::Add, &["A"], None).unwrap();
+    }
+    assert!(cli.mutate(MutationType::Add, &["A"], None).is_err(), "bounded in flight");
+}
+
+#[test]
+fn resending_a_full_window_runs_each_request_once() {
+    let w = worker();
+    let replay = Arc::new(ReplayCache::new(8));
+    let mut srv = ServerSession::new(&w, ServerConfig::default(), replay.clone());
+    srv.handle_frame(&hello(7), 0, &w);
+    let reqs: Vec<Vec<u8>> = (1..=MAX_PENDING as u32)
+        .map(|req| {
+            ClientMsg::Add(MutationReq {
+                req,
+                states: vec![0],
+                ..Default::default()
+            })
+            .encode()
+            .unwrap()
+        })
+        .collect();
+    for f in &reqs {
+        let out = srv.handle_frame(f, 1, &w);
+        srv.execute_local(out, &w, 1);
+    }
+    let tick = w.tick("A");
+    // all replies lost; a new session gets every request again
+    let mut srv2 = ServerSession::new(&w, ServerConfig::default(), replay);
+    srv2.handle_frame(&hello(7), 2, &w);
+    for f in &reqs {
+        let out = srv2.handle_frame(f, 3, &w);
+        assert!(!out.iter().any(|o| matches!(o, ServerOutput::Mutate(_))), "ran twice");
+    }
+    assert_eq!(w.tick("A"), tick);
+}
+
+#[test]
+fn a_deferred_retry_has_a_deadline() {
+    let w = worker();
+    let replay = Arc::new(ReplayCache::new(8));
+    let cfg = || ServerConfig {
+        push_interval_ms: 0,
+        ..Default::default()
+    };
+    let mut old = ServerSession::new(&w, cfg(), replay.clone());
+    old.handle_frame(&hello(9), 0, &w);
+    let add = ClientMsg::Add(MutationReq {
+        req: 1,
+        states: vec![1],
+        ..Default::default()
+    })
+    .encode()
+    .unwrap();
+    // the original is taken by the old session (still running there)
+    let cmd = old.handle_frame(&add, 0, &w);
+    assert!(matches!(cmd.as_slice(), [ServerOutput::Mutate(_)]));
+    let mut new = ServerSession::new(&w, cfg(), replay);
+    new.handle_frame(&hello(9), 0, &w);
+    assert!(new.handle_frame(&add, 5, &w).is_empty(), "deferred");
+    let at = new.next_deadline().expect("a recheck is scheduled even with pushes off");
+    assert!(new.poll(at, &w).is_empty(), "still running");
+    // the original finishes in the old session; the retry is answered at the next recheck
+    old.execute_local(cmd, &w, 6);
+    let at = new.next_deadline().unwrap();
+    let out = new.poll(at, &w);
+    let frames: Vec<ServerMsg> = out
+        .iter()
+        .filter_map(|o| match o {
+            ServerOutput::Send(b) => ServerMsg::decode(b, 1 << 20).ok(),
+            _ => None,
+        })
+        .collect();
+    assert!(matches!(frames.as_slice(), [ServerMsg::Executed(r)] if r.req == 1), "{frames:?}");
+    assert_eq!(new.next_deadline(), None);
+    assert_eq!(w.tick("B"), 1);
+    let _ = Outcome::Executed;
+}
+
+#[test]
+fn a_newer_hello_that_does_not_decode_gets_version_mismatch() {
+    let w = worker();
+    let mut srv = ServerSession::new(&w, ServerConfig::default(), Arc::new(ReplayCache::new(8)));
+    // version 2 with a field this version does not know (trailing bytes)
+    let mut bytes = ClientMsg::Hello(Hello {
+        version: 2,
+        client_id: "c".into(),
+        ..Default::default()
+    })
+    .encode()
+    .unwrap();
+    bytes.extend([1, 2, 3]);
+    let out = srv.handle_frame(&bytes, 0, &w);
+    assert!(
+        out.iter().any(|o| matches!(o, ServerOutput::Close { code: ErrorCode::VersionMismatch, .. })),
+        "{out:?}"
+    );
+    // and the client side: a Welcome it cannot decode but with another version
+    let mut cli = ClientSession::new(ClientConfig::default());
+    let _ = cli.hello();
+    let out = cli.handle_frame(&[0, 2, 0xff, 0xff]);
+    assert!(
+        matches!(out.as_slice(), [ClientOutput::Closed(e)] if e.code == ErrorCode::VersionMismatch),
+        "{out:?}"
+    );
+}
