@@ -5,16 +5,9 @@ use amrpc_core::{EXCEPTION, Schema, State, schema, struct_merge};
 
 /// Names used by several schemas.
 pub mod names {
-    /// The component should run.
-    pub const START: &str = "Start";
-    /// The component can do its work.
-    pub const READY: &str = "Ready";
-    /// Generic network error.
-    pub const ERR_NETWORK: &str = "ErrNetwork";
-    /// A handler timed out.
-    pub const ERR_HANDLER_TIMEOUT: &str = "ErrHandlerTimeout";
-    /// Periodic liveness (declared, unused).
-    pub const HEALTHCHECK: &str = "Healthcheck";
+    pub use amrpc_core::states::{
+        ERR_HANDLER_TIMEOUT, ERR_NETWORK, ERR_PROVIDING, ERR_SEND_PAYLOAD, HEALTHCHECK, READY, SEND_PAYLOAD, START,
+    };
     /// A network timeout.
     pub const ERR_NETWORK_TIMEOUT: &str = "ErrNetworkTimeout";
     /// A protocol error.
@@ -51,51 +44,11 @@ pub mod names {
     pub const CONN_RETRY_FAILED: &str = "ConnRetryFailed";
     /// Client: a payload arrived.
     pub const WORKER_PAYLOAD: &str = "WorkerPayload";
-    /// Worker: the worker failed to produce a payload.
-    pub const ERR_PROVIDING: &str = "ErrProviding";
-    /// Worker: the server failed to send a payload.
-    pub const ERR_SEND_PAYLOAD: &str = "ErrSendPayload";
-    /// Worker: send args `name`, `data` (bytes) and optionally `destination` (a client id) to
-    /// the worker's clients.
-    pub const SEND_PAYLOAD: &str = "SendPayload";
 }
 
 use names::*;
 
-/// Basic states (`pkg/states/ss_basic.go`).
-pub fn basic_schema() -> Schema {
-    schema([
-        (EXCEPTION, State::new().multi()),
-        (ERR_NETWORK, State::new().require(&[EXCEPTION])),
-        (ERR_HANDLER_TIMEOUT, State::new().require(&[EXCEPTION])),
-        (START, State::new()),
-        (READY, State::new().require(&[START])),
-        (HEALTHCHECK, State::new()),
-    ])
-}
-
-/// The worker states a machine needs to be served (spec §1.5).
-pub fn worker_schema() -> Schema {
-    let own = schema([
-        (ERR_PROVIDING, State::new().require(&[EXCEPTION])),
-        (ERR_SEND_PAYLOAD, State::new().require(&[EXCEPTION])),
-        (SEND_PAYLOAD, State::new().multi()),
-    ]);
-    struct_merge(&[&basic_schema(), &own])
-}
-
-/// Worker state names in upstream's declared order.
-pub const WORKER_STATES: [&str; 9] = [
-    ERR_PROVIDING,
-    ERR_SEND_PAYLOAD,
-    SEND_PAYLOAD,
-    EXCEPTION,
-    ERR_NETWORK,
-    ERR_HANDLER_TIMEOUT,
-    START,
-    READY,
-    HEALTHCHECK,
-];
+pub use amrpc_core::states::{WORKER_STATES, basic_schema, worker_schema};
 
 fn shared_schema() -> Schema {
     let handshake = [HANDSHAKING, HANDSHAKE_DONE];
@@ -168,7 +121,7 @@ pub fn client_schema() -> Schema {
         ),
         (RETRYING_CONN, State::new().require(&[START])),
         (CONN_RETRY_FAILED, State::new().remove(&[START])),
-        (WORKER_PAYLOAD, State::new().multi()),
+        (WORKER_PAYLOAD, State::new().multi().require(&[CONNECTED])),
     ]);
     struct_merge(&[&shared_schema(), &own])
 }

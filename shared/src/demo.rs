@@ -36,10 +36,8 @@ use crate::machine::{Machine, Opts};
 use crate::schema::{Schema, State, schema, struct_merge};
 use crate::types::{Args, Error, Outcome, Value};
 
-/// `Exception` (basic states).
-pub const EXCEPTION: &str = "Exception";
-/// `Start` (basic states): the worker runs.
-pub const START: &str = "Start";
+pub use crate::schema::EXCEPTION;
+pub use crate::states::START;
 /// `Event` (*Multi*, Require `Start`): the worker's listener fired.
 pub const EVENT: &str = "Event";
 /// `CallOp` (*Multi*, Require `Start`): call the worker's op; needs the `"Op"` arg ([`OP_ARG`]).
@@ -68,28 +66,7 @@ pub const BENCH_NAMES: [&str; 14] = [
     "Healthcheck",
 ];
 
-/// Basic states (upstream `pkg/states/ss_basic.go`).
-pub fn basic_schema() -> Schema {
-    schema([
-        (EXCEPTION, State::new().multi()),
-        ("ErrNetwork", State::new().require(&[EXCEPTION])),
-        ("ErrHandlerTimeout", State::new().require(&[EXCEPTION])),
-        (START, State::new()),
-        ("Ready", State::new().require(&[START])),
-        ("Healthcheck", State::new()),
-    ])
-}
-
-/// The rpc worker states (upstream `pkg/rpc/states/ss_rpc_worker.go`): [`basic_schema`] plus
-/// `ErrProviding`, `ErrSendPayload` and `SendPayload`.
-pub fn rpc_worker_schema() -> Schema {
-    let own = schema([
-        ("ErrProviding", State::new().require(&[EXCEPTION])),
-        ("ErrSendPayload", State::new().require(&[EXCEPTION])),
-        ("SendPayload", State::new().multi()),
-    ]);
-    struct_merge(&[&basic_schema(), &own])
-}
+pub use crate::states::{basic_schema, worker_schema as rpc_worker_schema};
 
 /// The benchmark's worker schema: [`rpc_worker_schema`] merged with the op, the event and the
 /// values (14 states, see [`BENCH_NAMES`]).

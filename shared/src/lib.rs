@@ -41,6 +41,7 @@ mod machine;
 mod resolver;
 mod schema;
 pub mod session;
+pub mod states;
 mod sync;
 mod tracer;
 mod transition;
