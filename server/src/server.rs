@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use amrpc_core::session::{ReplayCache, ServerConfig, ServerOutput, ServerSession};
 use amrpc_core::wire::ErrorCode;
-use amrpc_core::{Handlers, Machine, Opts, Tracer, Transition, Value};
+use amrpc_core::{Handlers, Machine, Opts, Outcome, Tracer, Transition, Value};
 use axum::Router;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
@@ -127,10 +127,12 @@ impl Tracer for ChangeTracer {
     }
 }
 
-/// A machine served to clients. Cheap to clone.
+/// A machine served to clients: a local machine, or a mirror of a remote worker (a relay: the
+/// seed's "remote workers can also have servers attached"). Cheap to clone.
 #[derive(Clone)]
 pub struct Worker {
     machine: Machine,
+    relay: Option<crate::client::Mirror>,
     changes: watch::Sender<u64>,
     payloads: broadcast::Sender<Arc<PayloadOut>>,
     replay: Arc<ReplayCache>,
@@ -197,6 +199,7 @@ impl Worker {
         }))?;
         Ok(Worker {
             machine,
+            relay: None,
             changes,
             payloads,
             replay: Arc::new(ReplayCache::new(replay_instances)),
@@ -204,9 +207,45 @@ impl Worker {
         })
     }
 
-    /// The served machine.
+    /// Serve a mirror of a remote worker: clients here see its clock (pushed on as the mirror
+    /// updates) and their mutations go on to the remote worker. Payloads stop at the first hop,
+    /// as upstream.
+    pub fn relay(mirror: crate::client::Mirror, replay_instances: usize) -> Result<Worker, ServerError> {
+        let machine = mirror.machine().clone();
+        let missing: Vec<String> = states::WORKER_STATES
+            .iter()
+            .filter(|s| !machine.has1(s))
+            .map(|s| s.to_string())
+            .collect();
+        if !missing.is_empty() {
+            return Err(ServerError::MissingStates {
+                worker: machine.id().to_string(),
+                missing,
+            });
+        }
+        let (changes, _) = watch::channel(0u64);
+        let (payloads, _) = broadcast::channel(1);
+        machine.bind_tracer(Arc::new(ChangeTracer(changes.clone())));
+        Ok(Worker {
+            machine,
+            relay: Some(mirror),
+            changes,
+            payloads,
+            replay: Arc::new(ReplayCache::new(replay_instances)),
+            sessions: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// The served machine (for a relay: the mirror's machine).
     pub fn machine(&self) -> &Machine {
         &self.machine
+    }
+
+    fn api(&self) -> &dyn amrpc_core::Api {
+        match &self.relay {
+            Some(m) => m,
+            None => &self.machine,
+        }
     }
 
     /// Sessions currently open on this worker.
@@ -261,6 +300,17 @@ impl Server {
             return Err(ServerError::Duplicate(name.to_string()));
         }
         let worker = Worker::new(machine, self.0.opts.replay_instances)?;
+        w.insert(name.to_string(), worker.clone());
+        Ok(worker)
+    }
+
+    /// Serve a mirror of a remote worker as `/ws/{name}` (see [`Worker::relay`]).
+    pub fn add_relay(&self, name: &str, mirror: crate::client::Mirror) -> Result<Worker, ServerError> {
+        let mut w = self.0.workers.write().unwrap_or_else(|e| e.into_inner());
+        if w.contains_key(name) {
+            return Err(ServerError::Duplicate(name.to_string()));
+        }
+        let worker = Worker::relay(mirror, self.0.opts.replay_instances)?;
         w.insert(name.to_string(), worker.clone());
         Ok(worker)
     }
@@ -371,6 +421,36 @@ async fn ws_handler(
         })
 }
 
+/// Send a relay's mutation commands on to the remote worker; outcomes come back on `done`.
+fn forward(
+    sess: &ServerSession,
+    out: Vec<ServerOutput>,
+    mirror: &crate::client::Mirror,
+    done: &tokio::sync::mpsc::UnboundedSender<(u32, Result<Outcome, amrpc_core::Error>)>,
+) -> Vec<ServerOutput> {
+    let mut rest = Vec::with_capacity(out.len());
+    for o in out {
+        match o {
+            ServerOutput::Mutate(cmd) => {
+                let names: Vec<String> = cmd.states.iter().map(|i| sess.names()[*i as usize].clone()).collect();
+                let (mirror, done) = (mirror.clone(), done.clone());
+                tokio::spawn(async move {
+                    use amrpc_core::Api;
+                    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                    let res = match cmd.ty {
+                        amrpc_core::MutationType::Remove => mirror.remove(&names, Some(cmd.args)).await,
+                        amrpc_core::MutationType::Set => mirror.set(&names, Some(cmd.args)).await,
+                        _ => mirror.add(&names, Some(cmd.args)).await,
+                    };
+                    let _ = done.send((cmd.req, res));
+                });
+            }
+            other => rest.push(other),
+        }
+    }
+    rest
+}
+
 /// One session's machine: upstream's server states, observable per connection.
 fn session_machine(id: &str) -> Machine {
     let m = Machine::new(
@@ -410,7 +490,10 @@ async fn run_session(srv: Server, worker: Worker, socket: WebSocket, url_token: 
         ..Default::default()
     };
     let machine = worker.machine.clone();
-    let mut sess = ServerSession::new(&machine, cfg, worker.replay.clone());
+    let api = worker.api();
+    let mut sess = ServerSession::new(api, cfg, worker.replay.clone());
+    // relays run mutations remotely; their outcomes come back here
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<(u32, Result<Outcome, amrpc_core::Error>)>();
     let states = session_machine(&format!("session-{epoch:x}"));
     let mut changes = worker.changes.subscribe();
     let mut payloads = worker.payloads.subscribe();
@@ -433,8 +516,11 @@ async fn run_session(srv: Server, worker: Worker, socket: WebSocket, url_token: 
         let outputs = tokio::select! {
             msg = rx.next() => match msg {
                 Some(Ok(Message::Binary(b))) => {
-                    let out = sess.handle_frame(&b, now_ms(), &machine);
-                    sess.execute_local(out, &machine, now_ms())
+                    let out = sess.handle_frame(&b, now_ms(), api);
+                    match &worker.relay {
+                        None => sess.execute_local(out, &machine, now_ms()),
+                        Some(mirror) => forward(&sess, out, mirror, &done_tx),
+                    }
                 }
                 Some(Ok(Message::Text(_))) => sess.shutdown(ErrorCode::Malformed, "text frames are not part of the protocol"),
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
@@ -454,9 +540,19 @@ async fn run_session(srv: Server, worker: Worker, socket: WebSocket, url_token: 
                     break 'session;
                 }
                 sess.worker_changed();
-                sess.poll(now_ms(), &machine)
+                sess.poll(now_ms(), api)
             }
-            () = sleep => sess.poll(now_ms(), &machine),
+            () = sleep => sess.poll(now_ms(), api),
+            Some((req, res)) = done_rx.recv() => match res {
+                Ok(outcome) => sess.mutation_done(req, outcome, now_ms(), api),
+                Err(e) => {
+                    let code = match &e {
+                        amrpc_core::Error::Rpc { code, .. } => *code,
+                        _ => ErrorCode::Internal,
+                    };
+                    sess.mutation_failed(req, code, e.to_string())
+                }
+            },
             p = payloads.recv() => match p {
                 Ok(p) => {
                     let mine = p.destination.as_deref().is_none_or(|d| Some(d) == sess.client_id());

@@ -2775,8 +2775,9 @@ fn check_names(c: &Compiled, names: &[&str], machine_id: &str) -> Result<Vec<Id>
     if c.order.len() > names.len() {
         return Err(verify_len_err(c, names));
     }
-    for (i, n) in names.iter().enumerate() {
-        if names[..i].contains(n) {
+    let mut seen = alloc::collections::BTreeSet::new();
+    for n in names {
+        if !seen.insert(*n) {
             return Err(Error::InvalidArgs(format!("duplicate state {n} in the state list")));
         }
     }

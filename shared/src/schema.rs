@@ -308,8 +308,12 @@ impl Compiled {
         let mut topo = Vec::new();
         // Roots: state order first, then any schema state not listed in the order.
         let mut roots: Vec<Id> = self.order.clone();
+        let mut listed = alloc::vec![false; self.names.len()];
+        for id in &roots {
+            listed[*id] = true;
+        }
         for (id, d) in self.defs.iter().enumerate() {
-            if d.present && !roots.contains(&id) {
+            if d.present && !listed[id] {
                 roots.push(id);
             }
         }

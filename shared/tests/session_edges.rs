@@ -29,7 +29,7 @@ fn hello(instance: u64) -> Vec<u8> {
 
 #[test]
 fn every_request_a_client_can_have_in_flight_stays_in_the_replay_window() {
-    assert!(MAX_PENDING <= PER_INSTANCE);
+    const { assert!(MAX_PENDING <= PER_INSTANCE) };
     let w = worker();
     let mut cli = ClientSession::new(ClientConfig::default());
     let mut srv = ServerSession::new(&w, ServerConfig::default(), Arc::new(ReplayCache::new(8)));

@@ -37,6 +37,9 @@ pub struct ClientConfig {
     pub max_frame: usize,
     /// Largest reassembled payload accepted.
     pub max_payload: usize,
+    /// Most states a worker may have (a hostile `Welcome` cannot make the client build a huge
+    /// mirror).
+    pub max_states: usize,
 }
 
 impl Default for ClientConfig {
@@ -50,6 +53,7 @@ impl Default for ClientConfig {
             states: None,
             max_frame: wire::DEFAULT_MAX_FRAME,
             max_payload: 16 << 20,
+            max_states: 4096,
         }
     }
 }
@@ -96,6 +100,7 @@ enum Phase {
 }
 
 struct Assembly {
+    started: u64,
     name: String,
     source: String,
     total: u32,
@@ -120,6 +125,7 @@ pub struct ClientSession {
     next_req: u32,
     pending: BTreeMap<u32, Vec<u8>>,
     chunks: BTreeMap<u64, Assembly>,
+    chunk_seq: u64,
     resyncs: u64,
 }
 
@@ -157,6 +163,7 @@ impl ClientSession {
             next_req: 1,
             pending: BTreeMap::new(),
             chunks: BTreeMap::new(),
+            chunk_seq: 0,
             resyncs: 0,
         }
     }
@@ -365,6 +372,12 @@ impl ClientSession {
                 alloc::format!("client speaks version {}, server {}", wire::PROTOCOL_VERSION, w.version),
             ));
         }
+        if w.names.len() > self.cfg.max_states {
+            return self.close(remote(
+                ErrorCode::TooLarge,
+                alloc::format!("worker has {} states, the limit is {}", w.names.len(), self.cfg.max_states),
+            ));
+        }
         let hash = wire::schema_hash(&w.names, &w.schema);
         if hash != w.schema_hash {
             return self.close(remote(
@@ -529,18 +542,22 @@ impl ClientSession {
             let (name, source) = c
                 .head
                 .ok_or_else(|| remote(ErrorCode::Malformed, "first chunk without a head"))?;
-            let len = c.len.unwrap_or(0) as usize;
+            let len = usize::try_from(c.len.unwrap_or(0)).unwrap_or(usize::MAX);
             if len > self.cfg.max_payload {
                 return Err(remote(ErrorCode::TooLarge, alloc::format!("payload of {len} bytes")));
             }
             // bounded: at most a few payloads in flight at once
             if self.chunks.len() >= 8 {
-                let oldest = *self.chunks.keys().next().unwrap_or(&0);
-                self.chunks.remove(&oldest);
+                let oldest = self.chunks.iter().min_by_key(|(_, a)| a.started).map(|(k, _)| *k);
+                if let Some(k) = oldest {
+                    self.chunks.remove(&k);
+                }
             }
+            self.chunk_seq += 1;
             self.chunks.insert(
                 c.token,
                 Assembly {
+                    started: self.chunk_seq,
                     name,
                     source,
                     total: c.total,

@@ -141,6 +141,9 @@ pub enum ClockError {
     /// A tick would overflow.
     #[error("tick overflow at state {0}")]
     Overflow(u16),
+    /// A full clock would lower a tick (ticks only grow).
+    #[error("full clock lowers the tick of state {0}")]
+    Backwards(u16),
     /// The checksum after applying does not match: the clocks diverged.
     #[error("checksum mismatch: got {got}, expected {expected}")]
     Checksum {
@@ -223,6 +226,9 @@ pub fn apply(time: &mut [u64], ticks: &Ticks, expected: u8) -> Result<(), ClockE
                     got: t.len(),
                     expected: time.len(),
                 });
+            }
+            if let Some(i) = t.iter().zip(time.iter()).position(|(new, old)| new < old) {
+                return Err(ClockError::Backwards(i as u16));
             }
             next.copy_from_slice(t);
         }
