@@ -11,7 +11,11 @@ use amrpc_core::wire::{self, ClientMsg, ErrorCode, Hello, MutationReq, ServerMsg
 use amrpc_core::{Machine, MutationType, Opts, Outcome, State, schema};
 
 fn worker() -> Machine {
-    let m = Machine::new(schema([("A", State::new().multi()), ("B", State::new())]), Opts::default()).unwrap();
+    let m = Machine::new(
+        schema([("A", State::new().multi()), ("B", State::new())]),
+        Opts::default(),
+    )
+    .unwrap();
     m.verify_states(&["A", "B", "Exception"]).unwrap();
     m
 }
@@ -41,7 +45,10 @@ fn every_request_a_client_can_have_in_flight_stays_in_the_replay_window() {
     for _ in 0..MAX_PENDING {
         cli.mutate(MutationType::Add, &["A"], None).unwrap();
     }
-    assert!(cli.mutate(MutationType::Add, &["A"], None).is_err(), "bounded in flight");
+    assert!(
+        cli.mutate(MutationType::Add, &["A"], None).is_err(),
+        "bounded in flight"
+    );
 }
 
 #[test]
@@ -99,7 +106,9 @@ fn a_deferred_retry_has_a_deadline() {
     let mut new = ServerSession::new(&w, cfg(), replay);
     new.handle_frame(&hello(9), 0, &w);
     assert!(new.handle_frame(&add, 5, &w).is_empty(), "deferred");
-    let at = new.next_deadline().expect("a recheck is scheduled even with pushes off");
+    let at = new
+        .next_deadline()
+        .expect("a recheck is scheduled even with pushes off");
     assert!(new.poll(at, &w).is_empty(), "still running");
     // the original finishes in the old session; the retry is answered at the next recheck
     old.execute_local(cmd, &w, 6);
@@ -112,7 +121,10 @@ fn a_deferred_retry_has_a_deadline() {
             _ => None,
         })
         .collect();
-    assert!(matches!(frames.as_slice(), [ServerMsg::Executed(r)] if r.req == 1), "{frames:?}");
+    assert!(
+        matches!(frames.as_slice(), [ServerMsg::Executed(r)] if r.req == 1),
+        "{frames:?}"
+    );
     assert_eq!(new.next_deadline(), None);
     assert_eq!(w.tick("B"), 1);
     let _ = Outcome::Executed;
@@ -133,7 +145,13 @@ fn a_newer_hello_that_does_not_decode_gets_version_mismatch() {
     bytes.extend([1, 2, 3]);
     let out = srv.handle_frame(&bytes, 0, &w);
     assert!(
-        out.iter().any(|o| matches!(o, ServerOutput::Close { code: ErrorCode::VersionMismatch, .. })),
+        out.iter().any(|o| matches!(
+            o,
+            ServerOutput::Close {
+                code: ErrorCode::VersionMismatch,
+                ..
+            }
+        )),
         "{out:?}"
     );
     // and the client side: a Welcome it cannot decode but with another version

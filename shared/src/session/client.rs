@@ -375,7 +375,11 @@ impl ClientSession {
         if w.names.len() > self.cfg.max_states {
             return self.close(remote(
                 ErrorCode::TooLarge,
-                alloc::format!("worker has {} states, the limit is {}", w.names.len(), self.cfg.max_states),
+                alloc::format!(
+                    "worker has {} states, the limit is {}",
+                    w.names.len(),
+                    self.cfg.max_states
+                ),
             ));
         }
         let hash = wire::schema_hash(&w.names, &w.schema);

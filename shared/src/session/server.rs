@@ -455,7 +455,8 @@ impl ServerSession {
         if self.phase != Phase::Open {
             return None;
         }
-        let push = (self.dirty && self.push_interval_ms > 0).then(|| self.last_push_at + u64::from(self.push_interval_ms));
+        let push =
+            (self.dirty && self.push_interval_ms > 0).then(|| self.last_push_at + u64::from(self.push_interval_ms));
         let retry = (!self.deferred.is_empty()).then(|| self.last_poll_at + DEFERRED_RECHECK_MS);
         match (push, retry) {
             (Some(a), Some(b)) => Some(a.min(b)),
