@@ -142,7 +142,10 @@ impl std::fmt::Debug for Client {
 pub struct Mirror {
     machine: Machine,
     cmd: mpsc::UnboundedSender<Cmd>,
+    /// The last error this mirror added (`add_err`).
     err: Arc<Mutex<Option<Error>>>,
+    /// The worker's last error, as its server reported it.
+    worker_err: Arc<Mutex<Option<Error>>>,
 }
 
 impl std::fmt::Debug for Mirror {
@@ -167,7 +170,9 @@ impl Client {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = oneshot::channel();
         let (payloads, _) = broadcast::channel(256);
+        let worker_err = Arc::new(Mutex::new(None));
         let task = Task {
+            worker_err: worker_err.clone(),
             url: url.to_string(),
             session: ClientSession::new(ClientConfig {
                 client_id: opts.client_id.clone(),
@@ -194,6 +199,7 @@ impl Client {
                 machine,
                 cmd: cmd_tx,
                 err: Arc::new(Mutex::new(None)),
+                worker_err,
             },
             payloads,
         })
@@ -246,6 +252,7 @@ struct Task {
     ready: Option<oneshot::Sender<Result<Machine, ClientError>>>,
     payloads: broadcast::Sender<Payload>,
     waiters: HashMap<u32, Waiter>,
+    worker_err: Arc<Mutex<Option<Error>>>,
 }
 
 enum End {
@@ -474,6 +481,12 @@ impl Task {
         match o {
             ClientOutput::Send(b) => out.push(b),
             ClientOutput::Ready => {
+                if let Some(msg) = self.session.worker_err() {
+                    *self.worker_err.lock().unwrap_or_else(|p| p.into_inner()) = Some(Error::Rpc {
+                        code: ErrorCode::WorkerError,
+                        message: msg.to_string(),
+                    });
+                }
                 self.states.add1(names::HANDSHAKE_DONE, None);
                 self.states.remove1(names::RETRYING_CONN, None);
                 if let Some(r) = self.ready.take() {
@@ -512,6 +525,12 @@ impl Task {
                     .with("source", p.source.as_str());
                 self.states.add1(names::WORKER_PAYLOAD, Some(args));
                 let _ = self.payloads.send(p);
+            }
+            ClientOutput::Error(e) if e.code == ErrorCode::WorkerError => {
+                *self.worker_err.lock().unwrap_or_else(|p| p.into_inner()) = Some(Error::Rpc {
+                    code: e.code,
+                    message: e.message,
+                });
             }
             ClientOutput::Error(e) => {
                 tracing::warn!(code = ?e.code, message = %e.message, "server error");
@@ -601,8 +620,11 @@ impl Api for Mirror {
             "when_args is not available on a mirror yet".into(),
         )))
     }
+    /// The worker's last error (upstream `Err()`), or, before the worker reported one, the last
+    /// error this mirror added.
     fn err(&self) -> Option<Error> {
-        self.err.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let w = self.worker_err.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        w.or_else(|| self.err.lock().unwrap_or_else(|e| e.into_inner()).clone())
     }
     fn is(&self, states: &[&str]) -> bool {
         self.machine.is(states)

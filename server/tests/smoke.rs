@@ -34,3 +34,63 @@ async fn connect_mutate_and_push() {
     c.close().await;
     srv.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workers_last_error_reaches_clients() {
+    let srv = Server::new(ServerOpts::default());
+    let w = srv.add_worker("w", worker()).unwrap();
+    w.machine().add_err("before connecting", None);
+    let addr = srv.spawn("127.0.0.1:0").await.unwrap();
+    let c = Client::connect(&format!("ws://{addr}/ws/w"), ClientOpts::default())
+        .await
+        .unwrap();
+    let m = c.mirror();
+    assert!(m.err().unwrap().to_string().contains("before connecting"));
+    let tick = m.tick("Exception");
+    w.machine().add_err("boom", None);
+    tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        m.when_ticks_eq("Exception", tick + 2, None),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(m.err().unwrap().to_string().contains("boom"), "{:?}", m.err());
+    c.close().await;
+    srv.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_served_by_another_server_relays_both_ways() {
+    // root server with the worker
+    let root = Server::new(ServerOpts::default());
+    let w = root.add_worker("w", worker()).unwrap();
+    let root_addr = root.spawn("127.0.0.1:0").await.unwrap();
+    // a relay: its own server serving the mirror of the root's worker
+    let upstream = Client::connect(&format!("ws://{root_addr}/ws/w"), ClientOpts::default())
+        .await
+        .unwrap();
+    let relay = Server::new(ServerOpts::default());
+    relay.add_relay("w", upstream.mirror().clone()).unwrap();
+    let relay_addr = relay.spawn("127.0.0.1:0").await.unwrap();
+    // a leaf client of the relay
+    let leaf = Client::connect(&format!("ws://{relay_addr}/ws/w"), ClientOpts::default())
+        .await
+        .unwrap();
+    let m = leaf.mirror();
+    // a leaf mutation runs on the root worker, and its reply already shows it
+    assert_eq!(m.add1("A", None).await, Ok(Outcome::Executed));
+    assert!(w.machine().is1("A") && m.is1("A"));
+    // a root change flows down through the relay
+    let wait = m.when1("B", None);
+    w.machine().add1("B", None);
+    tokio::time::timeout(std::time::Duration::from_secs(2), wait)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.time(None), w.machine().time(None));
+    leaf.close().await;
+    upstream.close().await;
+    relay.shutdown();
+    root.shutdown();
+}

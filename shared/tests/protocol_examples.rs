@@ -91,7 +91,7 @@ fn session_walk_through() {
         "Welcome",
         &f[0],
         "00 01 01 77 07 02 05 53 74 61 72 74 09 45 78 63 65 70 74 69 6f 6e 02 00 00 00 01 01 00 00 02 00 00 00 00 00 \
-         96 f9 b7 ff 99 94 d1 cc a1 01 00 10 00 00 01 02 00 00",
+         96 f9 b7 ff 99 94 d1 cc a1 01 00 10 00 00 01 02 00 00 00",
     );
     let ServerMsg::Welcome(welcome) = server_frame(&f[0]) else {
         panic!("not a Welcome")

@@ -31,7 +31,7 @@ use proptest::test_runner::{TestCaseError, TestRunner};
 // strategies
 
 /// Every error code, in declaration (= wire) order.
-const CODES: [ErrorCode; 13] = [
+const CODES: [ErrorCode; 14] = [
     ErrorCode::VersionMismatch,
     ErrorCode::SchemaMismatch,
     ErrorCode::AccessDenied,
@@ -45,6 +45,7 @@ const CODES: [ErrorCode; 13] = [
     ErrorCode::Overloaded,
     ErrorCode::Internal,
     ErrorCode::Closed,
+    ErrorCode::WorkerError,
 ];
 
 /// Exhaustive on purpose: a new error code fails to compile here until `CODES` includes it.
@@ -63,6 +64,7 @@ fn code_index(c: ErrorCode) -> usize {
         ErrorCode::Overloaded => 10,
         ErrorCode::Internal => 11,
         ErrorCode::Closed => 12,
+        ErrorCode::WorkerError => 13,
     }
 }
 
@@ -252,18 +254,22 @@ fn arb_welcome() -> impl Strategy<Value = Welcome> {
         prop::option::of(arb_u16s()),
         any::<u32>(),
         arb_update(),
+        prop::option::of(arb_string()),
     )
         .prop_map(
-            |(version, worker_id, epoch, names, schema, schema_hash, tracked, push_interval_ms, update)| Welcome {
-                version,
-                worker_id,
-                epoch,
-                names,
-                schema,
-                schema_hash,
-                tracked,
-                push_interval_ms,
-                update,
+            |(version, worker_id, epoch, names, schema, schema_hash, tracked, push_interval_ms, update, worker_err)| {
+                Welcome {
+                    version,
+                    worker_id,
+                    epoch,
+                    names,
+                    schema,
+                    schema_hash,
+                    tracked,
+                    push_interval_ms,
+                    update,
+                    worker_err,
+                }
             },
         )
 }

@@ -127,6 +127,7 @@ pub struct ClientSession {
     chunks: BTreeMap<u64, Assembly>,
     chunk_seq: u64,
     resyncs: u64,
+    worker_err: Option<String>,
 }
 
 impl core::fmt::Debug for ClientSession {
@@ -165,6 +166,7 @@ impl ClientSession {
             chunks: BTreeMap::new(),
             chunk_seq: 0,
             resyncs: 0,
+            worker_err: None,
         }
     }
 
@@ -428,6 +430,9 @@ impl ClientSession {
             self.mirror = Some(m);
         }
         self.epoch = w.epoch;
+        if w.worker_err.is_some() {
+            self.worker_err = w.worker_err;
+        }
         if let Err(e) = self.apply_full(&w.update) {
             return self.close(e);
         }
@@ -534,8 +539,18 @@ impl ClientSession {
                     out.push(ClientOutput::Reply { req, result: Err(err) });
                 }
             }
-            None => out.push(ClientOutput::Error(err)),
+            None => {
+                if err.code == ErrorCode::WorkerError {
+                    self.worker_err = Some(err.message.clone());
+                }
+                out.push(ClientOutput::Error(err));
+            }
         }
+    }
+
+    /// The worker's last error (its `err()`), as the server last reported it.
+    pub fn worker_err(&self) -> Option<&str> {
+        self.worker_err.as_deref()
     }
 
     fn chunk(&mut self, c: Chunk) -> Result<Option<Payload>, RemoteError> {

@@ -127,6 +127,10 @@ pub struct ServerSession {
     deferred: Vec<MutateCmd>,
     last_poll_at: u64,
     next_token: u64,
+    /// Index of `Exception` (its tick changing means the worker's error may have changed).
+    exception_idx: Option<usize>,
+    /// The last worker error sent.
+    last_err: Option<String>,
 }
 
 /// How often a deferred retry (its original runs in another session) is rechecked, in ms.
@@ -179,7 +183,9 @@ impl ServerSession {
             .mutable_states
             .as_ref()
             .map(|m| names.iter().map(|n| m.contains(n)).collect());
+        let exception = names.iter().position(|n| n == crate::EXCEPTION);
         ServerSession {
+            exception_idx: exception,
             last_sent: alloc::vec![0; names.len()],
             names,
             worker_id: worker.id().to_string(),
@@ -199,6 +205,7 @@ impl ServerSession {
             deferred: Vec::new(),
             last_poll_at: 0,
             next_token: 1,
+            last_err: None,
         }
     }
 
@@ -366,7 +373,9 @@ impl ServerSession {
             tracked: tracked_idx,
             push_interval_ms: self.push_interval_ms,
             update,
+            worker_err: worker.err().map(|e| e.to_string()),
         };
+        self.last_err.clone_from(&welcome.worker_err);
         alloc::vec![
             frame(&ServerMsg::Welcome(welcome)),
             ServerOutput::HandshakeDone {
@@ -405,8 +414,24 @@ impl ServerSession {
         }
     }
 
+    /// An `Error{code: WorkerError}` frame when the worker's `Exception` ticked since the last
+    /// update and its error text changed.
+    fn worker_error(&mut self, now: &[u64], worker: &dyn Api) -> Option<ServerOutput> {
+        let i = self.exception_idx?;
+        if now.get(i) == self.last_sent.get(i) {
+            return None;
+        }
+        let msg = worker.err()?.to_string();
+        if self.last_err.as_deref() == Some(msg.as_str()) {
+            return None;
+        }
+        self.last_err = Some(msg.clone());
+        Some(Self::error(None, ErrorCode::WorkerError, msg))
+    }
+
     fn reply(&mut self, req: u32, outcome: Outcome, now_ms: u64, worker: &dyn Api) -> Vec<ServerOutput> {
         let now = worker.time(None);
+        let err = self.worker_error(&now, worker);
         let seq = self.seq.wrapping_add(1);
         // Every reply is sequenced, even without a change (an empty diff: 4 bytes), so a client
         // that lost an earlier push notices the gap before it trusts the reply.
@@ -421,7 +446,11 @@ impl ServerSession {
         // the reply carries everything up to now: a pending push has nothing left to say
         self.last_push_at = now_ms;
         self.dirty = false;
-        alloc::vec![frame(&ServerMsg::reply(outcome, Reply { req, update }))]
+        let reply = frame(&ServerMsg::reply(outcome, Reply { req, update }));
+        match err {
+            Some(e) => alloc::vec![e, reply],
+            None => alloc::vec![reply],
+        }
     }
 
     /// The shell ran `cmd` on the worker with this outcome (read the worker's clock after the
@@ -489,6 +518,9 @@ impl ServerSession {
         if self.dirty && self.push_interval_ms > 0 && now_ms >= self.last_push_at + u64::from(self.push_interval_ms) {
             self.dirty = false;
             let now = worker.time(None);
+            if let Some(e) = self.worker_error(&now, worker) {
+                out.push(e);
+            }
             let seq = self.seq.wrapping_add(1);
             if let Some(update) = clock::update_from(&mut self.last_sent, &now, self.tracked.as_deref(), seq) {
                 self.seq = seq;

@@ -149,6 +149,9 @@ pub struct Welcome {
     pub push_interval_ms: u32,
     /// The full clock (sequence 0).
     pub update: ClockUpdate,
+    /// The worker's last error (its `err()`), if any; later changes come as `Error` frames with
+    /// [`ErrorCode::WorkerError`].
+    pub worker_err: Option<String>,
 }
 
 /// A state definition with relations as indexes.
@@ -241,6 +244,9 @@ pub enum ErrorCode {
     Internal = 11,
     /// The client closed the session.
     Closed = 12,
+    /// Not a failure of a request: the worker's last error changed (its `Err()`), sent with
+    /// `req: None` when the worker's `Exception` ticks. Clients keep it as the mirror's `err()`.
+    WorkerError = 13,
 }
 
 /// Why bytes could not be decoded into a message.
