@@ -19,7 +19,9 @@ async fn main() {
         let srv = Server::new(ServerOpts::default());
         let w = srv.add_worker("w", demo::abcd_worker().unwrap()).unwrap();
         let addr = srv.spawn("127.0.0.1:0").await.unwrap();
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/w")).await.unwrap();
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/w"))
+            .await
+            .unwrap();
         let (mut tx, mut rx) = ws.split();
         let mut s = ClientSession::new(ClientConfig {
             push_interval_ms: Some(ms),
@@ -38,7 +40,11 @@ async fn main() {
         let changer = tokio::spawn(async move {
             let mut i = 0u64;
             while start.elapsed() < run {
-                if i % 2 == 0 { m.add1("A", None) } else { m.remove1("A", None) };
+                if i % 2 == 0 {
+                    m.add1("A", None)
+                } else {
+                    m.remove1("A", None)
+                };
                 i += 1;
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
