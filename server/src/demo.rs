@@ -87,3 +87,43 @@ pub fn abcd_worker() -> Result<Machine, Error> {
     m.verify_states(&names)?;
     Ok(m)
 }
+
+/// The worker the browser and Node tests run against: `A`–`D` plus `Ping` (sends a `pong`
+/// payload with the `data` arg to every client) and `Kick` (the server closes every session;
+/// clients reconnect and resync).
+pub fn test_worker(server: &crate::Server, name: &str) -> Result<crate::Worker, crate::ServerError> {
+    let own = schema([
+        ("A", State::new()),
+        ("B", State::new()),
+        ("C", State::new().require(&["A"])),
+        ("D", State::new().multi()),
+        ("Ping", State::new().multi()),
+        ("Kick", State::new().multi()),
+    ]);
+    let m = Machine::new(
+        struct_merge(&[&states::worker_schema(), &own]),
+        Opts {
+            id: Some(name.to_string()),
+            ..Default::default()
+        },
+    )?;
+    let mut names = vec!["A", "B", "C", "D", "Ping", "Kick"];
+    names.extend(states::WORKER_STATES);
+    m.verify_states(&names)?;
+    let worker = server.add_worker(name, m.clone())?;
+    let w2 = worker.clone();
+    m.bind_handlers(
+        Handlers::new("test")
+            .state("Ping", |e| {
+                let data = e.args().get("data").cloned().unwrap_or(Value::Str("pong".into()));
+                let data = match data {
+                    Value::Bytes(b) => Value::Bytes(b),
+                    other => Value::Bytes(other.to_log_string().into_bytes()),
+                };
+                let args = Args::new().with("name", "pong").with("data", data);
+                e.machine().add1(states::names::SEND_PAYLOAD, Some(args));
+            })
+            .state("Kick", move |_e| w2.kick()),
+    )?;
+    Ok(worker)
+}

@@ -137,6 +137,7 @@ pub struct Worker {
     payloads: broadcast::Sender<Arc<PayloadOut>>,
     replay: Arc<ReplayCache>,
     sessions: Arc<AtomicUsize>,
+    kick: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -204,6 +205,7 @@ impl Worker {
             payloads,
             replay: Arc::new(ReplayCache::new(replay_instances)),
             sessions: Arc::new(AtomicUsize::new(0)),
+            kick: watch::channel(0).0,
         })
     }
 
@@ -233,6 +235,7 @@ impl Worker {
             payloads,
             replay: Arc::new(ReplayCache::new(replay_instances)),
             sessions: Arc::new(AtomicUsize::new(0)),
+            kick: watch::channel(0).0,
         })
     }
 
@@ -251,6 +254,11 @@ impl Worker {
     /// Sessions currently open on this worker.
     pub fn session_count(&self) -> usize {
         self.sessions.load(Ordering::Relaxed)
+    }
+
+    /// Close every session of this worker (a `Bye` with `ShuttingDown`); clients reconnect.
+    pub fn kick(&self) {
+        self.kick.send_modify(|v| *v = v.wrapping_add(1));
     }
 }
 
@@ -498,6 +506,7 @@ async fn run_session(srv: Server, worker: Worker, socket: WebSocket, url_token: 
     let mut changes = worker.changes.subscribe();
     let mut payloads = worker.payloads.subscribe();
     let mut stop = srv.0.shutdown.subscribe();
+    let mut kick = worker.kick.subscribe();
     let (mut tx, mut rx) = socket.split();
     let start = srv.0.start;
     let now_ms = move || start.elapsed().as_millis() as u64;
@@ -566,6 +575,7 @@ async fn run_session(srv: Server, worker: Worker, socket: WebSocket, url_token: 
                 Err(broadcast::error::RecvError::Closed) => Vec::new(),
             },
             _ = stop.wait_for(|s| *s) => sess.shutdown(ErrorCode::ShuttingDown, "server shutting down"),
+            _ = kick.changed() => sess.shutdown(ErrorCode::ShuttingDown, "the server closed the worker's sessions"),
         };
         for o in outputs {
             match o {

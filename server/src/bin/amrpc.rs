@@ -24,6 +24,15 @@ enum Cmd {
         #[arg(long, default_value_t = 16)]
         push_ms: u64,
     },
+    /// Servers for the browser and Node tests: an open one (workers `test`, `downloads`) and a
+    /// locked one (client id `allowed-client`, token `secret`, Origin `http://allowed.test`);
+    /// prints their URLs as `AMRPC_TEST_URL=…` and `AMRPC_TEST_URL_LOCKED=…` lines.
+    #[command(hide = true)]
+    ServeTest {
+        /// Directory with the web page to serve at `/` (optional).
+        #[arg(long)]
+        web: Option<std::path::PathBuf>,
+    },
     /// Connect to a worker and type commands (`help` lists them).
     Repl {
         /// Worker URL, e.g. ws://127.0.0.1:8080/ws/downloads
@@ -68,6 +77,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
             });
             srv.serve(listener).await?;
+        }
+        Cmd::ServeTest { web } => {
+            let open = Server::new(ServerOpts::default());
+            demo::test_worker(&open, "test")?;
+            open.add_worker("downloads", demo::download_worker(Duration::from_millis(200))?)?;
+            let locked = Server::new(ServerOpts {
+                allow_ids: Some(vec!["allowed-client".into()]),
+                auth: Some(std::sync::Arc::new(|_id: &str, token: Option<&str>| token == Some("secret"))),
+                allowed_origins: Some(vec!["http://allowed.test".into()]),
+                ..Default::default()
+            });
+            demo::test_worker(&locked, "test")?;
+            let l1 = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let l2 = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            println!("AMRPC_TEST_URL=ws://{}", l1.local_addr()?);
+            println!("AMRPC_TEST_URL_LOCKED=ws://{}", l2.local_addr()?);
+            println!("AMRPC_TEST_HTTP=http://{}", l1.local_addr()?);
+            use std::io::Write;
+            std::io::stdout().flush()?;
+            let router = match web {
+                Some(dir) => open.router().fallback_service(tower_http::services::ServeDir::new(dir)),
+                None => open.router(),
+            };
+            let l2srv = locked.clone();
+            tokio::spawn(async move { l2srv.serve(l2).await });
+            open.serve_router(l1, router).await?;
         }
         Cmd::Repl { url, id, token } => {
             let opts = ClientOpts {

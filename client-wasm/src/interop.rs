@@ -1,0 +1,171 @@
+//! Conversions between JS values and amrpc values: args, state lists, outcomes, errors.
+
+use amrpc_core::{Args, Error, Outcome, Value};
+use js_sys::{Array, Object, Reflect, Uint8Array};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+/// Nesting limit for converting JS args (mirrors the wire limit).
+const MAX_DEPTH: usize = amrpc_core::wire::MAX_VALUE_DEPTH;
+
+/// A JS `Error` with a `code` property (stable codes: the wire `ErrorCode` names, or `"StateUnknown"`,
+/// `"InvalidArgs"`, `"Closed"`, `"Timeout"`, `"Aborted"` …).
+pub(crate) fn js_error(code: &str, message: &str) -> JsValue {
+    let e = js_sys::Error::new(message);
+    let _ = Reflect::set(&e, &"code".into(), &code.into());
+    e.into()
+}
+
+/// A core error as a JS `Error` with a code.
+pub(crate) fn core_error(e: &Error) -> JsValue {
+    let code = match e {
+        Error::StateUnknown(_) => "StateUnknown".to_string(),
+        Error::StateMissing(_) => "StateMissing".into(),
+        Error::Relation(_) => "Relation".into(),
+        Error::InvalidArgs(_) => "InvalidArgs".into(),
+        Error::HandlerTimeout(_) => "HandlerTimeout".into(),
+        Error::Canceled => "Canceled".into(),
+        Error::Queued => "Queued".into(),
+        Error::Timeout => "Timeout".into(),
+        Error::Disposed => "Closed".into(),
+        Error::Rpc { code, .. } => format!("{code:?}"),
+        Error::Other(_) => "Error".into(),
+    };
+    js_error(&code, &e.to_string())
+}
+
+/// An outcome as JS: `"executed"`, `"canceled"` or `"queued"`.
+pub(crate) fn outcome(o: Outcome) -> JsValue {
+    o.as_str().into()
+}
+
+/// `"A"` or `["A", "B"]` → state names.
+pub(crate) fn states(v: &JsValue) -> Result<Vec<String>, JsValue> {
+    if let Some(s) = v.as_string() {
+        return Ok(vec![s]);
+    }
+    if Array::is_array(v) {
+        let a: &Array = v.unchecked_ref();
+        let mut out = Vec::with_capacity(a.length() as usize);
+        for x in a.iter() {
+            out.push(x.as_string().ok_or_else(|| js_error("InvalidArgs", "state names must be strings"))?);
+        }
+        return Ok(out);
+    }
+    Err(js_error("InvalidArgs", "expected a state name or an array of state names"))
+}
+
+/// Groups for `any` / `switch`: each argument a name or an array of names.
+pub(crate) fn groups(args: &Array) -> Result<Vec<Vec<String>>, JsValue> {
+    args.iter().map(|g| states(&g)).collect()
+}
+
+/// A JS value as an amrpc [`Value`]: null/undefined, booleans, numbers (safe integers become
+/// `Int`, others `Float`), bigints, strings, `Uint8Array`s, arrays and plain objects.
+pub(crate) fn to_value(v: &JsValue, depth: usize) -> Result<Value, JsValue> {
+    if depth > MAX_DEPTH {
+        return Err(js_error("InvalidArgs", "args nested too deeply"));
+    }
+    if v.is_null() || v.is_undefined() {
+        return Ok(Value::Null);
+    }
+    if let Some(b) = v.as_bool() {
+        return Ok(Value::Bool(b));
+    }
+    if let Some(n) = v.as_f64() {
+        if n.fract() == 0.0 && n.abs() <= 9_007_199_254_740_991.0 {
+            return Ok(Value::Int(n as i64));
+        }
+        return Ok(Value::Float(n));
+    }
+    if v.is_bigint() {
+        let i = i64::try_from(v.clone()).map_err(|_| js_error("InvalidArgs", "bigint out of the i64 range"))?;
+        return Ok(Value::Int(i));
+    }
+    if let Some(s) = v.as_string() {
+        return Ok(Value::Str(s));
+    }
+    if let Some(u) = v.dyn_ref::<Uint8Array>() {
+        return Ok(Value::Bytes(u.to_vec()));
+    }
+    if Array::is_array(v) {
+        let a: &Array = v.unchecked_ref();
+        return a.iter().map(|x| to_value(&x, depth + 1)).collect::<Result<Vec<_>, _>>().map(Value::List);
+    }
+    if v.is_object() && !v.is_function() {
+        let mut m = std::collections::BTreeMap::new();
+        for entry in Object::entries(v.unchecked_ref()).iter() {
+            let pair: Array = entry.unchecked_into();
+            let k = pair.get(0).as_string().unwrap_or_default();
+            m.insert(k, to_value(&pair.get(1), depth + 1)?);
+        }
+        return Ok(Value::Map(m));
+    }
+    Err(js_error("InvalidArgs", "unsupported argument type (functions and symbols can't be sent)"))
+}
+
+/// An amrpc [`Value`] as JS (`Int` as number when safe, else bigint; `Bytes` as `Uint8Array`).
+pub(crate) fn from_value(v: &Value) -> JsValue {
+    match v {
+        Value::Null => JsValue::NULL,
+        Value::Bool(b) => (*b).into(),
+        Value::Int(i) => {
+            if i.unsigned_abs() <= 9_007_199_254_740_991 {
+                (*i as f64).into()
+            } else {
+                js_sys::BigInt::from(*i).into()
+            }
+        }
+        Value::Float(f) => (*f).into(),
+        Value::Str(s) => s.into(),
+        Value::Bytes(b) => Uint8Array::from(b.as_slice()).into(),
+        Value::List(l) => l.iter().map(from_value).collect::<Array>().into(),
+        Value::Map(m) => {
+            let o = Object::new();
+            for (k, v) in m {
+                let _ = Reflect::set(&o, &k.into(), &from_value(v));
+            }
+            o.into()
+        }
+        Value::Opaque(_) => JsValue::UNDEFINED,
+    }
+}
+
+/// Optional JS args object → [`Args`].
+pub(crate) fn args(v: &JsValue) -> Result<Option<Args>, JsValue> {
+    if v.is_null() || v.is_undefined() {
+        return Ok(None);
+    }
+    match to_value(v, 0)? {
+        Value::Map(m) => Ok(Some(Args(m))),
+        _ => Err(js_error("InvalidArgs", "args must be a plain object")),
+    }
+}
+
+/// [`Args`] → a plain JS object.
+pub(crate) fn args_to_js(a: &Args) -> JsValue {
+    from_value(&Value::Map(a.0.clone()))
+}
+
+/// A clock (name → tick) as a plain object.
+pub(crate) fn clock(c: &amrpc_core::Clock) -> JsValue {
+    let o = Object::new();
+    for (k, v) in c {
+        let _ = Reflect::set(&o, &k.into(), &(*v as f64).into());
+    }
+    o.into()
+}
+
+/// Optional state list (`undefined` = all).
+pub(crate) fn opt_states(v: &JsValue) -> Result<Option<Vec<String>>, JsValue> {
+    if v.is_null() || v.is_undefined() {
+        Ok(None)
+    } else {
+        states(v).map(Some)
+    }
+}
+
+/// `Vec<String>` → `&[&str]`.
+pub(crate) fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}

@@ -1,0 +1,96 @@
+//! # amrpc-wasm
+//!
+//! amrpc for JavaScript: `connect()` mirrors a server-side state machine over WebSocket
+//! (reads and waits answer locally, mutations go to the worker), and `Machine` runs one
+//! locally. A thin shell around `amrpc-core`: the protocol and the machine live there.
+
+#![warn(missing_docs)]
+
+mod interop;
+mod machine;
+mod remote;
+mod shared;
+mod waits;
+
+pub use machine::JsMachine;
+pub use remote::{RemoteMachine, connect};
+
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen(typescript_custom_section)]
+const TS_TYPES: &str = r#"
+/** A mutation's result. */
+export type Outcome = "executed" | "canceled" | "queued";
+/** One state name or several. */
+export type StateNames = string | string[];
+/** An argument value: what crosses the wire. Integers above 2^53 arrive as bigint. */
+export type ArgValue = null | boolean | number | bigint | string | Uint8Array | ArgValue[] | { [key: string]: ArgValue };
+/** Mutation arguments. */
+export type Args = { [key: string]: ArgValue };
+/** One state's definition. */
+export interface StateDef {
+  /** Activated automatically after other transitions, when its relations allow. */
+  auto?: boolean;
+  /** Re-entered (tick +2) when added while active. */
+  multi?: boolean;
+  /** States that must be active with this one. */
+  require?: string[];
+  /** States activated with this one. */
+  add?: string[];
+  /** States deactivated by this one. */
+  remove?: string[];
+  /** Handler order: after these states' handlers. */
+  after?: string[];
+  /** Free-form tags. */
+  tags?: string[];
+}
+/** A schema: state name → definition. */
+export type Schema = { [state: string]: StateDef };
+/** Options of `new Machine()`. */
+export interface MachineOptions {
+  /** Machine id (random by default). */
+  id?: string;
+  /** The state order (`stateNames()`); must list every state. */
+  names?: string[];
+  /** Handler timeout in ms (default 100). */
+  handlerTimeoutMs?: number;
+}
+/** What a handler receives. */
+export interface HandlerEvent {
+  /** The handler's name, e.g. "FooEnter". */
+  name: string;
+  /** The mutation's args. */
+  args: Args;
+  /** The machine (call any method; mutations are queued and return "queued"). */
+  machine: Machine;
+}
+/** Options of `connect()`. */
+export interface ConnectOptions {
+  /** Client id, checked by servers with an allow-list (default "rc-browser"). */
+  clientId?: string;
+  /** Auth token (sent in Hello; you may also put `?token=` in the URL). */
+  token?: string;
+  /** Refuse a worker whose schema hash differs (bigint or hex string). */
+  schemaHash?: bigint | string;
+  /** Wished push interval in ms (0: no pushes; default: the server's, 16 ms). */
+  pushIntervalMs?: number;
+  /** Receive only these states. */
+  states?: string[];
+  /** Connection attempts per outage before giving up (default 15). */
+  connRetries?: number;
+  /** First reconnect delay in ms, doubled up to `retryBackoffMs`, with jitter (default 100). */
+  retryDelayMs?: number;
+  /** Reconnect delay cap in ms (default 3000). */
+  retryBackoffMs?: number;
+  /** A call without a reply for this long is resent; it still runs at most once (default 3000). */
+  callTimeoutMs?: number;
+  /** Resends before a call rejects with `Timeout` (default 15). */
+  callRetries?: number;
+  /** Reconnect after a drop (default true). */
+  reconnect?: boolean;
+}
+/** Events of a RemoteMachine. */
+export type RemoteEvent = "clock" | "payload" | "status" | "error";
+/** An error from amrpc: `code` is stable (e.g. "AccessDenied", "StateUnknown", "Closed", "Timeout", "Aborted"). */
+export interface AmrpcError extends Error { code: string }
+"#;

@@ -1,0 +1,43 @@
+//! Waits as Promises, contexts as AbortSignals.
+
+use amrpc_core::{Ctx, Wait, WaitError};
+use send_wrapper::SendWrapper;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+use crate::interop::js_error;
+
+/// A core context canceled when `signal` aborts (already canceled if it has).
+pub(crate) fn ctx_for(signal: Option<web_sys::AbortSignal>) -> Option<Ctx> {
+    let signal = signal?;
+    let ctx = Ctx::new();
+    if signal.aborted() {
+        ctx.cancel();
+        return Some(ctx);
+    }
+    let c2 = ctx.clone();
+    let cb = Closure::once_into_js(move || c2.cancel());
+    let _ = signal.add_event_listener_with_callback("abort", cb.unchecked_ref());
+    Some(ctx)
+}
+
+/// A wait as a Promise: resolves on the condition, rejects with `Aborted` or `Closed`.
+pub(crate) fn promise(w: Wait) -> js_sys::Promise {
+    wasm_bindgen_futures::future_to_promise(async move {
+        match w.await {
+            Ok(()) => Ok(JsValue::UNDEFINED),
+            Err(WaitError::Canceled) => Err(js_error("Aborted", "the wait was aborted")),
+            Err(WaitError::Disposed) => Err(js_error("Closed", "the machine was closed")),
+            Err(e) => Err(js_error("InvalidArgs", &e.to_string())),
+        }
+    })
+}
+
+/// An AbortSignal aborted when `ctx` is canceled.
+pub(crate) fn signal_for(ctx: &Ctx) -> Result<web_sys::AbortSignal, JsValue> {
+    let ctrl = web_sys::AbortController::new()?;
+    let signal = ctrl.signal();
+    let ctrl = SendWrapper::new(ctrl);
+    ctx.on_cancel(move || ctrl.abort());
+    Ok(signal)
+}
