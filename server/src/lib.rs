@@ -14,4 +14,4 @@ pub mod states;
 
 pub use amrpc_core;
 pub use client::{Client, ClientError, ClientOpts, Mirror};
-pub use server::{AuthHook, Server, ServerError, ServerOpts, Worker};
+pub use server::{AuthHook, Server, ServerError, ServerOpts, SessionInfo, Worker};

@@ -138,6 +138,18 @@ pub struct Worker {
     replay: Arc<ReplayCache>,
     sessions: Arc<AtomicUsize>,
     kick: watch::Sender<u64>,
+    live: Arc<std::sync::Mutex<Vec<SessionInfo>>>,
+}
+
+/// A session open on a worker: its client and its state machine (upstream's server states).
+#[derive(Clone, Debug)]
+pub struct SessionInfo {
+    /// The session's epoch (unique per server).
+    pub epoch: u64,
+    /// The client's id, once the handshake is done.
+    pub client_id: Option<String>,
+    /// `Start`, `RpcReady`, `ClientConnected`, `Handshaking` → `HandshakeDone`, `Ready` (auto).
+    pub states: Machine,
 }
 
 impl std::fmt::Debug for Worker {
@@ -206,6 +218,7 @@ impl Worker {
             replay: Arc::new(ReplayCache::new(replay_instances)),
             sessions: Arc::new(AtomicUsize::new(0)),
             kick: watch::channel(0).0,
+            live: Arc::new(std::sync::Mutex::new(Vec::new())),
         })
     }
 
@@ -236,6 +249,7 @@ impl Worker {
             replay: Arc::new(ReplayCache::new(replay_instances)),
             sessions: Arc::new(AtomicUsize::new(0)),
             kick: watch::channel(0).0,
+            live: Arc::new(std::sync::Mutex::new(Vec::new())),
         })
     }
 
@@ -254,6 +268,11 @@ impl Worker {
     /// Sessions currently open on this worker.
     pub fn session_count(&self) -> usize {
         self.sessions.load(Ordering::Relaxed)
+    }
+
+    /// The sessions open right now, with their state machines.
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Close every session of this worker (a `Bye` with `ShuttingDown`); clients reconnect.
@@ -503,6 +522,11 @@ async fn run_session(srv: Server, worker: Worker, socket: WebSocket, url_token: 
     // relays run mutations remotely; their outcomes come back here
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<(u32, Result<Outcome, amrpc_core::Error>)>();
     let states = session_machine(&format!("session-{epoch:x}"));
+    worker.live.lock().unwrap_or_else(|e| e.into_inner()).push(SessionInfo {
+        epoch,
+        client_id: None,
+        states: states.clone(),
+    });
     let mut changes = worker.changes.subscribe();
     let mut payloads = worker.payloads.subscribe();
     let mut stop = srv.0.shutdown.subscribe();
@@ -602,6 +626,15 @@ async fn run_session(srv: Server, worker: Worker, socket: WebSocket, url_token: 
                 ServerOutput::HandshakeDone { client_id } => {
                     tracing::info!(client = %client_id, worker = %machine.id(), "session open");
                     states.add1(names::HANDSHAKE_DONE, None);
+                    if let Some(i) = worker
+                        .live
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .iter_mut()
+                        .find(|i| i.epoch == epoch)
+                    {
+                        i.client_id = Some(client_id.clone());
+                    }
                 }
                 ServerOutput::Close { code, reason } => {
                     tracing::info!(?code, %reason, "session closed");
@@ -618,5 +651,10 @@ async fn run_session(srv: Server, worker: Worker, socket: WebSocket, url_token: 
         }
     }
     states.remove1(names::CLIENT_CONNECTED, None);
+    worker
+        .live
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|i| i.epoch != epoch);
     states.dispose();
 }

@@ -94,3 +94,44 @@ async fn a_mirror_served_by_another_server_relays_both_ways() {
     relay.shutdown();
     root.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_states_are_observable() {
+    let srv = Server::new(ServerOpts::default());
+    let w = srv.add_worker("w", worker()).unwrap();
+    let addr = srv.spawn("127.0.0.1:0").await.unwrap();
+    let c = Client::connect(
+        &format!("ws://{addr}/ws/w"),
+        ClientOpts {
+            client_id: "rc-obs".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let sessions = w.sessions();
+    assert_eq!(sessions.len(), 1);
+    let s = &sessions[0];
+    assert_eq!(s.client_id.as_deref(), Some("rc-obs"));
+    assert!(
+        s.states
+            .is(&["Start", "RpcReady", "ClientConnected", "HandshakeDone", "Ready"]),
+        "{}",
+        s.states.string()
+    );
+    // the client's own states, as upstream's
+    assert!(
+        c.states().is(&["Start", "Connected", "HandshakeDone", "Ready"]),
+        "{}",
+        c.states().string()
+    );
+    c.close().await;
+    tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        while !w.sessions().is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    srv.shutdown();
+}
