@@ -173,6 +173,8 @@ impl Client {
         let worker_err = Arc::new(Mutex::new(None));
         let task = Task {
             worker_err: worker_err.clone(),
+            attempts: 0,
+            delay: opts.conn_retry_delay,
             url: url.to_string(),
             session: ClientSession::new(ClientConfig {
                 client_id: opts.client_id.clone(),
@@ -237,7 +239,11 @@ fn random_u64() -> u64 {
 fn fatal(code: ErrorCode) -> bool {
     matches!(
         code,
-        ErrorCode::AccessDenied | ErrorCode::Unauthorized | ErrorCode::VersionMismatch | ErrorCode::SchemaMismatch
+        ErrorCode::AccessDenied
+            | ErrorCode::Unauthorized
+            | ErrorCode::VersionMismatch
+            | ErrorCode::SchemaMismatch
+            | ErrorCode::UnknownWorker
     )
 }
 
@@ -253,6 +259,8 @@ struct Task {
     payloads: broadcast::Sender<Payload>,
     waiters: HashMap<u32, Waiter>,
     worker_err: Arc<Mutex<Option<Error>>>,
+    attempts: u32,
+    delay: Duration,
 }
 
 enum End {
@@ -269,36 +277,29 @@ impl Task {
     }
 
     async fn run(mut self) {
-        let mut attempts = 0u32;
-        let mut delay = self.opts.conn_retry_delay;
         loop {
             self.states.add1(names::CONNECTING, None);
-            let dial = tokio::time::timeout(self.opts.conn_timeout, tokio_tungstenite::connect_async(&self.url)).await;
+            // no Nagle: a mutation is one small frame and waits for its reply
+            let dial = tokio::time::timeout(
+                self.opts.conn_timeout,
+                tokio_tungstenite::connect_async_with_config(&self.url, None, true),
+            )
+            .await;
             let ws = match dial {
                 Ok(Ok((ws, _))) => ws,
                 Ok(Err(e)) => {
-                    if self
-                        .dial_failed(&mut attempts, &mut delay, e.to_string())
-                        .await
-                        .is_some()
-                    {
+                    if self.backoff(e.to_string()).await.is_some() {
                         return;
                     }
                     continue;
                 }
                 Err(_) => {
-                    if self
-                        .dial_failed(&mut attempts, &mut delay, "dial timed out".into())
-                        .await
-                        .is_some()
-                    {
+                    if self.backoff("dial timed out".into()).await.is_some() {
                         return;
                     }
                     continue;
                 }
             };
-            attempts = 0;
-            delay = self.opts.conn_retry_delay;
             self.states.add1(names::CONNECTED, None);
             match self.connection(ws).await {
                 End::Stop => return,
@@ -312,23 +313,26 @@ impl Task {
                         }
                         return;
                     }
-                    self.states.add1(names::RETRYING_CONN, None);
+                    // a connection that drops before (or soon after) its handshake counts as a
+                    // failed attempt: back off, and give up after `conn_retries`
+                    if self.backoff("connection lost".into()).await.is_some() {
+                        return;
+                    }
                 }
             }
         }
     }
 
-    /// A failed dial: wait and retry, or give up (returns `Some(())` to stop).
-    async fn dial_failed(&mut self, attempts: &mut u32, delay: &mut Duration, err: String) -> Option<()> {
-        *attempts += 1;
-        tracing::debug!(url = %self.url, attempt = *attempts, error = %err, "connect failed");
+    /// A failed or lost connection: wait (backoff) and retry, or give up (returns `Some(())` to
+    /// stop). Attempts reset when a handshake completes.
+    async fn backoff(&mut self, err: String) -> Option<()> {
+        self.attempts += 1;
+        let attempts = self.attempts;
+        tracing::debug!(url = %self.url, attempt = attempts, error = %err, "connect failed");
         self.states.add1(names::DISCONNECTED, None);
-        if *attempts > self.opts.conn_retries || (!self.opts.reconnect && self.ready.is_none()) {
+        if attempts > self.opts.conn_retries || (!self.opts.reconnect && self.ready.is_none()) {
             self.states.add1(names::CONN_RETRY_FAILED, None);
-            let e = ClientError::ConnRetryFailed {
-                attempts: *attempts,
-                last: err,
-            };
+            let e = ClientError::ConnRetryFailed { attempts, last: err };
             self.fail_all(&Error::from(e.clone()));
             if let Some(r) = self.ready.take() {
                 let _ = r.send(Err(e));
@@ -337,7 +341,7 @@ impl Task {
         }
         self.states.add1(names::RETRYING_CONN, None);
         // keep serving commands while waiting: new calls queue until the next connection
-        let sleep = tokio::time::sleep(*delay);
+        let sleep = tokio::time::sleep(self.delay);
         tokio::pin!(sleep);
         loop {
             tokio::select! {
@@ -356,7 +360,7 @@ impl Task {
                 },
             }
         }
-        *delay = (*delay * 2).min(self.opts.conn_retry_backoff.max(self.opts.conn_retry_delay));
+        self.delay = (self.delay * 2).min(self.opts.conn_retry_backoff.max(self.opts.conn_retry_delay));
         None
     }
 
@@ -481,6 +485,8 @@ impl Task {
         match o {
             ClientOutput::Send(b) => out.push(b),
             ClientOutput::Ready => {
+                self.attempts = 0;
+                self.delay = self.opts.conn_retry_delay;
                 if let Some(msg) = self.session.worker_err() {
                     *self.worker_err.lock().unwrap_or_else(|p| p.into_inner()) = Some(Error::Rpc {
                         code: ErrorCode::WorkerError,

@@ -18,7 +18,7 @@ amrpc_core::schema! {
         Failed: { remove: [Queued, Downloading, Paused, Done] },
         Progress: { multi: true, require: [Downloading] },
         Verifying: { auto: true, require: [Done] },
-        Verified: { require: [Done] },
+        Verified: { require: [Done], remove: [Verifying] },
     }
 }
 
@@ -63,7 +63,7 @@ pub fn download_worker(step: Duration) -> Result<Machine, Error> {
                 let m = e.machine().clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(step).await;
-                    m.remove1(dl::Verifying, None);
+                    // Verified removes Verifying and keeps the auto state from coming back
                     m.add1(dl::Verified, None);
                 });
             }),

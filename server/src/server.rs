@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use amrpc_core::session::{ReplayCache, ServerConfig, ServerOutput, ServerSession};
-use amrpc_core::wire::ErrorCode;
+use amrpc_core::wire::{ErrorCode, ErrorMsg, ServerMsg};
 use amrpc_core::{Handlers, Machine, Opts, Outcome, Tracer, Transition, Value};
 use axum::Router;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -385,6 +385,13 @@ impl Server {
     /// [`Server::shutdown`].
     pub async fn serve_router(&self, listener: TcpListener, router: Router) -> std::io::Result<()> {
         let mut stop = self.0.shutdown.subscribe();
+        use axum::serve::ListenerExt;
+        // no Nagle: replies are small frames a client waits for
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY");
+            }
+        });
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 let _ = stop.wait_for(|s| *s).await;
@@ -431,7 +438,19 @@ async fn ws_handler(
         }
     }
     let Some(worker) = srv.worker(&worker) else {
-        return reject(StatusCode::NOT_FOUND, "no such worker");
+        // a browser cannot read an HTTP status on a failed WebSocket: accept and say why
+        let msg = format!("no worker named {worker:?} on this server");
+        return ws.on_upgrade(move |mut socket| async move {
+            let bye = ServerMsg::Bye(ErrorMsg {
+                req: None,
+                code: ErrorCode::UnknownWorker,
+                message: msg,
+            });
+            if let Ok(b) = bye.encode() {
+                let _ = socket.send(Message::Binary(b.into())).await;
+            }
+            let _ = socket.close().await;
+        });
     };
     let Ok(permit) = srv.0.permits.clone().try_acquire_owned() else {
         return reject(StatusCode::SERVICE_UNAVAILABLE, "too many sessions");
@@ -439,13 +458,24 @@ async fn ws_handler(
     let url_token = query.get("token").cloned();
     ws.max_message_size(opts.max_message_size)
         .max_frame_size(opts.max_message_size)
-        .max_write_buffer_size(opts.max_write_buffer)
+        // tungstenite wants the write buffer below its maximum
+        .write_buffer_size((opts.max_write_buffer / 2).min(128 << 10))
+        .max_write_buffer_size(opts.max_write_buffer.max(2))
         .on_upgrade(move |socket| async move {
             worker.sessions.fetch_add(1, Ordering::Relaxed);
             run_session(srv, worker.clone(), socket, url_token).await;
             worker.sessions.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         })
+}
+
+/// Run blocking work (a worker's handlers) without stalling the runtime: on a multi-threaded
+/// runtime other tasks move to other threads meanwhile; on a current-thread runtime it runs inline.
+fn run_blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 /// Send a relay's mutation commands on to the remote worker; outcomes come back on `done`.
@@ -551,7 +581,8 @@ async fn run_session(srv: Server, worker: Worker, socket: WebSocket, url_token: 
                 Some(Ok(Message::Binary(b))) => {
                     let out = sess.handle_frame(&b, now_ms(), api);
                     match &worker.relay {
-                        None => sess.execute_local(out, &machine, now_ms()),
+                        // handlers may block: keep the runtime's other tasks moving
+                        None => run_blocking(|| sess.execute_local(out, &machine, now_ms())),
                         Some(mirror) => forward(&sess, out, mirror, &done_tx),
                     }
                 }
@@ -601,6 +632,23 @@ async fn run_session(srv: Server, worker: Worker, socket: WebSocket, url_token: 
             _ = stop.wait_for(|s| *s) => sess.shutdown(ErrorCode::ShuttingDown, "server shutting down"),
             _ = kick.changed() => sess.shutdown(ErrorCode::ShuttingDown, "the server closed the worker's sessions"),
         };
+        // record the handshake before its Welcome goes out, so the session's states are up to
+        // date by the time the client can observe them
+        for o in &outputs {
+            if let ServerOutput::HandshakeDone { client_id } = o {
+                tracing::info!(client = %client_id, worker = %machine.id(), "session open");
+                states.add1(names::HANDSHAKE_DONE, None);
+                if let Some(i) = worker
+                    .live
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter_mut()
+                    .find(|i| i.epoch == epoch)
+                {
+                    i.client_id = Some(client_id.clone());
+                }
+            }
+        }
         for o in outputs {
             match o {
                 ServerOutput::Send(bytes) => {
@@ -623,19 +671,7 @@ async fn run_session(srv: Server, worker: Worker, socket: WebSocket, url_token: 
                         }
                     }
                 }
-                ServerOutput::HandshakeDone { client_id } => {
-                    tracing::info!(client = %client_id, worker = %machine.id(), "session open");
-                    states.add1(names::HANDSHAKE_DONE, None);
-                    if let Some(i) = worker
-                        .live
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .iter_mut()
-                        .find(|i| i.epoch == epoch)
-                    {
-                        i.client_id = Some(client_id.clone());
-                    }
-                }
+                ServerOutput::HandshakeDone { .. } => {} // recorded above
                 ServerOutput::Close { code, reason } => {
                     tracing::info!(?code, %reason, "session closed");
                     let frame = CloseFrame {

@@ -135,3 +135,29 @@ async fn session_states_are_observable() {
     .unwrap();
     srv.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_worker_is_a_typed_error_at_once() {
+    let srv = Server::new(ServerOpts::default());
+    srv.add_worker("w", worker()).unwrap();
+    let addr = srv.spawn("127.0.0.1:0").await.unwrap();
+    let started = std::time::Instant::now();
+    let err = Client::connect(&format!("ws://{addr}/ws/nope"), ClientOpts::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            amrpc_server::ClientError::Rejected {
+                code: amrpc_core::wire::ErrorCode::UnknownWorker,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "no retries for a final refusal"
+    );
+    srv.shutdown();
+}

@@ -208,7 +208,7 @@ fn gen_client(r: &mut Rng, variant: usize) -> ClientMsg {
     }
 }
 
-const CODES: [ErrorCode; 14] = [
+const CODES: [ErrorCode; 15] = [
     ErrorCode::VersionMismatch,
     ErrorCode::SchemaMismatch,
     ErrorCode::AccessDenied,
@@ -223,6 +223,7 @@ const CODES: [ErrorCode; 14] = [
     ErrorCode::Internal,
     ErrorCode::Closed,
     ErrorCode::WorkerError,
+    ErrorCode::UnknownWorker,
 ];
 
 fn gen_error(r: &mut Rng) -> ErrorMsg {

@@ -31,7 +31,7 @@ use proptest::test_runner::{TestCaseError, TestRunner};
 // strategies
 
 /// Every error code, in declaration (= wire) order.
-const CODES: [ErrorCode; 14] = [
+const CODES: [ErrorCode; 15] = [
     ErrorCode::VersionMismatch,
     ErrorCode::SchemaMismatch,
     ErrorCode::AccessDenied,
@@ -46,6 +46,7 @@ const CODES: [ErrorCode; 14] = [
     ErrorCode::Internal,
     ErrorCode::Closed,
     ErrorCode::WorkerError,
+    ErrorCode::UnknownWorker,
 ];
 
 /// Exhaustive on purpose: a new error code fails to compile here until `CODES` includes it.
@@ -65,6 +66,7 @@ fn code_index(c: ErrorCode) -> usize {
         ErrorCode::Internal => 11,
         ErrorCode::Closed => 12,
         ErrorCode::WorkerError => 13,
+        ErrorCode::UnknownWorker => 14,
     }
 }
 

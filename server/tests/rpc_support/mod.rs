@@ -21,6 +21,9 @@ use tokio::task::JoinHandle;
 /// Every wait in the tests is bounded by this unless a test says otherwise.
 pub(crate) const WAIT: Duration = Duration::from_secs(5);
 
+/// Every test body as a whole is bounded by this (mutations awaited directly included).
+pub(crate) const TEST_LIMIT: Duration = Duration::from_secs(45);
+
 /// Await `f` for at most `d`, panicking with `what` on timeout.
 pub(crate) async fn within<F: std::future::Future>(d: Duration, what: &str, f: F) -> F::Output {
     match tokio::time::timeout(d, f).await {
@@ -303,6 +306,8 @@ pub(crate) struct Frame {
     pub(crate) len: usize,
     /// The first (unmasked) payload bytes, at most 64.
     pub(crate) head: Vec<u8>,
+    /// When the proxy saw the frame complete.
+    pub(crate) at: std::time::Instant,
 }
 
 impl Frame {
@@ -434,6 +439,7 @@ impl Parser {
                     opcode,
                     len,
                     head,
+                    at: std::time::Instant::now(),
                 });
             }
             self.pending.drain(..hl + len);
@@ -441,12 +447,12 @@ impl Parser {
     }
 }
 
-/// The client side of a proxied connection: everything read from it goes up, everything written
-/// to it comes down; both are counted and parsed.
+/// One side of a proxied connection: everything read from it is counted and parsed (the client
+/// side's reads go up, the server side's come down) before it is forwarded, so a frame is logged
+/// before the other end can see it.
 struct Tap {
     inner: TcpStream,
-    up: Parser,
-    down: Parser,
+    parser: Parser,
     shared: Arc<Shared>,
 }
 
@@ -456,7 +462,7 @@ impl AsyncRead for Tap {
         let before = buf.filled().len();
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = &r {
-            this.up.feed(&buf.filled()[before..], &this.shared);
+            this.parser.feed(&buf.filled()[before..], &this.shared);
         }
         r
     }
@@ -464,12 +470,7 @@ impl AsyncRead for Tap {
 
 impl AsyncWrite for Tap {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = &r {
-            this.down.feed(&buf[..*n], &this.shared);
-        }
-        r
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_flush(cx)
@@ -502,7 +503,9 @@ impl Proxy {
         let (sh, cut_tx) = (shared.clone(), cut.clone());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((client, _)) = listener.accept().await else { return };
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
                 if sh.refuse.load(Ordering::SeqCst) {
                     drop(client);
                     continue;
@@ -511,27 +514,24 @@ impl Proxy {
                 let mut cut_rx = cut_tx.subscribe();
                 let sh = sh.clone();
                 tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(target).await else { return };
+                    let Ok(server) = TcpStream::connect(target).await else {
+                        return;
+                    };
                     let _ = client.set_nodelay(true);
                     let _ = server.set_nodelay(true);
-                    let mut tap = Tap {
-                        inner: client,
-                        up: Parser {
+                    let tap = |inner, dir| Tap {
+                        inner,
+                        parser: Parser {
                             conn,
-                            dir: Dir::Up,
+                            dir,
                             http_done: false,
                             pending: Vec::new(),
                         },
-                        down: Parser {
-                            conn,
-                            dir: Dir::Down,
-                            http_done: false,
-                            pending: Vec::new(),
-                        },
-                        shared: sh,
+                        shared: sh.clone(),
                     };
+                    let (mut up, mut down) = (tap(client, Dir::Up), tap(server, Dir::Down));
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut tap, &mut server) => {}
+                        _ = tokio::io::copy_bidirectional(&mut up, &mut down) => {}
                         _ = cut_rx.changed() => {}
                     }
                     // dropping both streams closes them

@@ -247,6 +247,9 @@ pub enum ErrorCode {
     /// Not a failure of a request: the worker's last error changed (its `Err()`), sent with
     /// `req: None` when the worker's `Exception` ticks. Clients keep it as the mirror's `err()`.
     WorkerError = 13,
+    /// No worker of that name on this server (sent on an accepted upgrade, since browsers cannot
+    /// see an HTTP 404 on a WebSocket).
+    UnknownWorker = 14,
 }
 
 /// Why bytes could not be decoded into a message.
