@@ -1,7 +1,7 @@
 //! Upstream `pkg/rpc/rpc_test.go` (v0.8.0, spec/arpc.md §6.1) and the head cases of §6.4 that
 //! apply, ported to our WebSocket transport. Byte figures are measured with a byte-counting TCP
 //! proxy (`rpc_support::Proxy`) between the client and the server; calls and pushes are counted
-//! as WebSocket frames parsed by that proxy. See docs/upstream-tests-rpc-suite.md.
+//! as WebSocket frames parsed by that proxy. See docs/upstream-tests.md.
 
 mod rpc_support;
 

@@ -2,7 +2,7 @@
 //! marks [RPC] or [RPC*] (upstream `pkg/rpc/rpc_machine_test.go`, v0.8.0), written once against
 //! `&dyn Api` in `semantics/cases.rs` and run twice: `local_*` against the worker `Machine`
 //! itself, `remote_*` against a `Mirror` of it over a real WebSocket on 127.0.0.1 (a fresh
-//! `Server` per test). The mapping to upstream is in docs/upstream-tests-rpc.md.
+//! `Server` per test). The mapping to upstream is in docs/upstream-tests.md.
 
 #[path = "semantics/cases.rs"]
 mod cases;
