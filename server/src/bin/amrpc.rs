@@ -1,9 +1,13 @@
 //! `amrpc`: run a server with demo workers, or a REPL against a worker.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use amrpc_server::{Client, ClientOpts, Server, ServerOpts, demo, repl};
+use axum::Router;
+use axum::http::{HeaderValue, header};
 use clap::{Parser, Subcommand};
+use tower_http::services::ServeDir;
 
 #[derive(Parser)]
 #[command(name = "amrpc", version, about = "asyncmachine workers over WebSocket")]
@@ -15,7 +19,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Serve the demo workers (`bench`: upstream's benchmark worker; `downloads`: a download
-    /// manager that changes by itself).
+    /// manager that changes by itself) and the web page that shows them.
     Serve {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -23,6 +27,14 @@ enum Cmd {
         /// Push interval in milliseconds.
         #[arg(long, default_value_t = 16)]
         push_ms: u64,
+        /// Directory with the web page, served at `/` [default: `web/` here, else the workspace's].
+        #[arg(long)]
+        web: Option<PathBuf>,
+        /// Directory with the page's wasm package (`wasm-pack build --target web`), served at
+        /// `/pkg` [default: `target/npm/web` here, else the workspace's; `scripts/serve.sh`
+        /// builds it].
+        #[arg(long)]
+        pkg: Option<PathBuf>,
     },
     /// Servers for the browser and Node tests: an open one (workers `test`, `downloads`) and a
     /// locked one (client id `allowed-client`, token `secret`, Origin `http://allowed.test`);
@@ -31,7 +43,11 @@ enum Cmd {
     ServeTest {
         /// Directory with the web page to serve at `/` (optional).
         #[arg(long)]
-        web: Option<std::path::PathBuf>,
+        web: Option<PathBuf>,
+        /// Directory with the page's wasm package, served at `/pkg` [default with `--web`:
+        /// `target/npm/web` here, else the workspace's].
+        #[arg(long)]
+        pkg: Option<PathBuf>,
     },
     /// Connect to a worker and type commands (`help` lists them).
     Repl {
@@ -55,7 +71,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().cmd {
-        Cmd::Serve { addr, push_ms } => {
+        Cmd::Serve {
+            addr,
+            push_ms,
+            web,
+            pkg,
+        } => {
             let srv = Server::new(ServerOpts {
                 push_interval: Duration::from_millis(push_ms),
                 ..Default::default()
@@ -63,12 +84,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let (bench, _worker) = amrpc_core::demo::bench_worker(1)?;
             srv.add_worker("bench", bench)?;
             srv.add_worker("downloads", demo::download_worker(Duration::from_millis(400))?)?;
+            let web = web.unwrap_or_else(|| default_dir("web"));
+            let pkg = pkg.unwrap_or_else(|| default_dir("target/npm/web"));
+            let router = with_web(srv.router(), Some(&web), Some(&pkg));
             let listener = tokio::net::TcpListener::bind(&addr).await?;
             let local = listener.local_addr()?;
             println!("amrpc serving on http://{local}");
             for w in srv.worker_names() {
                 println!("  worker {w}: ws://{local}/ws/{w}");
             }
+            println!("  page: http://{local}/ (the downloads worker; http://{local}/?worker=bench for the other)");
             println!("try: amrpc repl ws://{local}/ws/downloads");
             let s2 = srv.clone();
             tokio::spawn(async move {
@@ -76,15 +101,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     s2.shutdown();
                 }
             });
-            srv.serve(listener).await?;
+            srv.serve_router(listener, router).await?;
         }
-        Cmd::ServeTest { web } => {
+        Cmd::ServeTest { web, pkg } => {
             let open = Server::new(ServerOpts::default());
             demo::test_worker(&open, "test")?;
             open.add_worker("downloads", demo::download_worker(Duration::from_millis(200))?)?;
             let locked = Server::new(ServerOpts {
                 allow_ids: Some(vec!["allowed-client".into()]),
-                auth: Some(std::sync::Arc::new(|_id: &str, token: Option<&str>| token == Some("secret"))),
+                auth: Some(std::sync::Arc::new(|_id: &str, token: Option<&str>| {
+                    token == Some("secret")
+                })),
                 allowed_origins: Some(vec!["http://allowed.test".into()]),
                 ..Default::default()
             });
@@ -96,10 +123,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("AMRPC_TEST_HTTP=http://{}", l1.local_addr()?);
             use std::io::Write;
             std::io::stdout().flush()?;
-            let router = match web {
-                Some(dir) => open.router().fallback_service(tower_http::services::ServeDir::new(dir)),
-                None => open.router(),
+            let pkg = match (&web, pkg) {
+                (_, Some(p)) => Some(p),
+                (Some(_), None) => Some(default_dir("target/npm/web")),
+                (None, None) => None,
             };
+            let router = with_web(open.router(), web.as_deref(), pkg.as_deref());
             let l2srv = locked.clone();
             tokio::spawn(async move { l2srv.serve(l2).await });
             open.serve_router(l1, router).await?;
@@ -116,4 +145,48 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+/// `rel` in the current directory if it is there, else in the workspace this binary was built
+/// from (so `cargo run` works from any directory), else `rel` as given.
+fn default_dir(rel: &str) -> PathBuf {
+    let here = PathBuf::from(rel);
+    if here.is_dir() {
+        return here;
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel);
+    if workspace.is_dir() { workspace } else { here }
+}
+
+/// Add the page (`web` at `/`) and its wasm package (`pkg` at `/pkg`) to a server's router. Both
+/// are sent with `Cache-Control: no-cache` (revalidated on every load, so a rebuilt package is
+/// never mixed with a cached one); `.wasm` goes out as `application/wasm`.
+fn with_web(router: Router, web: Option<&Path>, pkg: Option<&Path>) -> Router {
+    if web.is_none() && pkg.is_none() {
+        return router;
+    }
+    let mut files = Router::new();
+    if let Some(pkg) = pkg {
+        if !pkg.join("amrpc.js").is_file() {
+            eprintln!(
+                "warning: {} has no amrpc.js: the page needs the wasm package; build it with scripts/serve.sh",
+                pkg.display()
+            );
+        }
+        files = files.nest_service("/pkg", ServeDir::new(pkg));
+    }
+    if let Some(web) = web {
+        if !web.join("index.html").is_file() {
+            eprintln!("warning: {} has no index.html: no page at /", web.display());
+        }
+        files = files.fallback_service(ServeDir::new(web));
+    }
+    let files = files.layer(axum::middleware::map_response(
+        |mut res: axum::response::Response| async move {
+            res.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            res
+        },
+    ));
+    router.merge(files)
 }

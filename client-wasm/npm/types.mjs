@@ -1,0 +1,101 @@
+// Tighten the wasm-bindgen .d.ts of the npm package `amrpc` (run by scripts/web/pack.sh on each
+// target's amrpc.d.ts; the generated files in target/npm/<target> are left alone).
+//
+// wasm-bindgen writes `JsValue` parameters that may be omitted as `x: T | undefined` (a required
+// parameter: `m.add("A")` would not compile) and `js_sys::Function` as `Function`. This adds the
+// types the bindings describe only in prose (payloads, statuses, the event map), makes trailing
+// `T | undefined` parameters optional and types `on`/`off` per event. Each rewrite only applies
+// while the generated text still has the loose form, so fixes in the bindings make it a no-op.
+//
+// Usage: node types.mjs FILE.d.ts...   (rewrites in place; prints what it did and what is left)
+import { readFileSync, writeFileSync } from "node:fs";
+
+const EXTRA = `
+/** Connection status, as the \`"status"\` event reports it. */
+export type Status = "connecting" | "open" | "ready" | "disconnected" | "closed";
+/** Ticks by state name (odd: active). */
+export type Clock = Record<string, number>;
+/** A payload the worker sent to this client (\`"payload"\` event). */
+export interface Payload {
+  /** The payload's kind, e.g. "pong". */
+  name: string;
+  /** The sender's id. */
+  source: string;
+  /** Unique per payload (set by the server). */
+  token: bigint;
+  /** The payload's bytes. */
+  data: Uint8Array;
+}
+/** What each event of a RemoteMachine passes to its listeners. */
+export interface RemoteEventMap {
+  /** The mirrored clock after every change. */
+  clock: Clock;
+  /** A payload from the worker. */
+  payload: Payload;
+  /** The connection status. */
+  status: Status;
+  /** A non-fatal error (e.g. the server closed the session; the client reconnects). */
+  error: AmrpcError;
+}
+`;
+
+let failed = false;
+for (const file of process.argv.slice(2)) {
+  let text = readFileSync(file, "utf8");
+  const done = [];
+
+  if (!/export (interface|type) RemoteEventMap\b/.test(text)) {
+    const anchor = /^export interface AmrpcError[^\n]*\n/m;
+    if (anchor.test(text)) {
+      text = text.replace(anchor, (m) => m + EXTRA);
+      done.push("added Status, Clock, Payload, RemoteEventMap");
+    } else {
+      console.error(`${file}: no AmrpcError declaration to anchor the event types on`);
+      failed = true;
+    }
+  }
+
+  // wasm-bindgen declares `[Symbol.dispose]()`: without this reference a project whose `lib` is
+  // older than esnext fails to compile the declarations (TS2550)
+  if (text.includes("Symbol.dispose") && !text.includes('<reference lib="esnext.disposable"')) {
+    text = text.replace(/^(\/\* tslint:disable \*\/\n\/\* eslint-disable \*\/\n)?/, (m) => `${m}/// <reference lib="esnext.disposable" />\n`);
+    done.push("referenced lib esnext.disposable (Symbol.dispose)");
+  }
+
+  // on(event: RemoteEvent, callback: Function) → typed per event
+  text = text.replace(
+    /\b(on|off)\(event: RemoteEvent, callback: Function\): void;/g,
+    (_m, name) => {
+      done.push(`typed ${name}() per event`);
+      return `${name}<E extends RemoteEvent>(event: E, callback: (value: RemoteEventMap[E]) => void): void;`;
+    },
+  );
+
+  // trailing `x: T | undefined` parameters → `x?: T` (repeat: several may trail)
+  let n = 0;
+  for (;;) {
+    const before = text;
+    text = text.replace(
+      /(\(|, )(\w+): ([^,():]+?) \| undefined((?:, \w+\?: [^,()]+?)*)\)/g,
+      (_m, lead, name, type, rest) => {
+        n++;
+        return `${lead}${name}?: ${type}${rest})`;
+      },
+    );
+    if (text === before) break;
+  }
+  if (n) done.push(`${n} parameter(s) made optional`);
+
+  writeFileSync(file, text);
+
+  // what is still loose in the public part (InitOutput is wasm-bindgen's raw ABI: skipped)
+  const publicPart = text.split(/^export interface InitOutput\b/m)[0];
+  const loose = publicPart
+    .split("\n")
+    .filter((l) => !l.trim().startsWith("*") && !l.trim().startsWith("/"))
+    .filter((l) => /:\s*any\b|=>\s*any\b|<any>|\bFunction\b|: [^,()]+ \| undefined[,)]/.test(l))
+    .map((l) => l.trim());
+  console.log(`${file}: ${done.length ? done.join("; ") : "nothing to change"}`);
+  for (const l of loose) console.log(`  still loose: ${l}`);
+}
+process.exit(failed ? 1 : 0);
