@@ -41,6 +41,16 @@ cargo bench -p amrpc-core --bench machine -- --test
 log "the demo runs"
 cargo run -q -p amrpc-core --example demo >/dev/null
 
-log "tests: upstream suites, vector replay, property tests, doctests"
+if [ -z "${QUICK:-}" ] && [ -z "${AMRPC_SKIP_WEB:-}" ]; then
+  # installs Chromium, chromedriver, wasm-bindgen-cli (the Cargo.lock version) and wasm-pack when missing
+  log "browser client: wasm-bindgen tests in headless Chromium against a real server"
+  scripts/web/browser.sh
+  log "npm package: Node tests from the packed tarball"
+  scripts/web/node.sh
+  log "web page: two browsers, playwright-core"
+  scripts/web/page.sh
+fi
+
+log "tests: upstream suites, vector replay, property tests, RPC suites, doctests"
 cargo test --workspace --lib --tests --examples
 cargo test --workspace --doc

@@ -1,9 +1,9 @@
 //! Conversions between JS values and amrpc values: args, state lists, outcomes, errors.
 
-use amrpc_core::{Args, Error, Outcome, Value};
+use amrpc_core::{Args, Error, Outcome, Schema, State, Value};
 use js_sys::{Array, Object, Reflect, Uint8Array};
-use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
 
 /// Nesting limit for converting JS args (mirrors the wire limit).
 const MAX_DEPTH: usize = amrpc_core::wire::MAX_VALUE_DEPTH;
@@ -48,11 +48,17 @@ pub(crate) fn states(v: &JsValue) -> Result<Vec<String>, JsValue> {
         let a: &Array = v.unchecked_ref();
         let mut out = Vec::with_capacity(a.length() as usize);
         for x in a.iter() {
-            out.push(x.as_string().ok_or_else(|| js_error("InvalidArgs", "state names must be strings"))?);
+            out.push(
+                x.as_string()
+                    .ok_or_else(|| js_error("InvalidArgs", "state names must be strings"))?,
+            );
         }
         return Ok(out);
     }
-    Err(js_error("InvalidArgs", "expected a state name or an array of state names"))
+    Err(js_error(
+        "InvalidArgs",
+        "expected a state name or an array of state names",
+    ))
 }
 
 /// Groups for `any` / `switch`: each argument a name or an array of names.
@@ -90,7 +96,11 @@ pub(crate) fn to_value(v: &JsValue, depth: usize) -> Result<Value, JsValue> {
     }
     if Array::is_array(v) {
         let a: &Array = v.unchecked_ref();
-        return a.iter().map(|x| to_value(&x, depth + 1)).collect::<Result<Vec<_>, _>>().map(Value::List);
+        return a
+            .iter()
+            .map(|x| to_value(&x, depth + 1))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::List);
     }
     if v.is_object() && !v.is_function() {
         let mut m = std::collections::BTreeMap::new();
@@ -101,7 +111,10 @@ pub(crate) fn to_value(v: &JsValue, depth: usize) -> Result<Value, JsValue> {
         }
         return Ok(Value::Map(m));
     }
-    Err(js_error("InvalidArgs", "unsupported argument type (functions and symbols can't be sent)"))
+    Err(js_error(
+        "InvalidArgs",
+        "unsupported argument type (functions and symbols can't be sent)",
+    ))
 }
 
 /// An amrpc [`Value`] as JS (`Int` as number when safe, else bigint; `Bytes` as `Uint8Array`).
@@ -168,4 +181,53 @@ pub(crate) fn opt_states(v: &JsValue) -> Result<Option<Vec<String>>, JsValue> {
 /// `Vec<String>` → `&[&str]`.
 pub(crate) fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
+}
+
+/// A JS schema (`{ Foo: { auto, multi, require, add, remove, after, tags } }`) as a [`Schema`].
+/// Missing fields take their defaults and unknown ones are ignored, as with the core's serde
+/// form; written by hand because a serde deserializer for JS values costs ~10 KB of wasm.
+pub(crate) fn schema(v: &JsValue) -> Result<Schema, JsValue> {
+    let invalid = |msg: String| js_error("InvalidArgs", &format!("invalid schema: {msg}"));
+    if !v.is_object() || Array::is_array(v) {
+        return Err(invalid("expected an object of state definitions".into()));
+    }
+    let mut out = Schema::new();
+    for entry in Object::entries(v.unchecked_ref()).iter() {
+        let pair: Array = entry.unchecked_into();
+        let name = pair.get(0).as_string().unwrap_or_default();
+        let def = pair.get(1);
+        if !def.is_object() || Array::is_array(&def) {
+            return Err(invalid(format!("state {name}: expected an object")));
+        }
+        let field = |k: &str| Reflect::get(&def, &k.into()).unwrap_or(JsValue::UNDEFINED);
+        let flag = |k: &str| -> Result<bool, JsValue> {
+            let f = field(k);
+            if f.is_undefined() {
+                return Ok(false);
+            }
+            f.as_bool()
+                .ok_or_else(|| invalid(format!("state {name}: {k} must be a boolean")))
+        };
+        let list = |k: &str| -> Result<Vec<String>, JsValue> {
+            let f = field(k);
+            if f.is_undefined() {
+                return Ok(Vec::new());
+            }
+            if !Array::is_array(&f) {
+                return Err(invalid(format!("state {name}: {k} must be an array of state names")));
+            }
+            states(&f).map_err(|_| invalid(format!("state {name}: {k} must be an array of state names")))
+        };
+        let state = State {
+            auto: flag("auto")?,
+            multi: flag("multi")?,
+            require: list("require")?,
+            add: list("add")?,
+            remove: list("remove")?,
+            after: list("after")?,
+            tags: list("tags")?,
+        };
+        out.insert(name, state);
+    }
+    Ok(out)
 }

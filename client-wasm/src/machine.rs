@@ -1,6 +1,6 @@
 //! `Machine`: a local state machine for JS, with handlers as JS callbacks.
 
-use amrpc_core::{Handlers, MutationType, Opts, Schema};
+use amrpc_core::{Handlers, MutationType, Opts};
 use js_sys::{Function, Object, Reflect};
 use send_wrapper::SendWrapper;
 use wasm_bindgen::prelude::*;
@@ -53,8 +53,7 @@ impl JsMachine {
         #[wasm_bindgen(unchecked_param_type = "Schema")] schema: JsValue,
         #[wasm_bindgen(unchecked_param_type = "MachineOptions | undefined")] options: JsValue,
     ) -> Result<JsMachine, JsValue> {
-        let schema: Schema = serde_wasm_bindgen::from_value(schema)
-            .map_err(|e| interop::js_error("InvalidArgs", &format!("invalid schema: {e}")))?;
+        let schema = interop::schema(&schema)?;
         let get = |k: &str| Reflect::get(&options, &k.into()).unwrap_or(JsValue::UNDEFINED);
         let mut opts = Opts {
             now: Some(now_ns),
@@ -71,7 +70,8 @@ impl JsMachine {
             let names = get("names");
             if !names.is_undefined() {
                 let n = interop::states(&names)?;
-                m.verify_states(&interop::strs(&n)).map_err(|e| interop::core_error(&e))?;
+                m.verify_states(&interop::strs(&n))
+                    .map_err(|e| interop::core_error(&e))?;
             }
         }
         Ok(JsMachine { m })
@@ -86,37 +86,61 @@ impl JsMachine {
     /// Activate states; returns `"executed"`, `"canceled"` or `"queued"` (when called from a
     /// handler). Unknown states throw `StateUnknown`.
     #[wasm_bindgen(unchecked_return_type = "Outcome")]
-    pub fn add(&self, #[wasm_bindgen(unchecked_param_type = "StateNames")] states: JsValue, #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue) -> Result<JsValue, JsValue> {
+    pub fn add(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "StateNames")] states: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue,
+    ) -> Result<JsValue, JsValue> {
         self.mutate(MutationType::Add, states, args)
     }
 
     /// Activate one state.
     #[wasm_bindgen(unchecked_return_type = "Outcome")]
-    pub fn add1(&self, state: &str, #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue) -> Result<JsValue, JsValue> {
+    pub fn add1(
+        &self,
+        state: &str,
+        #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue,
+    ) -> Result<JsValue, JsValue> {
         self.mutate(MutationType::Add, state.into(), args)
     }
 
     /// Deactivate states.
     #[wasm_bindgen(unchecked_return_type = "Outcome")]
-    pub fn remove(&self, #[wasm_bindgen(unchecked_param_type = "StateNames")] states: JsValue, #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue) -> Result<JsValue, JsValue> {
+    pub fn remove(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "StateNames")] states: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue,
+    ) -> Result<JsValue, JsValue> {
         self.mutate(MutationType::Remove, states, args)
     }
 
     /// Deactivate one state.
     #[wasm_bindgen(unchecked_return_type = "Outcome")]
-    pub fn remove1(&self, state: &str, #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue) -> Result<JsValue, JsValue> {
+    pub fn remove1(
+        &self,
+        state: &str,
+        #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue,
+    ) -> Result<JsValue, JsValue> {
         self.mutate(MutationType::Remove, state.into(), args)
     }
 
     /// Make exactly these states (and implied ones) active.
     #[wasm_bindgen(unchecked_return_type = "Outcome")]
-    pub fn set(&self, #[wasm_bindgen(unchecked_param_type = "StateNames")] states: JsValue, #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue) -> Result<JsValue, JsValue> {
+    pub fn set(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "StateNames")] states: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue,
+    ) -> Result<JsValue, JsValue> {
         self.mutate(MutationType::Set, states, args)
     }
 
     /// Store an error and activate `Exception`.
     #[wasm_bindgen(js_name = addErr, unchecked_return_type = "Outcome")]
-    pub fn add_err(&self, message: &str, #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue) -> Result<JsValue, JsValue> {
+    pub fn add_err(
+        &self,
+        message: &str,
+        #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue,
+    ) -> Result<JsValue, JsValue> {
         let a = interop::args(&args)?;
         Ok(interop::outcome(self.m.add_err(message, a)))
     }
@@ -162,4 +186,4 @@ impl JsMachine {
     }
 }
 
-machine_api!(JsMachine);
+machine_api!(JsMachine, Machine);

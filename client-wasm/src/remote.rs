@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
 use amrpc_core::session::{ClientConfig, ClientOutput, ClientSession};
-use amrpc_core::wire::ErrorCode;
 use amrpc_core::{MutationType, Outcome};
 use futures_channel::oneshot;
 use gloo_timers::callback::{Interval, Timeout};
@@ -45,7 +44,9 @@ impl Options {
         let num = |k: &str, d: f64| get(k).as_f64().unwrap_or(d);
         let schema_hash = match get("schemaHash") {
             v if v.is_undefined() || v.is_null() => None,
-            v if v.is_bigint() => Some(u64::try_from(v).map_err(|_| js_error("InvalidArgs", "schemaHash out of range"))?),
+            v if v.is_bigint() => {
+                Some(u64::try_from(v).map_err(|_| js_error("InvalidArgs", "schemaHash out of range"))?)
+            }
             v => v
                 .as_string()
                 .map(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16))
@@ -154,6 +155,11 @@ fn emit(shared: &Shared, events: Vec<Emit>) {
     }
 }
 
+thread_local! {
+    /// A JS function that does nothing (not tied to a dropped Rust closure, unlike per-socket ones).
+    static NOOP_HANDLER: JsValue = Closure::<dyn FnMut(JsValue)>::new(|_| {}).into_js_value();
+}
+
 fn open(shared: &Shared) {
     let url = shared.borrow().url.clone();
     let ws = match WebSocket::new(&url) {
@@ -165,6 +171,10 @@ fn open(shared: &Shared) {
         }
     };
     ws.set_binary_type(BinaryType::Arraybuffer);
+    // A failed connection also fires `error` (then `close`, which is handled). Browsers ignore an
+    // unhandled `error`, but Node's `ws` package throws it as an uncaught exception, also for a
+    // socket closed while connecting; so every socket gets a no-op handler that stays after drop.
+    NOOP_HANDLER.with(|f| ws.set_onerror(Some(f.unchecked_ref())));
     let weak: Weak<RefCell<Conn>> = Rc::downgrade(shared);
     let w1 = weak.clone();
     let on_open = Closure::<dyn FnMut(JsValue)>::new(move |_| {
@@ -249,16 +259,15 @@ fn on_frame(shared: &Shared, bytes: &[u8]) {
                 }
                 ClientOutput::Closed(e) => {
                     let err = js_error(&format!("{:?}", e.code), &e.message);
-                    let fatal = matches!(
-                        e.code,
-                        ErrorCode::AccessDenied
-                            | ErrorCode::Unauthorized
-                            | ErrorCode::VersionMismatch
-                            | ErrorCode::SchemaMismatch
-                    );
+                    let fatal = amrpc_core::session::final_code(e.code);
                     if fatal {
                         stop = Some(err);
                     } else {
+                        // We reconnect after a non-fatal bye (e.g. ShuttingDown when the server drops
+                        // the worker's sessions), but the core marks the session closed until the next
+                        // `hello()`, so calls made during the outage would fail with `Disposed`. Re-arm
+                        // it now (the frame is discarded; the next connection sends its own Hello).
+                        let _ = c.session.hello();
                         events.push(Emit::Event("error", err));
                     }
                 }
@@ -325,7 +334,10 @@ fn schedule_reconnect(shared: &Shared) {
         let attempts = shared.borrow().attempts - 1;
         shutdown(
             shared,
-            js_error("ConnRetryFailed", &format!("gave up after {attempts} connection attempts")),
+            js_error(
+                "ConnRetryFailed",
+                &format!("gave up after {attempts} connection attempts"),
+            ),
         );
         return;
     }
@@ -429,12 +441,16 @@ impl Drop for Conn {
 /// Connection failures are retried with backoff and jitter; refusals (access, token, version,
 /// schema) reject with an `Error` whose `code` says why.
 #[wasm_bindgen(unchecked_return_type = "Promise<RemoteMachine>")]
-pub fn connect(url: &str, #[wasm_bindgen(unchecked_param_type = "ConnectOptions | undefined")] options: JsValue) -> js_sys::Promise {
+pub fn connect(
+    url: &str,
+    #[wasm_bindgen(unchecked_param_type = "ConnectOptions | undefined")] options: JsValue,
+) -> js_sys::Promise {
     let opts = match Options::parse(&options) {
         Ok(o) => o,
         Err(e) => return js_sys::Promise::reject(&e),
     };
-    let instance = (js_sys::Math::random() * 9_007_199_254_740_991.0) as u64 ^ (js_sys::Date::now() as u64).rotate_left(32);
+    let instance =
+        (js_sys::Math::random() * 9_007_199_254_740_991.0) as u64 ^ (js_sys::Date::now() as u64).rotate_left(32);
     let session = ClientSession::new(ClientConfig {
         client_id: opts.client_id.clone(),
         instance,
@@ -501,15 +517,15 @@ impl RemoteMachine {
             Ok(a) => a,
             Err(e) => return js_sys::Promise::reject(&e),
         };
+        if self.conn.borrow().closed {
+            return js_sys::Promise::reject(&js_error("Closed", "the client is closed"));
+        }
         if let Some(s) = names.iter().find(|s| !self.mirror.has1(s)) {
             return js_sys::Promise::reject(&js_error("StateUnknown", &format!("state unknown: {s}")));
         }
         let (tx, rx) = oneshot::channel();
         {
             let mut c = self.conn.borrow_mut();
-            if c.closed {
-                return js_sys::Promise::reject(&js_error("Closed", "the client is closed"));
-            }
             match c.session.mutate(ty, &interop::strs(&names), args) {
                 Ok((req, frame)) => {
                     c.waiters.insert(
@@ -547,37 +563,61 @@ impl RemoteMachine {
 
     /// Activate states on the worker.
     #[wasm_bindgen(unchecked_return_type = "Promise<Outcome>")]
-    pub fn add(&self, #[wasm_bindgen(unchecked_param_type = "StateNames")] states: JsValue, #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue) -> js_sys::Promise {
+    pub fn add(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "StateNames")] states: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue,
+    ) -> js_sys::Promise {
         self.call(MutationType::Add, states, args)
     }
 
     /// Activate one state on the worker.
     #[wasm_bindgen(unchecked_return_type = "Promise<Outcome>")]
-    pub fn add1(&self, state: &str, #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue) -> js_sys::Promise {
+    pub fn add1(
+        &self,
+        state: &str,
+        #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue,
+    ) -> js_sys::Promise {
         self.call(MutationType::Add, state.into(), args)
     }
 
     /// Deactivate states on the worker.
     #[wasm_bindgen(unchecked_return_type = "Promise<Outcome>")]
-    pub fn remove(&self, #[wasm_bindgen(unchecked_param_type = "StateNames")] states: JsValue, #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue) -> js_sys::Promise {
+    pub fn remove(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "StateNames")] states: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue,
+    ) -> js_sys::Promise {
         self.call(MutationType::Remove, states, args)
     }
 
     /// Deactivate one state on the worker.
     #[wasm_bindgen(unchecked_return_type = "Promise<Outcome>")]
-    pub fn remove1(&self, state: &str, #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue) -> js_sys::Promise {
+    pub fn remove1(
+        &self,
+        state: &str,
+        #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue,
+    ) -> js_sys::Promise {
         self.call(MutationType::Remove, state.into(), args)
     }
 
     /// Make exactly these states (and implied ones) active on the worker.
     #[wasm_bindgen(unchecked_return_type = "Promise<Outcome>")]
-    pub fn set(&self, #[wasm_bindgen(unchecked_param_type = "StateNames")] states: JsValue, #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue) -> js_sys::Promise {
+    pub fn set(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "StateNames")] states: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue,
+    ) -> js_sys::Promise {
         self.call(MutationType::Set, states, args)
     }
 
     /// Add `Exception` on the worker with an `err` arg.
     #[wasm_bindgen(js_name = addErr, unchecked_return_type = "Promise<Outcome>")]
-    pub fn add_err(&self, message: &str, #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue) -> js_sys::Promise {
+    pub fn add_err(
+        &self,
+        message: &str,
+        #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue,
+    ) -> js_sys::Promise {
         let args = match interop::args(&args) {
             Ok(a) => a.unwrap_or_default().with("err", message),
             Err(e) => return js_sys::Promise::reject(&e),
@@ -593,7 +633,11 @@ impl RemoteMachine {
     /// The worker's last error message, as its server reported it.
     #[wasm_bindgen(unchecked_return_type = "string | undefined")]
     pub fn err(&self) -> JsValue {
-        self.conn.borrow().session.worker_err().map_or(JsValue::UNDEFINED, JsValue::from)
+        self.conn
+            .borrow()
+            .session
+            .worker_err()
+            .map_or(JsValue::UNDEFINED, JsValue::from)
     }
 
     /// Listen: `"clock"` (ticks by name, after every change), `"payload"` (`{name, source,
@@ -612,7 +656,10 @@ impl RemoteMachine {
     }
 
     /// Connection status: `"connecting" | "ready" | "disconnected" | "closed"`.
-    #[wasm_bindgen(getter, unchecked_return_type = "\"connecting\" | \"ready\" | \"disconnected\" | \"closed\"")]
+    #[wasm_bindgen(
+        getter,
+        unchecked_return_type = "\"connecting\" | \"ready\" | \"disconnected\" | \"closed\""
+    )]
     pub fn status(&self) -> String {
         let c = self.conn.borrow();
         if c.closed {
@@ -642,4 +689,4 @@ impl RemoteMachine {
     }
 }
 
-machine_api!(RemoteMachine);
+machine_api!(RemoteMachine, RemoteMachine);

@@ -1,32 +1,46 @@
 //! The getters and waits every JS machine has (local or remote), written once.
 
 /// Emit a `#[wasm_bindgen] impl` block of local getters and waits for a type with a `core()`
-/// accessor returning `&amrpc_core::Machine`.
+/// accessor returning `&amrpc_core::Machine`; `$js` is its JS class name (its `js_name`).
 macro_rules! machine_api {
-    ($ty:ident) => {
-        #[wasm_bindgen]
+    ($ty:ident, $js:ident) => {
+        #[wasm_bindgen(js_class = $js)]
         impl $ty {
             /// True when every state is active (`is("A")` or `is(["A", "B"])`).
-            pub fn is(&self, #[wasm_bindgen(unchecked_param_type = "StateNames")] states: JsValue) -> Result<bool, JsValue> {
+            pub fn is(
+                &self,
+                #[wasm_bindgen(unchecked_param_type = "StateNames")] states: JsValue,
+            ) -> Result<bool, JsValue> {
                 let s = interop::states(&states)?;
                 Ok(self.core().is(&interop::strs(&s)))
             }
 
             /// True when no state is active; unknown names throw `StateUnknown`.
-            pub fn not(&self, #[wasm_bindgen(unchecked_param_type = "StateNames")] states: JsValue) -> Result<bool, JsValue> {
+            pub fn not(
+                &self,
+                #[wasm_bindgen(unchecked_param_type = "StateNames")] states: JsValue,
+            ) -> Result<bool, JsValue> {
                 let s = interop::states(&states)?;
-                self.core().try_not(&interop::strs(&s)).map_err(|e| interop::core_error(&e))
+                self.core()
+                    .try_not(&interop::strs(&s))
+                    .map_err(|e| interop::core_error(&e))
             }
 
             /// True when some group is fully active: `any(["A", "B"], "C")`.
             #[wasm_bindgen(variadic)]
-            pub fn any(&self, #[wasm_bindgen(unchecked_param_type = "StateNames[]")] groups: &js_sys::Array) -> Result<bool, JsValue> {
+            pub fn any(
+                &self,
+                #[wasm_bindgen(unchecked_param_type = "StateNames[]")] groups: &js_sys::Array,
+            ) -> Result<bool, JsValue> {
                 let g = interop::groups(groups)?;
                 Ok(g.iter().any(|g| self.core().is(&interop::strs(g))))
             }
 
             /// True when every name is a state of the machine.
-            pub fn has(&self, #[wasm_bindgen(unchecked_param_type = "StateNames")] states: JsValue) -> Result<bool, JsValue> {
+            pub fn has(
+                &self,
+                #[wasm_bindgen(unchecked_param_type = "StateNames")] states: JsValue,
+            ) -> Result<bool, JsValue> {
                 let s = interop::states(&states)?;
                 Ok(self.core().has(&interop::strs(&s)))
             }
@@ -44,7 +58,10 @@ macro_rules! machine_api {
 
             /// Ticks by name, for `states` or all.
             #[wasm_bindgen(unchecked_return_type = "Record<string, number>")]
-            pub fn clock(&self, #[wasm_bindgen(unchecked_param_type = "StateNames | undefined")] states: JsValue) -> Result<JsValue, JsValue> {
+            pub fn clock(
+                &self,
+                #[wasm_bindgen(unchecked_param_type = "StateNames | undefined")] states: JsValue,
+            ) -> Result<JsValue, JsValue> {
                 let s = interop::opt_states(&states)?;
                 let names = s.as_deref().map(interop::strs);
                 Ok(interop::clock(&self.core().clock(names.as_deref())))
@@ -52,22 +69,41 @@ macro_rules! machine_api {
 
             /// Ticks in order, for `states` or all (the state order).
             #[wasm_bindgen(unchecked_return_type = "number[]")]
-            pub fn time(&self, #[wasm_bindgen(unchecked_param_type = "StateNames | undefined")] states: JsValue) -> Result<JsValue, JsValue> {
+            pub fn time(
+                &self,
+                #[wasm_bindgen(unchecked_param_type = "StateNames | undefined")] states: JsValue,
+            ) -> Result<JsValue, JsValue> {
                 let s = interop::opt_states(&states)?;
                 let names = s.as_deref().map(interop::strs);
-                Ok(self.core().time(names.as_deref()).iter().map(|t| JsValue::from(*t as f64)).collect::<js_sys::Array>().into())
+                Ok(self
+                    .core()
+                    .time(names.as_deref())
+                    .iter()
+                    .map(|t| JsValue::from(*t as f64))
+                    .collect::<js_sys::Array>()
+                    .into())
             }
 
             /// Active states, in the order of the last transition's targets.
             #[wasm_bindgen(js_name = activeStates, unchecked_return_type = "string[]")]
             pub fn active_states(&self) -> JsValue {
-                self.core().active_states().into_iter().map(JsValue::from).collect::<js_sys::Array>().into()
+                self.core()
+                    .active_states()
+                    .into_iter()
+                    .map(JsValue::from)
+                    .collect::<js_sys::Array>()
+                    .into()
             }
 
             /// All state names, in order (indexes are the wire identity of states).
             #[wasm_bindgen(js_name = stateNames, unchecked_return_type = "string[]")]
             pub fn state_names(&self) -> JsValue {
-                self.core().state_names().into_iter().map(JsValue::from).collect::<js_sys::Array>().into()
+                self.core()
+                    .state_names()
+                    .into_iter()
+                    .map(JsValue::from)
+                    .collect::<js_sys::Array>()
+                    .into()
             }
 
             /// A state's position in the state order, or -1.
@@ -77,7 +113,10 @@ macro_rules! machine_api {
 
             /// The first active state of the groups (in order), or `undefined`.
             #[wasm_bindgen(variadic, unchecked_return_type = "string | undefined")]
-            pub fn switch(&self, #[wasm_bindgen(unchecked_param_type = "StateNames[]")] groups: &js_sys::Array) -> Result<JsValue, JsValue> {
+            pub fn switch(
+                &self,
+                #[wasm_bindgen(unchecked_param_type = "StateNames[]")] groups: &js_sys::Array,
+            ) -> Result<JsValue, JsValue> {
                 let g = interop::groups(groups)?;
                 for group in &g {
                     for s in group {
@@ -90,7 +129,10 @@ macro_rules! machine_api {
             }
 
             /// States with their relations and ticks (upstream's Inspect text).
-            pub fn inspect(&self, #[wasm_bindgen(unchecked_param_type = "StateNames | undefined")] states: JsValue) -> Result<String, JsValue> {
+            pub fn inspect(
+                &self,
+                #[wasm_bindgen(unchecked_param_type = "StateNames | undefined")] states: JsValue,
+            ) -> Result<String, JsValue> {
                 let s = interop::opt_states(&states)?;
                 let names = s.as_deref().map(interop::strs);
                 Ok(self.core().inspect(names.as_deref()))
@@ -111,7 +153,11 @@ macro_rules! machine_api {
             /// Resolves when all `states` are active (now, or after a change). Rejects with
             /// `Aborted` when `signal` aborts.
             #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
-            pub fn when(&self, #[wasm_bindgen(unchecked_param_type = "StateNames")] states: JsValue, signal: Option<web_sys::AbortSignal>) -> js_sys::Promise {
+            pub fn when(
+                &self,
+                #[wasm_bindgen(unchecked_param_type = "StateNames")] states: JsValue,
+                signal: Option<web_sys::AbortSignal>,
+            ) -> js_sys::Promise {
                 match interop::states(&states) {
                     Ok(s) => {
                         let ctx = crate::waits::ctx_for(signal);
@@ -123,7 +169,11 @@ macro_rules! machine_api {
 
             /// Resolves when none of `states` is active.
             #[wasm_bindgen(js_name = whenNot, unchecked_return_type = "Promise<void>")]
-            pub fn when_not(&self, #[wasm_bindgen(unchecked_param_type = "StateNames")] states: JsValue, signal: Option<web_sys::AbortSignal>) -> js_sys::Promise {
+            pub fn when_not(
+                &self,
+                #[wasm_bindgen(unchecked_param_type = "StateNames")] states: JsValue,
+                signal: Option<web_sys::AbortSignal>,
+            ) -> js_sys::Promise {
                 match interop::states(&states) {
                     Ok(s) => {
                         let ctx = crate::waits::ctx_for(signal);
@@ -138,14 +188,22 @@ macro_rules! machine_api {
 
             /// Resolves when every `states[i]` has a tick ≥ `times[i]`.
             #[wasm_bindgen(js_name = whenTime, unchecked_return_type = "Promise<void>")]
-            pub fn when_time(&self, #[wasm_bindgen(unchecked_param_type = "StateNames")] states: JsValue, times: Vec<f64>, signal: Option<web_sys::AbortSignal>) -> js_sys::Promise {
+            pub fn when_time(
+                &self,
+                #[wasm_bindgen(unchecked_param_type = "StateNames")] states: JsValue,
+                times: Vec<f64>,
+                signal: Option<web_sys::AbortSignal>,
+            ) -> js_sys::Promise {
                 match interop::states(&states) {
                     Ok(s) if self.core().has(&interop::strs(&s)) => {
                         let ctx = crate::waits::ctx_for(signal);
                         let times: Vec<u64> = times.iter().map(|t| *t as u64).collect();
                         crate::waits::promise(self.core().when_time(&interop::strs(&s), &times, ctx.as_ref()))
                     }
-                    Ok(s) => js_sys::Promise::reject(&interop::js_error("StateUnknown", &format!("unknown state in {s:?}"))),
+                    Ok(s) => js_sys::Promise::reject(&interop::js_error(
+                        "StateUnknown",
+                        &format!("unknown state in {s:?}"),
+                    )),
                     Err(e) => js_sys::Promise::reject(&e),
                 }
             }
@@ -159,7 +217,12 @@ macro_rules! machine_api {
 
             /// Resolves when `state`'s tick is ≥ `tick`.
             #[wasm_bindgen(js_name = whenTicksEq, unchecked_return_type = "Promise<void>")]
-            pub fn when_ticks_eq(&self, state: &str, tick: f64, signal: Option<web_sys::AbortSignal>) -> js_sys::Promise {
+            pub fn when_ticks_eq(
+                &self,
+                state: &str,
+                tick: f64,
+                signal: Option<web_sys::AbortSignal>,
+            ) -> js_sys::Promise {
                 self.when_time(state.into(), vec![tick], signal)
             }
 
@@ -173,7 +236,10 @@ macro_rules! machine_api {
             /// hand it to `fetch` and friends to stop work that belongs to the state.
             #[wasm_bindgen(js_name = stateSignal)]
             pub fn state_signal(&self, state: &str) -> Result<web_sys::AbortSignal, JsValue> {
-                let ctx = self.core().try_new_state_ctx(state).map_err(|e| interop::core_error(&e))?;
+                let ctx = self
+                    .core()
+                    .try_new_state_ctx(state)
+                    .map_err(|e| interop::core_error(&e))?;
                 crate::waits::signal_for(&ctx)
             }
         }

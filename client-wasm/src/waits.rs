@@ -2,8 +2,8 @@
 
 use amrpc_core::{Ctx, Wait, WaitError};
 use send_wrapper::SendWrapper;
-use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
 
 use crate::interop::js_error;
 

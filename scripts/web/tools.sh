@@ -52,7 +52,7 @@ amrpc_ensure_wasm_tools() {
 # Build the npm package for one wasm-pack target (--mode no-install: never let wasm-pack fetch tools).
 build_pkg() {
   local target=$1
-  (cd "$ROOT/client-wasm" && wasm-pack build --mode no-install --release --target "$target" \
+  (cd "$ROOT/client-wasm" && wasm-pack build --mode no-install --profile wasm-release --target "$target" \
     --out-dir "$PKG_DIR/$target" --out-name amrpc >/dev/null)
 }
 

@@ -236,16 +236,7 @@ fn random_u64() -> u64 {
     RandomState::new().hash_one(Instant::now())
 }
 
-fn fatal(code: ErrorCode) -> bool {
-    matches!(
-        code,
-        ErrorCode::AccessDenied
-            | ErrorCode::Unauthorized
-            | ErrorCode::VersionMismatch
-            | ErrorCode::SchemaMismatch
-            | ErrorCode::UnknownWorker
-    )
-}
+use amrpc_core::session::final_code as fatal;
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 

@@ -38,7 +38,7 @@ enum Cmd {
     },
     /// Servers for the browser and Node tests: an open one (workers `test`, `downloads`) and a
     /// locked one (client id `allowed-client`, token `secret`, Origin `http://allowed.test`);
-    /// prints their URLs as `AMRPC_TEST_URL=…` and `AMRPC_TEST_URL_LOCKED=…` lines.
+    /// prints their URLs as `AMRPC_TEST_URL=…`, `AMRPC_TEST_URL_LOCKED=…` and `AMRPC_TEST_URL_AUTH=…` (id and token checks, no Origin list) lines.
     #[command(hide = true)]
     ServeTest {
         /// Directory with the web page to serve at `/` (optional).
@@ -116,10 +116,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ..Default::default()
             });
             demo::test_worker(&locked, "test")?;
+            // the same id and token checks without the Origin list: browsers can test them too
+            let auth = Server::new(ServerOpts {
+                allow_ids: Some(vec!["allowed-client".into()]),
+                auth: Some(std::sync::Arc::new(|_id: &str, token: Option<&str>| {
+                    token == Some("secret")
+                })),
+                ..Default::default()
+            });
+            demo::test_worker(&auth, "test")?;
+            let l3 = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let l1 = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let l2 = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             println!("AMRPC_TEST_URL=ws://{}", l1.local_addr()?);
             println!("AMRPC_TEST_URL_LOCKED=ws://{}", l2.local_addr()?);
+            println!("AMRPC_TEST_URL_AUTH=ws://{}", l3.local_addr()?);
             println!("AMRPC_TEST_HTTP=http://{}", l1.local_addr()?);
             use std::io::Write;
             std::io::stdout().flush()?;
@@ -131,6 +142,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let router = with_web(open.router(), web.as_deref(), pkg.as_deref());
             let l2srv = locked.clone();
             tokio::spawn(async move { l2srv.serve(l2).await });
+            tokio::spawn(async move { auth.serve(l3).await });
             open.serve_router(l1, router).await?;
         }
         Cmd::Repl { url, id, token } => {

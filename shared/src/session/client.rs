@@ -140,6 +140,18 @@ impl core::fmt::Debug for ClientSession {
     }
 }
 
+/// Codes after which reconnecting cannot help: the session stays closed.
+pub fn final_code(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::AccessDenied
+            | ErrorCode::Unauthorized
+            | ErrorCode::VersionMismatch
+            | ErrorCode::SchemaMismatch
+            | ErrorCode::UnknownWorker
+    )
+}
+
 fn remote(code: ErrorCode, message: impl Into<String>) -> RemoteError {
     RemoteError {
         code,
@@ -470,7 +482,15 @@ impl ClientSession {
                 }
                 return self.welcome(w);
             }
-            ServerMsg::Bye(e) => return self.close(remote(e.code, e.message)),
+            ServerMsg::Bye(e) => {
+                if final_code(e.code) {
+                    return self.close(remote(e.code, e.message));
+                }
+                // a recoverable goodbye (shutdown, overload, kick): reconnect and carry on
+                self.phase = Phase::AwaitWelcome;
+                self.resync = None;
+                return alloc::vec![ClientOutput::Closed(remote(e.code, e.message))];
+            }
             _ if self.phase != Phase::Open => {
                 return self.close(remote(ErrorCode::NotReady, "message before Welcome"));
             }
