@@ -127,6 +127,22 @@ impl Tracer for ChangeTracer {
     }
 }
 
+/// A served machine needs the worker states (spec §1.5).
+fn check_worker_states(machine: &Machine) -> Result<(), ServerError> {
+    let missing: Vec<String> = states::WORKER_STATES
+        .iter()
+        .filter(|s| !machine.has1(s))
+        .map(|s| s.to_string())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(ServerError::MissingStates {
+        worker: machine.id().to_string(),
+        missing,
+    })
+}
+
 /// A machine served to clients: a local machine, or a mirror of a remote worker (a relay: the
 /// seed's "remote workers can also have servers attached"). Cheap to clone.
 #[derive(Clone)]
@@ -167,17 +183,7 @@ impl Worker {
         if !machine.states_verified() {
             return Err(ServerError::NotVerified(machine.id().to_string()));
         }
-        let missing: Vec<String> = states::WORKER_STATES
-            .iter()
-            .filter(|s| !machine.has1(s))
-            .map(|s| s.to_string())
-            .collect();
-        if !missing.is_empty() {
-            return Err(ServerError::MissingStates {
-                worker: machine.id().to_string(),
-                missing,
-            });
-        }
+        check_worker_states(&machine)?;
         let (changes, _) = watch::channel(0u64);
         let (payloads, _) = broadcast::channel(64);
         machine.bind_tracer(Arc::new(ChangeTracer(changes.clone())));
@@ -227,17 +233,7 @@ impl Worker {
     /// as upstream.
     pub fn relay(mirror: crate::client::Mirror, replay_instances: usize) -> Result<Worker, ServerError> {
         let machine = mirror.machine().clone();
-        let missing: Vec<String> = states::WORKER_STATES
-            .iter()
-            .filter(|s| !machine.has1(s))
-            .map(|s| s.to_string())
-            .collect();
-        if !missing.is_empty() {
-            return Err(ServerError::MissingStates {
-                worker: machine.id().to_string(),
-                missing,
-            });
-        }
+        check_worker_states(&machine)?;
         let (changes, _) = watch::channel(0u64);
         let (payloads, _) = broadcast::channel(1);
         machine.bind_tracer(Arc::new(ChangeTracer(changes.clone())));
