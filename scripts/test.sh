@@ -41,6 +41,9 @@ cargo bench -p amrpc-core --bench machine -- --test
 log "the demo runs"
 cargo run -q -p amrpc-core --example demo >/dev/null
 
+log "benchmark suite, quick mode: counts and correctness only, never timings"
+cargo run -q -p amrpc-bench -- --quick
+
 if [ -z "${QUICK:-}" ] && [ -z "${AMRPC_SKIP_WEB:-}" ]; then
   # installs Chromium, chromedriver, wasm-bindgen-cli (the Cargo.lock version) and wasm-pack when missing
   log "browser client: wasm-bindgen tests in headless Chromium against a real server"

@@ -273,7 +273,13 @@ impl Task {
             // no Nagle: a mutation is one small frame and waits for its reply
             let dial = tokio::time::timeout(
                 self.opts.conn_timeout,
-                tokio_tungstenite::connect_async_with_config(&self.url, None, true),
+                tokio_tungstenite::connect_async_with_config(
+                    &self.url,
+                    Some(
+                        tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4 << 10),
+                    ),
+                    true,
+                ),
             )
             .await;
             let ws = match dial {

@@ -119,11 +119,30 @@ struct PayloadOut {
     destination: Option<String>,
 }
 
-struct ChangeTracer(watch::Sender<u64>);
+/// Tells sessions the worker changed. A local worker signals once per queue drain (a cascade of
+/// nested mutations is pushed whole, not half now and half an interval later); a mirror (relay)
+/// signals on every applied update, which has no drain.
+struct ChangeTracer {
+    tx: watch::Sender<u64>,
+    per_transition: bool,
+}
+
+impl ChangeTracer {
+    fn signal(&self) {
+        self.tx.send_modify(|v| *v = v.wrapping_add(1));
+    }
+}
 
 impl Tracer for ChangeTracer {
     fn transition_end(&self, _t: &Transition) {
-        self.0.send_modify(|v| *v = v.wrapping_add(1));
+        if self.per_transition {
+            self.signal();
+        }
+    }
+    fn queue_end(&self, _m: &Machine) {
+        if !self.per_transition {
+            self.signal();
+        }
     }
 }
 
@@ -186,7 +205,10 @@ impl Worker {
         check_worker_states(&machine)?;
         let (changes, _) = watch::channel(0u64);
         let (payloads, _) = broadcast::channel(64);
-        machine.bind_tracer(Arc::new(ChangeTracer(changes.clone())));
+        machine.bind_tracer(Arc::new(ChangeTracer {
+            tx: changes.clone(),
+            per_transition: false,
+        }));
         let tx = payloads.clone();
         machine.bind_handlers(Handlers::new("amrpc-payloads").state(names::SEND_PAYLOAD, move |e| {
             let m = e.machine();
@@ -236,7 +258,10 @@ impl Worker {
         check_worker_states(&machine)?;
         let (changes, _) = watch::channel(0u64);
         let (payloads, _) = broadcast::channel(1);
-        machine.bind_tracer(Arc::new(ChangeTracer(changes.clone())));
+        machine.bind_tracer(Arc::new(ChangeTracer {
+            tx: changes.clone(),
+            per_transition: true,
+        }));
         Ok(Worker {
             machine,
             relay: Some(mirror),
@@ -454,6 +479,8 @@ async fn ws_handler(
     let url_token = query.get("token").cloned();
     ws.max_message_size(opts.max_message_size)
         .max_frame_size(opts.max_message_size)
+        // small reads (a frame is bytes, not KiB): a 4 KiB read buffer instead of 128 KiB per session
+        .read_buffer_size(4 << 10)
         // tungstenite wants the write buffer below its maximum
         .write_buffer_size((opts.max_write_buffer / 2).min(128 << 10))
         .max_write_buffer_size(opts.max_write_buffer.max(2))

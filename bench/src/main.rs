@@ -1,0 +1,1116 @@
+//! `amrpc-bench`: upstream's aRPC-vs-gRPC "subscribe → get → process" benchmark (spec `arpc.md`
+//! §7) in one run: amrpc over WebSocket, the same scenario over tonic gRPC, the local machine and
+//! a plain loop; bytes, messages and round trips through a metering TCP proxy; allocations;
+//! fan-out to many clients; idle-session memory; the wasm client in headless Chromium; SVG plots.
+//!
+//! `--quick` checks correctness only (0 worker errors, message and call counts), never timings.
+//! See docs/BENCHMARKS.md for the commands and the figures.
+
+mod arpc;
+mod browser;
+mod fanout;
+mod grpc;
+mod local;
+mod proxy;
+mod scenario;
+mod stats;
+mod svg;
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use amrpc_core::wire::{self, ClientMsg, ServerMsg};
+use clap::{Args, Parser, Subcommand};
+
+use crate::proxy::Snap;
+use crate::scenario::{RunResult, Threads, run_once};
+use crate::stats::{Summary, percentile};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "amrpc-bench",
+    version,
+    about = "amrpc benchmark suite (upstream's subscribe-get-process and more)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    opts: Opts,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Everything: ops, fan-out + idle memory, browser (the default).
+    All,
+    /// The op variants only (amrpc, gRPC, local machine, plain loop).
+    Ops,
+    /// Fan-out and idle-session memory only.
+    Fanout,
+    /// The browser figure only.
+    Browser,
+    /// (internal) the server process of the fan-out and memory runs.
+    #[command(hide = true)]
+    ChildServer {
+        /// Runtime worker threads.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+struct Opts {
+    /// Correctness only, small and fast (for CI): N=200, 1 run, 1 and 10 clients, no browser, no
+    /// plots; fails on wrong counts or worker errors, never on timings.
+    #[arg(long, global = true)]
+    quick: bool,
+    /// Ops per network run (upstream's N). Local variants run a multiple of it per run.
+    #[arg(global = true, short = 'n', long, default_value_t = 10_000)]
+    ops: usize,
+    /// Timed runs per variant (interleaved round-robin).
+    #[arg(global = true, long, default_value_t = 7)]
+    runs: usize,
+    /// Fan-out client counts.
+    #[arg(global = true, long, value_delimiter = ',', default_values_t = [1usize, 10, 100, 1000])]
+    clients: Vec<usize>,
+    /// Worker mutations timed per fan-out client count.
+    #[arg(global = true, long, default_value_t = 200)]
+    mutations: usize,
+    /// Pause between fan-out mutations, ms (more than the 16 ms push interval).
+    #[arg(global = true, long, default_value_t = 40)]
+    gap_ms: u64,
+    /// Runtime worker threads of the fan-out server process.
+    #[arg(global = true, long, default_value_t = 2)]
+    server_threads: usize,
+    /// Route the fan-out clients through the metering proxy, to count the pushes per mutation
+    /// (adds a hop to the measured latency).
+    #[arg(long, global = true)]
+    fanout_proxy: bool,
+    /// The wasm package (wasm-pack --target web output).
+    #[arg(global = true, long, default_value = "target/npm/web")]
+    pkg: PathBuf,
+    /// The Chromium binary.
+    #[arg(global = true, long, default_value = "chromium")]
+    chromium: String,
+    /// Ops in the browser run.
+    #[arg(global = true, long, default_value_t = 10_000)]
+    browser_ops: usize,
+    /// Skip the browser figure in `all`.
+    #[arg(long, global = true)]
+    no_browser: bool,
+    /// Only the op variants whose "name, runtime" label contains one of these (e.g. "amrpc WS
+    /// (direct), 2 threads"); for profiling.
+    #[arg(global = true, long, value_delimiter = ';')]
+    only: Vec<String>,
+    /// Where to write the results as JSON.
+    #[arg(global = true, long, default_value = "target/bench/results.json")]
+    json: PathBuf,
+    /// Where to write the SVG plots (not in --quick).
+    #[arg(global = true, long, default_value = "docs/bench")]
+    svg_dir: PathBuf,
+    /// Before each section, wait until the 1-minute load average is below this (bounded by
+    /// --load-wait); the load is recorded either way.
+    #[arg(long, global = true)]
+    max_load: Option<f64>,
+    /// Longest wait for --max-load, seconds.
+    #[arg(global = true, long, default_value_t = 900)]
+    load_wait: u64,
+}
+
+/// The first byte of amrpc's messages: postcard's variant index, read by the proxy.
+pub(crate) struct Tags {
+    /// `ClientMsg::Hello`.
+    pub(crate) hello: u8,
+    /// `ClientMsg::Add`.
+    pub(crate) add: u8,
+    /// `ServerMsg::Welcome` (cannot be built cheaply: the variant before `Executed`).
+    pub(crate) welcome: u8,
+    /// `ServerMsg::Executed`.
+    pub(crate) executed: u8,
+    /// `ServerMsg::Update`: a push.
+    pub(crate) update: u8,
+}
+
+/// The message tags, computed by encoding sample messages.
+pub(crate) fn tags() -> &'static Tags {
+    static T: OnceLock<Tags> = OnceLock::new();
+    T.get_or_init(|| {
+        let first = |v: Vec<u8>| v[0];
+        let executed = first(
+            ServerMsg::Executed(wire::Reply { req: 0, update: None })
+                .encode()
+                .expect("encode"),
+        );
+        Tags {
+            hello: first(ClientMsg::Hello(wire::Hello::default()).encode().expect("encode")),
+            add: first(ClientMsg::Add(wire::MutationReq::default()).encode().expect("encode")),
+            welcome: executed - 1,
+            executed,
+            update: first(
+                ServerMsg::Update(wire::ClockUpdate {
+                    seq: 0,
+                    checksum: 0,
+                    ticks: wire::Ticks::Full(Vec::new()),
+                })
+                .encode()
+                .expect("encode"),
+            ),
+        }
+    })
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+enum Kind {
+    Plain,
+    PlainSpawn,
+    Machine,
+    MachineSpawn,
+    Amrpc,
+    Grpc,
+}
+
+#[derive(Clone, Debug)]
+struct Variant {
+    name: &'static str,
+    kind: Kind,
+    threads: Threads,
+    proxied: bool,
+    /// Ops per run = N × scale (fast local variants need more ops to time).
+    scale: usize,
+}
+
+fn variants() -> Vec<Variant> {
+    let v = |name, kind, threads, proxied, scale| Variant {
+        name,
+        kind,
+        threads,
+        proxied,
+        scale,
+    };
+    vec![
+        v("amrpc WS (proxy)", Kind::Amrpc, Threads::One, true, 1),
+        v("amrpc WS (proxy)", Kind::Amrpc, Threads::Two, true, 1),
+        v("tonic gRPC (proxy)", Kind::Grpc, Threads::One, true, 1),
+        v("tonic gRPC (proxy)", Kind::Grpc, Threads::Two, true, 1),
+        v("amrpc WS (direct)", Kind::Amrpc, Threads::One, false, 1),
+        v("amrpc WS (direct)", Kind::Amrpc, Threads::Two, false, 1),
+        v("tonic gRPC (direct)", Kind::Grpc, Threads::One, false, 1),
+        v("tonic gRPC (direct)", Kind::Grpc, Threads::Two, false, 1),
+        v("machine, task per op", Kind::MachineSpawn, Threads::One, false, 10),
+        v("machine, sync loop", Kind::Machine, Threads::None, false, 10),
+        v("plain, task per op", Kind::PlainSpawn, Threads::One, false, 10),
+        v("plain, task per op", Kind::PlainSpawn, Threads::Two, false, 10),
+        v("plain, sync loop", Kind::Plain, Threads::None, false, 100),
+    ]
+}
+
+const SEED: u64 = 7;
+
+fn run_variant(v: &Variant, n: usize, count_allocs: bool) -> Result<RunResult, String> {
+    let r = match v.kind {
+        Kind::Amrpc => run_once::<arpc::Arpc>(v.threads, SEED, v.proxied, n, count_allocs),
+        Kind::Grpc => run_once::<grpc::Grpc>(v.threads, SEED, v.proxied, n, count_allocs),
+        Kind::Machine => run_once::<local::MachineSync>(v.threads, SEED, false, n, count_allocs),
+        Kind::MachineSpawn => run_once::<local::MachineSpawn>(v.threads, SEED, false, n, count_allocs),
+        Kind::Plain => run_once::<local::PlainSync>(v.threads, SEED, false, n, count_allocs),
+        Kind::PlainSpawn => run_once::<local::PlainSpawn>(v.threads, SEED, false, n, count_allocs),
+    };
+    r.map_err(|e| format!("{} ({}): {e}", v.name, v.threads.label()))
+}
+
+/// Wire figures of a proxied variant.
+#[derive(Clone, Debug, serde::Serialize)]
+struct WireStats {
+    /// Ops in the timed section.
+    n: usize,
+    /// Counters over the timed section.
+    timed: Snap,
+    /// Counters over the whole connection (handshake included), before closing.
+    total: Snap,
+    /// Calls as upstream counts them.
+    calls: Option<u64>,
+    /// Timed bytes (both directions, TCP payload) per op.
+    bytes_per_op: f64,
+    /// Total bytes per op, handshake included (upstream's TrafficMeter figure).
+    bytes_per_op_total: f64,
+    /// Timed message payload bytes per op (postcard / HTTP/2 frame payloads).
+    app_bytes_per_op: f64,
+    /// Timed frame headers per op (WebSocket / HTTP/2 framing).
+    framing_per_op: f64,
+    /// Client → server messages per op.
+    c2s_per_op: f64,
+    /// Server → client messages per op.
+    s2c_per_op: f64,
+    /// Server pushes (amrpc `Update`) per op.
+    pushes_per_op: f64,
+    /// Round trips (server messages following a client message) per op.
+    turns_per_op: f64,
+    /// Bytes outside the timed section: the HTTP upgrade / HTTP/2 setup, Hello/Welcome or
+    /// Subscribe.
+    setup_bytes: u64,
+}
+
+impl WireStats {
+    fn new(n: usize, timed: Snap, total: Snap, calls: Option<u64>, kind: Kind) -> WireStats {
+        let per = |v: u64| v as f64 / n as f64;
+        let pushes = match kind {
+            Kind::Amrpc => timed.s2c.kinds[tags().update as usize],
+            _ => 0,
+        };
+        WireStats {
+            n,
+            timed,
+            total,
+            calls,
+            bytes_per_op: per(timed.bytes()),
+            bytes_per_op_total: per(total.bytes()),
+            app_bytes_per_op: per(timed.c2s.payload + timed.s2c.payload),
+            framing_per_op: per(timed.c2s.framing() + timed.s2c.framing()),
+            c2s_per_op: per(timed.c2s.messages),
+            s2c_per_op: per(timed.s2c.messages),
+            pushes_per_op: per(pushes),
+            turns_per_op: per(timed.turns),
+            setup_bytes: total.bytes() - timed.bytes(),
+        }
+    }
+}
+
+/// One variant's figures.
+#[derive(Clone, Debug, serde::Serialize)]
+struct OpResult {
+    variant: &'static str,
+    kind: Kind,
+    runtime: &'static str,
+    proxied: bool,
+    ops_per_run: usize,
+    /// ns/op over the timed runs.
+    ns_per_op: Summary,
+    samples_ns_per_op: Vec<f64>,
+    /// Allocations per op over one extra run on one thread (not for 2-thread runtimes).
+    allocs_per_op: Option<f64>,
+    alloc_bytes_per_op: Option<f64>,
+    wire: Option<WireStats>,
+    /// 1-minute load average before and after this variant's runs.
+    load: (f64, f64),
+}
+
+/// A correctness check (quick mode fails on any failed check).
+#[derive(Clone, Debug, serde::Serialize)]
+struct Check {
+    name: String,
+    ok: bool,
+    detail: String,
+}
+
+#[derive(Default)]
+struct Checks(Vec<Check>);
+
+impl Checks {
+    fn check(&mut self, name: impl Into<String>, ok: bool, detail: impl Into<String>) {
+        let c = Check {
+            name: name.into(),
+            ok,
+            detail: detail.into(),
+        };
+        eprintln!(
+            "check {}: {} ({})",
+            if c.ok { "ok  " } else { "FAIL" },
+            c.name,
+            c.detail
+        );
+        self.0.push(c);
+    }
+    fn eq(&mut self, name: impl Into<String>, got: u64, want: u64) {
+        self.check(name, got == want, format!("got {got}, want {want}"));
+    }
+}
+
+/// Load averages (1, 5, 15 min).
+fn loadavg() -> [f64; 3] {
+    let s = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mut it = s.split_whitespace().map(|v| v.parse().unwrap_or(f64::NAN));
+    [
+        it.next().unwrap_or(f64::NAN),
+        it.next().unwrap_or(f64::NAN),
+        it.next().unwrap_or(f64::NAN),
+    ]
+}
+
+fn wait_for_load(opts: &Opts, section: &str) -> [f64; 3] {
+    if let Some(max) = opts.max_load {
+        let t0 = Instant::now();
+        while loadavg()[0] >= max && t0.elapsed() < Duration::from_secs(opts.load_wait) {
+            eprintln!(
+                "{section}: waiting for load < {max} (now {:.2}, waited {} s)",
+                loadavg()[0],
+                t0.elapsed().as_secs()
+            );
+            std::thread::sleep(Duration::from_secs(15));
+        }
+    }
+    let l = loadavg();
+    eprintln!("{section}: load {:.2} {:.2} {:.2}", l[0], l[1], l[2]);
+    l
+}
+
+/// CPU time counters: the machine's (from `/proc/stat`) and this process's with its waited-for
+/// children (from `/proc/self/stat`), in clock ticks.
+#[derive(Clone, Copy, Debug, Default)]
+struct CpuSample {
+    busy: u64,
+    steal: u64,
+    all: u64,
+    mine: u64,
+}
+
+fn cpu_sample() -> CpuSample {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let g = |i: usize| f.get(i).copied().unwrap_or(0);
+    // user nice system idle iowait irq softirq steal
+    let busy = g(0) + g(1) + g(2) + g(5) + g(6);
+    let own = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // fields after the ")" of the command name: state is field 3, utime..cstime are 14..17
+    let rest: Vec<u64> = own
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    CpuSample {
+        busy,
+        steal: g(7),
+        all: busy + g(3) + g(4) + g(7),
+        mine: rest.iter().sum(),
+    }
+}
+
+/// The load a section ran under.
+#[derive(Clone, Debug, serde::Serialize)]
+struct SectionLoad {
+    section: String,
+    /// 1, 5, 15-minute load averages at the start (the benchmark adds about 1 to them while it
+    /// runs, so the start is the figure that tells about other work).
+    load_start: [f64; 3],
+    /// The same at the end.
+    load_end: [f64; 3],
+    /// Cores busy with other processes on average during the section (machine busy time minus
+    /// this benchmark's own, its child processes included).
+    other_cores: f64,
+    /// Cores stolen by the hypervisor on average.
+    steal_cores: f64,
+    /// Section length, seconds.
+    secs: f64,
+}
+
+struct SectionTimer {
+    name: String,
+    load: [f64; 3],
+    cpu: CpuSample,
+    t0: Instant,
+}
+
+impl SectionTimer {
+    fn start(opts: &Opts, name: &str) -> SectionTimer {
+        let load = wait_for_load(opts, name);
+        SectionTimer {
+            name: name.to_string(),
+            load,
+            cpu: cpu_sample(),
+            t0: Instant::now(),
+        }
+    }
+
+    fn end(self) -> SectionLoad {
+        let c = cpu_sample();
+        let all = c.all.saturating_sub(self.cpu.all).max(1) as f64;
+        let nproc = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let other = c
+            .busy
+            .saturating_sub(self.cpu.busy)
+            .saturating_sub(c.mine.saturating_sub(self.cpu.mine));
+        let s = SectionLoad {
+            section: self.name,
+            load_start: self.load,
+            load_end: loadavg(),
+            other_cores: other as f64 / all * nproc,
+            steal_cores: c.steal.saturating_sub(self.cpu.steal) as f64 / all * nproc,
+            secs: self.t0.elapsed().as_secs_f64(),
+        };
+        eprintln!(
+            "{}: done in {:.1} s; load {:.2} → {:.2}; other processes used {:.2} cores, steal {:.2}",
+            s.section, s.secs, s.load_start[0], s.load_end[0], s.other_cores, s.steal_cores
+        );
+        s
+    }
+}
+
+/// The machine the figures come from.
+#[derive(Clone, Debug, serde::Serialize)]
+struct MachineInfo {
+    nproc: usize,
+    cpu: String,
+    kernel: String,
+    rustc: String,
+}
+
+fn machine_info() -> MachineInfo {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map_or_else(|| "unknown".to_string(), |s| s.trim().to_string());
+    let rustc = std::process::Command::new("rustc")
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    MachineInfo {
+        nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu,
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        rustc,
+    }
+}
+
+/// Percentiles of one kind of fan-out mutation.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+struct LatencySummary {
+    /// Mutations timed.
+    mutations: usize,
+    /// To the last client: p50, p99, max (ms).
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    /// To the median client: p50, p99 (ms).
+    median_client_p50_ms: f64,
+    median_client_p99_ms: f64,
+    /// Pushes per mutation per client (with --fanout-proxy).
+    pushes_per_client: Option<f64>,
+}
+
+impl LatencySummary {
+    fn of(l: &fanout::Latencies, clients: usize, proxied: bool) -> LatencySummary {
+        LatencySummary {
+            pushes_per_client: proxied.then(|| l.pushes as f64 / (l.to_last.len().max(1) * clients) as f64),
+            mutations: l.to_last.len(),
+            p50_ms: percentile(&l.to_last, 50.0),
+            p99_ms: percentile(&l.to_last, 99.0),
+            max_ms: l.to_last.last().copied().unwrap_or(0.0),
+            median_client_p50_ms: percentile(&l.to_median, 50.0),
+            median_client_p99_ms: percentile(&l.to_median, 99.0),
+        }
+    }
+}
+
+/// A fan-out client count's figures.
+#[derive(Clone, Debug, serde::Serialize)]
+struct FanoutSummary {
+    clients: usize,
+    /// Worker ops (5-transition cascade, clients wait for `Event` +2).
+    op: LatencySummary,
+    /// Single-transition mutations.
+    toggle: LatencySummary,
+    bytes_per_session: f64,
+    rss_before_kb: u64,
+    rss_idle_kb: u64,
+    load: (f64, f64),
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Results {
+    quick: bool,
+    n: usize,
+    runs: usize,
+    machine: MachineInfo,
+    ops: Vec<OpResult>,
+    fanout: Vec<FanoutSummary>,
+    /// Heap held by idle sessions (current-thread server, the most clients).
+    heap: Option<fanout::HeapResult>,
+    browser: Option<browser::BrowserResult>,
+    browser_skipped: Option<String>,
+    /// The load each section ran under.
+    sections: Vec<SectionLoad>,
+    checks: Vec<Check>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Some(Cmd::ChildServer { threads }) = cli.cmd {
+        if let Err(e) = fanout::child_server(threads) {
+            eprintln!("child server: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    let mut opts = cli.opts.clone();
+    if opts.quick {
+        opts.ops = opts.ops.min(200);
+        opts.runs = 1;
+        opts.clients = vec![1, 10];
+        opts.mutations = opts.mutations.min(20);
+        opts.no_browser = true;
+    }
+    let (do_ops, do_fanout, do_browser) = match cli.cmd {
+        None | Some(Cmd::All) => (true, true, !opts.no_browser),
+        Some(Cmd::Ops) => (true, false, false),
+        Some(Cmd::Fanout) => (false, true, false),
+        Some(Cmd::Browser) => (false, false, true),
+        Some(Cmd::ChildServer { .. }) => unreachable!(),
+    };
+    let mut checks = Checks::default();
+    let mut results = Results {
+        quick: opts.quick,
+        n: opts.ops,
+        runs: opts.runs,
+        machine: machine_info(),
+        ops: Vec::new(),
+        fanout: Vec::new(),
+        heap: None,
+        browser: None,
+        browser_skipped: None,
+        sections: Vec::new(),
+        checks: Vec::new(),
+    };
+    let t0 = Instant::now();
+    let outcome = (|| -> Result<(), String> {
+        if do_ops {
+            let t = SectionTimer::start(&opts, "ops");
+            results.ops = ops_section(&opts, &mut checks)?;
+            results.sections.push(t.end());
+        }
+        if do_fanout {
+            results.fanout = fanout_section(&opts, &mut checks, &mut results.sections)?;
+            if let Some(&k) = opts.clients.iter().max() {
+                let t = SectionTimer::start(&opts, "idle heap");
+                let rt = Threads::Two.runtime().map_err(|e| e.to_string())?;
+                let h = rt.block_on(fanout::heap_probe(k))?;
+                eprintln!(
+                    "idle heap: {k} sessions: {:.0} B heap and {:.1} allocations per session ({:.0} B RSS)",
+                    h.heap_bytes_per_session, h.allocs_per_session, h.rss_bytes_per_session
+                );
+                checks.check(
+                    format!("idle heap: {k} sessions counted"),
+                    h.heap_bytes_per_session > 0.0,
+                    format!("{:.0} B per session", h.heap_bytes_per_session),
+                );
+                results.heap = Some(h);
+                results.sections.push(t.end());
+            }
+        }
+        if do_browser {
+            let t = SectionTimer::start(&opts, "browser");
+            let load0 = t.load;
+            let rt = Threads::Two.runtime().map_err(|e| e.to_string())?;
+            match rt.block_on(browser::run(
+                &opts.pkg,
+                &opts.chromium,
+                opts.browser_ops,
+                Duration::from_secs(300),
+            )) {
+                Ok(b) => {
+                    checks.eq("browser: worker errors", b.errors as u64, 0);
+                    checks.check("browser: successes", b.successes >= 1, format!("{}", b.successes));
+                    eprintln!(
+                        "browser: {} ops in {:.0} ms = {:.0} remote mutations/s (load {:.2} → {:.2})",
+                        b.ops,
+                        b.ms,
+                        b.per_sec,
+                        load0[0],
+                        loadavg()[0]
+                    );
+                    results.browser = Some(b);
+                }
+                Err(e) => {
+                    eprintln!("browser: skipped: {e}");
+                    results.browser_skipped = Some(e);
+                }
+            }
+            results.sections.push(t.end());
+        }
+        Ok(())
+    })();
+    results.checks = checks.0.clone();
+    print_report(&results);
+    if let Some(dir) = opts.json.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    match serde_json::to_string_pretty(&results) {
+        Ok(j) => {
+            if let Err(e) = std::fs::write(&opts.json, j) {
+                eprintln!("writing {}: {e}", opts.json.display());
+            }
+        }
+        Err(e) => eprintln!("json: {e}"),
+    }
+    if !opts.quick {
+        if let Err(e) = write_plots(&opts, &results) {
+            eprintln!("plots: {e}");
+        }
+    }
+    let failed: Vec<&Check> = checks.0.iter().filter(|c| !c.ok).collect();
+    eprintln!(
+        "\n{} checks, {} failed, {:.1} s",
+        checks.0.len(),
+        failed.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    if let Err(e) = outcome {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+    if !failed.is_empty() {
+        std::process::exit(1);
+    }
+}
+
+fn ops_section(opts: &Opts, checks: &mut Checks) -> Result<Vec<OpResult>, String> {
+    let vs: Vec<Variant> = variants()
+        .into_iter()
+        .filter(|v| {
+            let label = format!("{}, {}", v.name, v.threads.label());
+            opts.only.is_empty() || opts.only.iter().any(|o| label.contains(o.as_str()))
+        })
+        .collect();
+    let n = opts.ops;
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); vs.len()];
+    let mut firsts: Vec<Option<RunResult>> = vec![None; vs.len()];
+    let mut loads: Vec<(f64, f64)> = vec![(f64::NAN, f64::NAN); vs.len()];
+    // one untimed warm-up round, then the timed rounds, variants interleaved
+    for round in 0..=opts.runs {
+        for (i, v) in vs.iter().enumerate() {
+            let l0 = loadavg()[0];
+            let r = run_variant(v, n * v.scale, false)?;
+            if round == 0 {
+                continue;
+            }
+            checks.check(
+                format!("{} ({}) run {round}: 0 errors, ≥ 1 success", v.name, v.threads.label()),
+                r.finish.errors == 0 && r.finish.successes >= 1,
+                format!("{} errors, {} successes", r.finish.errors, r.finish.successes),
+            );
+            samples[i].push(r.ns_per_op());
+            if loads[i].0.is_nan() {
+                loads[i].0 = l0;
+            }
+            loads[i].1 = loadavg()[0];
+            if firsts[i].is_none() {
+                firsts[i] = Some(r);
+            } else if let (Some(a), Some(b)) = (firsts[i].as_ref().and_then(|f| f.timed.wire), r.timed.wire) {
+                // the same seed gives the same ops: the wire counts must repeat exactly
+                checks.check(
+                    format!(
+                        "{} ({}) run {round}: same wire counts as run 1",
+                        v.name,
+                        v.threads.label()
+                    ),
+                    a.c2s.messages == b.c2s.messages && a.s2c.messages == b.s2c.messages && a.turns == b.turns,
+                    format!(
+                        "{}/{}/{} vs {}/{}/{}",
+                        a.c2s.messages, a.s2c.messages, a.turns, b.c2s.messages, b.s2c.messages, b.turns
+                    ),
+                );
+            }
+        }
+        eprintln!("ops: round {round}/{} done", opts.runs);
+    }
+    let mut out = Vec::new();
+    for (i, v) in vs.iter().enumerate() {
+        let first = firsts[i].take().ok_or("no run")?;
+        let ops = n * v.scale;
+        let (allocs_per_op, alloc_bytes_per_op) = if v.threads == Threads::Two {
+            (None, None)
+        } else {
+            let r = run_variant(v, ops, true)?;
+            let (c, b) = r.allocs.unwrap_or((0, 0));
+            (Some(c as f64 / ops as f64), Some(b as f64 / ops as f64))
+        };
+        let wire = match (first.timed.wire, first.finish.total) {
+            (Some(t), Some(total)) => Some(WireStats::new(ops, t, total, first.finish.calls, v.kind)),
+            _ => None,
+        };
+        if let Some(w) = &wire {
+            wire_checks(checks, v, w, ops as u64);
+        }
+        out.push(OpResult {
+            variant: v.name,
+            kind: v.kind,
+            runtime: v.threads.label(),
+            proxied: v.proxied,
+            ops_per_run: ops,
+            ns_per_op: Summary::of(&samples[i]),
+            samples_ns_per_op: samples[i].clone(),
+            allocs_per_op,
+            alloc_bytes_per_op,
+            wire,
+            load: loads[i],
+        });
+    }
+    Ok(out)
+}
+
+fn wire_checks(checks: &mut Checks, v: &Variant, w: &WireStats, n: u64) {
+    let label = format!("{} ({})", v.name, v.threads.label());
+    let t = tags();
+    match v.kind {
+        Kind::Amrpc => {
+            // timed: add1(Start) + N × add1(CallOp), each one request and one reply
+            checks.eq(
+                format!("{label}: client messages (Start + N ops)"),
+                w.timed.c2s.messages,
+                n + 1,
+            );
+            checks.eq(
+                format!("{label}: client Add messages"),
+                w.timed.c2s.kinds[t.add as usize],
+                n + 1,
+            );
+            checks.eq(format!("{label}: server messages"), w.timed.s2c.messages, n + 1);
+            checks.eq(
+                format!("{label}: Executed replies"),
+                w.timed.s2c.kinds[t.executed as usize],
+                n + 1,
+            );
+            checks.eq(
+                format!("{label}: pushes"),
+                w.timed.s2c.kinds[t.update as usize] + w.total.s2c.kinds[t.update as usize],
+                0,
+            );
+            checks.eq(format!("{label}: round trips"), w.timed.turns, n + 1);
+            checks.eq(
+                format!("{label}: control frames"),
+                w.total.c2s.control + w.total.s2c.control,
+                0,
+            );
+            checks.eq(
+                format!("{label}: one Hello and one Welcome"),
+                w.total.c2s.kinds[t.hello as usize] + w.total.s2c.kinds[t.welcome as usize],
+                2,
+            );
+            // upstream: Hello + Handshake + Start + N = N+3; here Hello and Handshake are one
+            checks.eq(
+                format!("{label}: calls (upstream's count)"),
+                w.calls.unwrap_or(0),
+                n + 2,
+            );
+        }
+        Kind::Grpc => {
+            // Subscribe + Start + 2 × (N+1) unary + (N+2) stream sends
+            checks.eq(
+                format!("{label}: calls (upstream's count)"),
+                w.calls.unwrap_or(0),
+                3 * n + 6,
+            );
+        }
+        _ => {}
+    }
+}
+
+fn fanout_section(
+    opts: &Opts,
+    checks: &mut Checks,
+    sections: &mut Vec<SectionLoad>,
+) -> Result<Vec<FanoutSummary>, String> {
+    let rt = Threads::Two.runtime().map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for &k in &opts.clients {
+        let t = SectionTimer::start(opts, &format!("fan-out {k}"));
+        let l0 = t.load[0];
+        let r = rt.block_on(fanout::run(
+            k,
+            opts.mutations,
+            Duration::from_millis(opts.gap_ms),
+            opts.server_threads,
+            opts.fanout_proxy,
+        ))?;
+        let l1 = loadavg()[0];
+        checks.eq(format!("fan-out {k}: worker errors"), r.errors as u64, 0);
+        checks.check(
+            format!("fan-out {k}: every client saw every mutation"),
+            r.op.to_last.len() == opts.mutations && r.toggle.to_last.len() == opts.mutations,
+            format!(
+                "{} ops and {} toggles of {}",
+                r.op.to_last.len(),
+                r.toggle.to_last.len(),
+                opts.mutations
+            ),
+        );
+        let s = FanoutSummary {
+            clients: k,
+            op: LatencySummary::of(&r.op, k, opts.fanout_proxy),
+            toggle: LatencySummary::of(&r.toggle, k, opts.fanout_proxy),
+            bytes_per_session: r.bytes_per_session,
+            rss_before_kb: r.rss_before_kb,
+            rss_idle_kb: r.rss_idle_kb,
+            load: (l0, l1),
+        };
+        eprintln!(
+            "fan-out {k}: op to last p50 {:.2} ms p99 {:.2} ms; toggle p50 {:.2} ms p99 {:.2} ms; {:.0} B/session (load {:.2} → {:.2})",
+            s.op.p50_ms, s.op.p99_ms, s.toggle.p50_ms, s.toggle.p99_ms, s.bytes_per_session, l0, l1
+        );
+        if let (Some(a), Some(b)) = (s.op.pushes_per_client, s.toggle.pushes_per_client) {
+            eprintln!("fan-out {k}: pushes per client: {a:.3} per op, {b:.3} per toggle");
+        }
+        out.push(s);
+        sections.push(t.end());
+    }
+    rt.shutdown_timeout(Duration::from_secs(2));
+    Ok(out)
+}
+
+fn fmt_opt(v: Option<f64>, prec: usize) -> String {
+    v.map_or_else(|| "—".to_string(), |x| format!("{x:.prec$}"))
+}
+
+fn print_report(r: &Results) {
+    let m = &r.machine;
+    println!("\n# amrpc-bench{}", if r.quick { " --quick (counts only)" } else { "" });
+    println!(
+        "machine: nproc {}, {}, Linux {}, {}; N = {}, {} runs",
+        m.nproc, m.cpu, m.kernel, m.rustc, r.n, r.runs
+    );
+    if !r.ops.is_empty() {
+        println!("\n## ns/op (median [min–max] over the runs), allocations/op\n");
+        println!("| variant | runtime | ops/run | median | min–max | spread | allocs/op | B/op | load |");
+        println!("|---|---|---|---|---|---|---|---|---|");
+        for o in &r.ops {
+            let s = &o.ns_per_op;
+            println!(
+                "| {} | {} | {} | {} | {}–{} | {:.0} % | {} | {} | {:.2}→{:.2} |",
+                o.variant,
+                o.runtime,
+                o.ops_per_run,
+                svg::fmt_val(s.median, "ns"),
+                svg::fmt_val(s.min, "ns"),
+                svg::fmt_val(s.max, "ns"),
+                s.spread_pct(),
+                fmt_opt(o.allocs_per_op, 1),
+                fmt_opt(o.alloc_bytes_per_op, 0),
+                o.load.0,
+                o.load.1,
+            );
+        }
+        println!("\n## wire (through the proxy; timed section per op unless noted)\n");
+        println!(
+            "| variant | runtime | B/op | B/op incl. setup | payload B/op | framing B/op | c→s msgs/op | s→c msgs/op | pushes/op | round trips/op | calls | setup B |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+        for o in &r.ops {
+            if let Some(w) = &o.wire {
+                println!(
+                    "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {} |",
+                    o.variant,
+                    o.runtime,
+                    w.bytes_per_op,
+                    w.bytes_per_op_total,
+                    w.app_bytes_per_op,
+                    w.framing_per_op,
+                    w.c2s_per_op,
+                    w.s2c_per_op,
+                    w.pushes_per_op,
+                    w.turns_per_op,
+                    w.calls.map_or_else(|| "—".into(), |c| c.to_string()),
+                    w.setup_bytes,
+                );
+            }
+        }
+        let find = |kind: Kind, rt: &str, proxied: bool| {
+            r.ops
+                .iter()
+                .find(|o| o.kind == kind && o.runtime == rt && o.proxied == proxied)
+        };
+        println!("\n## ratios\n");
+        for rt in ["1 thread", "2 threads"] {
+            for proxied in [true, false] {
+                if let (Some(a), Some(g)) = (find(Kind::Amrpc, rt, proxied), find(Kind::Grpc, rt, proxied)) {
+                    println!(
+                        "- {rt}, {}: amrpc / tonic ns/op = {:.3} (target ≤ 0.5)",
+                        if proxied { "proxy" } else { "direct" },
+                        a.ns_per_op.median / g.ns_per_op.median
+                    );
+                }
+            }
+        }
+    }
+    if !r.fanout.is_empty() {
+        println!("\n## fan-out (worker mutation → last client's mirror) and idle-session memory\n");
+        println!(
+            "| clients | mutation | to last p50 | to last p99 | max | median client p50 / p99 | server RSS before → idle | per idle session | load |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|");
+        for f in &r.fanout {
+            for (what, l) in [("op (cascade)", &f.op), ("toggle (1 transition)", &f.toggle)] {
+                println!(
+                    "| {} | {what} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} / {:.2} ms | {} → {} kB | {:.1} KiB | {:.2}→{:.2} |",
+                    f.clients,
+                    l.p50_ms,
+                    l.p99_ms,
+                    l.max_ms,
+                    l.median_client_p50_ms,
+                    l.median_client_p99_ms,
+                    f.rss_before_kb,
+                    f.rss_idle_kb,
+                    f.bytes_per_session / 1024.0,
+                    f.load.0,
+                    f.load.1
+                );
+            }
+        }
+    }
+    if let Some(h) = &r.heap {
+        println!(
+            "\nidle sessions on a current-thread server: {} sessions, {:.1} KiB heap and {:.1} live allocations per session; RSS {:.1} KiB per session",
+            h.clients,
+            h.heap_bytes_per_session / 1024.0,
+            h.allocs_per_session,
+            h.rss_bytes_per_session / 1024.0
+        );
+    }
+    if let Some(b) = &r.browser {
+        println!(
+            "\n## browser\n\n{} ops in {:.0} ms: {:.0} remote mutations/s ({})",
+            b.ops, b.ms, b.per_sec, b.user_agent
+        );
+    }
+    if let Some(s) = &r.browser_skipped {
+        println!("\n## browser\n\nskipped: {s}");
+    }
+    if !r.sections.is_empty() {
+        println!("\n## load per section\n");
+        println!(
+            "| section | seconds | load at start (1/5/15 min) | load at end | other processes, cores | steal, cores |"
+        );
+        println!("|---|---|---|---|---|---|");
+        for s in &r.sections {
+            println!(
+                "| {} | {:.1} | {:.2} / {:.2} / {:.2} | {:.2} | {:.2} | {:.2} |",
+                s.section,
+                s.secs,
+                s.load_start[0],
+                s.load_start[1],
+                s.load_start[2],
+                s.load_end[0],
+                s.other_cores,
+                s.steal_cores
+            );
+        }
+    }
+}
+
+fn write_plots(opts: &Opts, r: &Results) -> Result<(), String> {
+    std::fs::create_dir_all(&opts.svg_dir).map_err(|e| e.to_string())?;
+    let m = &r.machine;
+    let sub = format!(
+        "{} × {}, {}; N = {}, {} runs",
+        m.nproc,
+        m.cpu.split(' ').take(3).collect::<Vec<_>>().join(" "),
+        m.rustc.split(' ').take(2).collect::<Vec<_>>().join(" "),
+        r.n,
+        r.runs
+    );
+    let color = |k: Kind| match k {
+        Kind::Amrpc => "#2b7bb9",
+        Kind::Grpc => "#e08a1e",
+        Kind::Machine | Kind::MachineSpawn => "#4c9a52",
+        Kind::Plain | Kind::PlainSpawn => "#999",
+    };
+    if !r.ops.is_empty() {
+        let bars: Vec<svg::Bar> = r
+            .ops
+            .iter()
+            .map(|o| svg::Bar {
+                label: format!("{}, {}", o.variant, o.runtime),
+                median: o.ns_per_op.median,
+                min: o.ns_per_op.min,
+                max: o.ns_per_op.max,
+                color: color(o.kind),
+            })
+            .collect();
+        let s = svg::hbars_log("subscribe → get → process: time per op", &sub, "ns", &bars);
+        std::fs::write(opts.svg_dir.join("ops.svg"), s).map_err(|e| e.to_string())?;
+        let mut rows: Vec<svg::Stack> = r
+            .ops
+            .iter()
+            .filter(|o| o.runtime == "2 threads")
+            .filter_map(|o| {
+                o.wire.as_ref().map(|w| svg::Stack {
+                    label: o.variant.replace(" (proxy)", ""),
+                    parts: vec![
+                        ("message payload", w.app_bytes_per_op, color(o.kind)),
+                        ("framing (WebSocket / HTTP/2 headers)", w.framing_per_op, "#bbb"),
+                    ],
+                })
+            })
+            .collect();
+        rows.push(svg::Stack {
+            label: "upstream aRPC, Go (reported)".into(),
+            parts: vec![("upstream, TCP payload incl. handshake", 114.9, "#8ab")],
+        });
+        rows.push(svg::Stack {
+            label: "upstream gRPC, Go (reported)".into(),
+            parts: vec![("upstream, TCP payload incl. handshake", 340.1, "#8ab")],
+        });
+        let s = svg::hbars_stacked(
+            "bytes on the wire per op (both directions, TCP payload)",
+            "timed section through the metering proxy; upstream's figures are from its README (spec arpc.md §7.3)",
+            "B",
+            &rows,
+            Some(40.0),
+        );
+        std::fs::write(opts.svg_dir.join("wire.svg"), s).map_err(|e| e.to_string())?;
+    }
+    if !r.fanout.is_empty() {
+        let pts = |f: fn(&FanoutSummary) -> f64| r.fanout.iter().map(|x| (x.clients as f64, f(x))).collect();
+        let series = vec![
+            svg::Series {
+                name: "op, last client p99".into(),
+                color: "#c0392b",
+                points: pts(|x| x.op.p99_ms),
+            },
+            svg::Series {
+                name: "op, last client p50".into(),
+                color: "#e08a1e",
+                points: pts(|x| x.op.p50_ms),
+            },
+            svg::Series {
+                name: "toggle, last client p99".into(),
+                color: "#2b7bb9",
+                points: pts(|x| x.toggle.p99_ms),
+            },
+            svg::Series {
+                name: "toggle, last client p50".into(),
+                color: "#4c9a52",
+                points: pts(|x| x.toggle.p50_ms),
+            },
+        ];
+        let s = svg::lines_logx(
+            "fan-out: worker mutation → the clients' mirrors see it",
+            &format!(
+                "{sub}; server in its own process ({} runtime threads), clients in another; {} ops + {} toggles per point",
+                opts.server_threads, opts.mutations, opts.mutations
+            ),
+            "WebSocket clients (log scale)",
+            "ms",
+            &series,
+            Some(50.0),
+        );
+        std::fs::write(opts.svg_dir.join("fanout.svg"), s).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
