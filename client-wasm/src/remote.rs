@@ -71,8 +71,6 @@ impl Options {
 
 struct Waiter {
     tx: oneshot::Sender<Result<Outcome, JsValue>>,
-    sent_at: f64,
-    tries: u32,
 }
 
 struct Socket {
@@ -228,14 +226,8 @@ fn on_frame(shared: &Shared, bytes: &[u8]) {
                         }
                     }
                     // calls made before a cut or while disconnected: (re)send, at most once
-                    let now = js_sys::Date::now();
-                    for req in c.session.pending() {
-                        if let Some(f) = c.session.resend(req) {
-                            if let Some(w) = c.waiters.get_mut(&req) {
-                                w.sent_at = now;
-                            }
-                            c.send(&f);
-                        }
+                    for f in c.session.resend_pending(js_sys::Date::now() as u64) {
+                        c.send(&f);
                     }
                     events.push(status("ready"));
                 }
@@ -368,33 +360,13 @@ fn reconnect_now(shared: &Shared) {
 
 fn check_timeouts(shared: &Shared) {
     let mut c = shared.borrow_mut();
-    if !c.session.is_ready() {
-        return;
+    let (timeout, retries) = (c.opts.call_timeout_ms as u64, c.opts.call_retries);
+    let t = c.session.call_timeouts(js_sys::Date::now() as u64, timeout, retries);
+    for f in &t.resend {
+        c.send(f);
     }
-    let now = js_sys::Date::now();
-    let (timeout, retries) = (c.opts.call_timeout_ms, c.opts.call_retries);
-    let mut resend = Vec::new();
-    let mut expired = Vec::new();
-    for (req, w) in c.waiters.iter_mut() {
-        if now - w.sent_at < timeout {
-            continue;
-        }
-        if w.tries < retries {
-            w.tries += 1;
-            w.sent_at = now;
-            resend.push(*req);
-        } else {
-            expired.push(*req);
-        }
-    }
-    for req in resend {
-        if let Some(f) = c.session.resend(req) {
-            c.send(&f);
-        }
-    }
-    for req in expired {
+    for req in t.expired {
         if let Some(w) = c.waiters.remove(&req) {
-            c.session.forget(req);
             let _ = w.tx.send(Err(js_error("Timeout", "no reply after all retries")));
         }
     }
@@ -528,14 +500,8 @@ impl RemoteMachine {
             let mut c = self.conn.borrow_mut();
             match c.session.mutate(ty, &interop::strs(&names), args) {
                 Ok((req, frame)) => {
-                    c.waiters.insert(
-                        req,
-                        Waiter {
-                            tx,
-                            sent_at: js_sys::Date::now(),
-                            tries: 0,
-                        },
-                    );
+                    c.waiters.insert(req, Waiter { tx });
+                    c.session.sent(req, js_sys::Date::now() as u64);
                     if c.session.is_ready() {
                         c.send(&frame);
                     }

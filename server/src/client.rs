@@ -116,8 +116,12 @@ enum Cmd {
 
 struct Waiter {
     reply: oneshot::Sender<Result<Outcome, Error>>,
-    sent_at: Instant,
-    tries: u32,
+}
+
+/// Milliseconds since the client's first use (the session's clock for call timeouts).
+fn now_ms() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
 /// A connected client. Dropping every handle (client and mirrors) closes the connection.
@@ -372,14 +376,8 @@ impl Task {
         let names: Vec<&str> = states.iter().map(String::as_str).collect();
         match self.session.mutate(ty, &names, args) {
             Ok((req, frame)) => {
-                self.waiters.insert(
-                    req,
-                    Waiter {
-                        reply,
-                        sent_at: Instant::now(),
-                        tries: 0,
-                    },
-                );
+                self.waiters.insert(req, Waiter { reply });
+                self.session.sent(req, now_ms());
                 self.session.is_ready().then_some(frame)
             }
             Err(e) => {
@@ -449,29 +447,17 @@ impl Task {
     }
 
     fn check_timeouts(&mut self, out: &mut Vec<Vec<u8>>) {
-        if !self.session.is_ready() {
-            return;
+        let t = self.session.call_timeouts(
+            now_ms(),
+            self.opts.call_timeout.as_millis() as u64,
+            self.opts.call_retries,
+        );
+        if !t.resend.is_empty() {
+            self.states.add1(names::RETRYING_CALL, None);
+            out.extend(t.resend);
         }
-        let now = Instant::now();
-        let mut expired = Vec::new();
-        for (req, w) in self.waiters.iter_mut() {
-            if now.duration_since(w.sent_at) < self.opts.call_timeout {
-                continue;
-            }
-            if w.tries < self.opts.call_retries {
-                if let Some(f) = self.session.resend(*req) {
-                    w.tries += 1;
-                    w.sent_at = now;
-                    out.push(f);
-                    self.states.add1(names::RETRYING_CALL, None);
-                }
-            } else {
-                expired.push(*req);
-            }
-        }
-        for req in expired {
+        for req in t.expired {
             if let Some(w) = self.waiters.remove(&req) {
-                self.session.forget(req);
                 self.states.add1(names::CALL_RETRY_FAILED, None);
                 let _ = w.reply.send(Err(Error::Timeout));
             }
@@ -499,15 +485,7 @@ impl Task {
                 }
                 // calls sent before the cut, or queued while disconnected: (re)send; the server's
                 // replay cache runs each at most once
-                let now = Instant::now();
-                for req in self.session.pending() {
-                    if let Some(f) = self.session.resend(req) {
-                        if let Some(w) = self.waiters.get_mut(&req) {
-                            w.sent_at = now;
-                        }
-                        out.push(f);
-                    }
-                }
+                out.extend(self.session.resend_pending(now_ms()));
             }
             ClientOutput::Reply { req, result } => {
                 if self.waiters.is_empty() || self.states.is1(names::RETRYING_CALL) {

@@ -163,3 +163,32 @@ fn a_newer_hello_that_does_not_decode_gets_version_mismatch() {
         "{out:?}"
     );
 }
+
+#[test]
+fn call_timeouts_resend_then_expire() {
+    let w = worker();
+    let mut cli = ClientSession::new(ClientConfig::default());
+    let mut srv = ServerSession::new(&w, ServerConfig::default(), Arc::new(ReplayCache::new(8)));
+    for o in srv.handle_frame(&cli.hello(), 0, &w) {
+        if let ServerOutput::Send(b) = o {
+            cli.handle_frame(&b);
+        }
+    }
+    let (req, frame) = cli.mutate(MutationType::Add, &["B"], None).unwrap();
+    cli.sent(req, 1000);
+    assert_eq!(cli.call_timeouts(1500, 1000, 2), Default::default(), "not due yet");
+    let t = cli.call_timeouts(2000, 1000, 2);
+    assert_eq!(
+        (t.resend, t.expired),
+        (vec![frame.clone()], vec![]),
+        "same frame: same request id"
+    );
+    assert_eq!(cli.call_timeouts(3000, 1000, 2).resend, vec![frame.clone()]);
+    let t = cli.call_timeouts(4000, 1000, 2);
+    assert_eq!((t.resend.len(), t.expired), (0, vec![req]));
+    assert!(cli.pending().is_empty(), "an expired request is forgotten");
+    // after a reconnect every pending request goes out again
+    let (req2, f2) = cli.mutate(MutationType::Add, &["A"], None).unwrap();
+    assert_eq!(cli.resend_pending(5000), vec![f2]);
+    assert_eq!(cli.pending(), vec![req2]);
+}

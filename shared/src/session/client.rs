@@ -99,6 +99,23 @@ enum Phase {
     Closed,
 }
 
+/// A request waiting for its reply: its frame (resent as is: same request id) and when it last
+/// went out.
+struct Pending {
+    frame: Vec<u8>,
+    sent_at: u64,
+    tries: u32,
+}
+
+/// What [`ClientSession::call_timeouts`] decided.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CallTimeouts {
+    /// Frames to send again (their originals got no reply in time; each runs at most once).
+    pub resend: Vec<Vec<u8>>,
+    /// Requests that ran out of retries; they are forgotten (a late reply is ignored).
+    pub expired: Vec<u32>,
+}
+
 struct Assembly {
     started: u64,
     name: String,
@@ -123,7 +140,7 @@ pub struct ClientSession {
     resync: Option<u32>,
     held: Vec<(u32, Result<Outcome, RemoteError>)>,
     next_req: u32,
-    pending: BTreeMap<u32, Vec<u8>>,
+    pending: BTreeMap<u32, Pending>,
     chunks: BTreeMap<u64, Assembly>,
     chunk_seq: u64,
     resyncs: u64,
@@ -235,7 +252,52 @@ impl ClientSession {
     /// The frame of a pending request, to resend after a reconnect (the server runs it at most
     /// once and answers a retry with the original outcome).
     pub fn resend(&self, req: u32) -> Option<Vec<u8>> {
-        self.pending.get(&req).cloned()
+        self.pending.get(&req).map(|p| p.frame.clone())
+    }
+
+    /// Record that request `req` went out at `now_ms` (for [`ClientSession::call_timeouts`]).
+    pub fn sent(&mut self, req: u32, now_ms: u64) {
+        if let Some(p) = self.pending.get_mut(&req) {
+            p.sent_at = now_ms;
+        }
+    }
+
+    /// Every pending request's frame, to send after a (re)connect's handshake; marks them sent
+    /// at `now_ms`. The server's replay cache runs each at most once.
+    pub fn resend_pending(&mut self, now_ms: u64) -> Vec<Vec<u8>> {
+        self.pending
+            .values_mut()
+            .map(|p| {
+                p.sent_at = now_ms;
+                p.frame.clone()
+            })
+            .collect()
+    }
+
+    /// Call timeouts, shared by every shell: a request without a reply for `timeout_ms` is resent
+    /// (same id), up to `retries` times; then it expires and is forgotten. Nothing while the
+    /// session is not open (requests wait for the next handshake instead).
+    pub fn call_timeouts(&mut self, now_ms: u64, timeout_ms: u64, retries: u32) -> CallTimeouts {
+        let mut out = CallTimeouts::default();
+        if self.phase != Phase::Open {
+            return out;
+        }
+        for (req, p) in self.pending.iter_mut() {
+            if now_ms.saturating_sub(p.sent_at) < timeout_ms {
+                continue;
+            }
+            if p.tries < retries {
+                p.tries += 1;
+                p.sent_at = now_ms;
+                out.resend.push(p.frame.clone());
+            } else {
+                out.expired.push(*req);
+            }
+        }
+        for req in &out.expired {
+            self.pending.remove(req);
+        }
+        out
     }
 
     /// Give up on a request (timeout): its reply, if it comes, is ignored.
@@ -286,7 +348,14 @@ impl ClientSession {
             MutationType::Eval => return Err(Error::InvalidArgs("eval cannot be sent".into())),
         };
         let bytes = msg.encode().map_err(|e| Error::InvalidArgs(e.0))?;
-        self.pending.insert(req, bytes.clone());
+        self.pending.insert(
+            req,
+            Pending {
+                frame: bytes.clone(),
+                sent_at: 0,
+                tries: 0,
+            },
+        );
         Ok((req, bytes))
     }
 

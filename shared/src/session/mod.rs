@@ -5,6 +5,6 @@ mod client;
 mod replay;
 mod server;
 
-pub use client::{ClientConfig, ClientOutput, ClientSession, MAX_PENDING, RemoteError, final_code};
+pub use client::{CallTimeouts, ClientConfig, ClientOutput, ClientSession, MAX_PENDING, RemoteError, final_code};
 pub use replay::{PER_INSTANCE, REQ_ID_WRAP, Replay, ReplayCache};
 pub use server::{Authorize, MutateCmd, ServerConfig, ServerOutput, ServerSession, replay_key};
