@@ -6,9 +6,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use amrpc_client::{Client, ClientOpts};
 use amrpc_core::demo::{self, BenchWorker, CALL_OP, EVENT, START, VALUES};
 use amrpc_core::{Api, Machine, Outcome};
-use amrpc_server::{Client, ClientOpts, Server, ServerOpts};
+use amrpc_server::{Server, ServerOpts};
 
 use crate::proxy::{self, Proto, Proxy};
 use crate::scenario::{Finish, Scenario, Timed};

@@ -19,10 +19,11 @@
 use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use amrpc_client::Client;
 use amrpc_core::demo::{self, CALL_OP, EVENT, START, VALUES};
 use amrpc_core::states::HEALTHCHECK;
 use amrpc_core::{Api, Outcome};
-use amrpc_server::{Client, Server, ServerOpts};
+use amrpc_server::{Server, ServerOpts};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};

@@ -1,6 +1,6 @@
 //! Conversions between JS values and amrpc values: args, state lists, outcomes, errors.
 
-use amrpc_core::{Args, Error, Outcome, Schema, State, Value};
+use amrpc_core::{Args, Error, ErrorCode, Outcome, Schema, State, Value};
 use js_sys::{Array, Object, Reflect, Uint8Array};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -8,30 +8,37 @@ use wasm_bindgen::prelude::*;
 /// Nesting limit for converting JS args (mirrors the wire limit).
 const MAX_DEPTH: usize = amrpc_core::wire::MAX_VALUE_DEPTH;
 
-/// A JS `Error` with a `code` property (stable codes: the wire `ErrorCode` names, or `"StateUnknown"`,
-/// `"InvalidArgs"`, `"Closed"`, `"Timeout"`, `"Aborted"` …).
-pub(crate) fn js_error(code: &str, message: &str) -> JsValue {
+/// A JS `Error` with a stable `code` property ([`ErrorCode::as_str`]: the one list, also behind
+/// the TypeScript `ErrorCode` union).
+pub(crate) fn js_error(code: ErrorCode, message: &str) -> JsValue {
     let e = js_sys::Error::new(message);
-    let _ = Reflect::set(&e, &"code".into(), &code.into());
+    let _ = Reflect::set(&e, &"code".into(), &code.as_str().into());
     e.into()
 }
 
-/// A core error as a JS `Error` with a code.
-pub(crate) fn core_error(e: &Error) -> JsValue {
-    let code = match e {
-        Error::StateUnknown(_) => "StateUnknown".to_string(),
-        Error::StateMissing(_) => "StateMissing".into(),
-        Error::Relation(_) => "Relation".into(),
-        Error::InvalidArgs(_) => "InvalidArgs".into(),
-        Error::HandlerTimeout(_) => "HandlerTimeout".into(),
-        Error::Canceled => "Canceled".into(),
-        Error::Queued => "Queued".into(),
-        Error::Timeout => "Timeout".into(),
-        Error::Disposed => "Closed".into(),
-        Error::Rpc { code, .. } => format!("{code:?}"),
-        Error::Other(_) => "Error".into(),
+/// Any core error as a JS `Error` with its code; a remote error keeps the server's message.
+pub(crate) fn error(e: &Error) -> JsValue {
+    match e {
+        Error::Rpc { code, message } => js_error(*code, message),
+        other => js_error(other.code(), &other.to_string()),
+    }
+}
+
+/// A wait's failure as a JS `Error` with its code.
+pub(crate) fn wait_error(e: &amrpc_core::WaitError) -> JsValue {
+    let msg = match e {
+        amrpc_core::WaitError::Canceled => "the wait was aborted".to_string(),
+        amrpc_core::WaitError::Disposed => "the machine was closed".to_string(),
+        other => other.to_string(),
     };
-    js_error(&code, &e.to_string())
+    js_error(e.code(), &msg)
+}
+
+/// Every stable error code, in order (the list [`ErrorCode::ALL`]; tests compare it with the
+/// TypeScript union and the errors they receive).
+#[wasm_bindgen(js_name = errorCodes, unchecked_return_type = "ErrorCode[]")]
+pub fn error_codes() -> Array {
+    ErrorCode::ALL.iter().map(|c| JsValue::from(c.as_str())).collect()
 }
 
 /// An outcome as JS: `"executed"`, `"canceled"` or `"queued"`.
@@ -50,13 +57,13 @@ pub(crate) fn states(v: &JsValue) -> Result<Vec<String>, JsValue> {
         for x in a.iter() {
             out.push(
                 x.as_string()
-                    .ok_or_else(|| js_error("InvalidArgs", "state names must be strings"))?,
+                    .ok_or_else(|| js_error(ErrorCode::InvalidArgs, "state names must be strings"))?,
             );
         }
         return Ok(out);
     }
     Err(js_error(
-        "InvalidArgs",
+        ErrorCode::InvalidArgs,
         "expected a state name or an array of state names",
     ))
 }
@@ -70,7 +77,7 @@ pub(crate) fn groups(args: &Array) -> Result<Vec<Vec<String>>, JsValue> {
 /// `Int`, others `Float`), bigints, strings, `Uint8Array`s, arrays and plain objects.
 pub(crate) fn to_value(v: &JsValue, depth: usize) -> Result<Value, JsValue> {
     if depth > MAX_DEPTH {
-        return Err(js_error("InvalidArgs", "args nested too deeply"));
+        return Err(js_error(ErrorCode::InvalidArgs, "args nested too deeply"));
     }
     if v.is_null() || v.is_undefined() {
         return Ok(Value::Null);
@@ -85,7 +92,8 @@ pub(crate) fn to_value(v: &JsValue, depth: usize) -> Result<Value, JsValue> {
         return Ok(Value::Float(n));
     }
     if v.is_bigint() {
-        let i = i64::try_from(v.clone()).map_err(|_| js_error("InvalidArgs", "bigint out of the i64 range"))?;
+        let i =
+            i64::try_from(v.clone()).map_err(|_| js_error(ErrorCode::InvalidArgs, "bigint out of the i64 range"))?;
         return Ok(Value::Int(i));
     }
     if let Some(s) = v.as_string() {
@@ -112,7 +120,7 @@ pub(crate) fn to_value(v: &JsValue, depth: usize) -> Result<Value, JsValue> {
         return Ok(Value::Map(m));
     }
     Err(js_error(
-        "InvalidArgs",
+        ErrorCode::InvalidArgs,
         "unsupported argument type (functions and symbols can't be sent)",
     ))
 }
@@ -151,7 +159,7 @@ pub(crate) fn args(v: &JsValue) -> Result<Option<Args>, JsValue> {
     }
     match to_value(v, 0)? {
         Value::Map(m) => Ok(Some(Args(m))),
-        _ => Err(js_error("InvalidArgs", "args must be a plain object")),
+        _ => Err(js_error(ErrorCode::InvalidArgs, "args must be a plain object")),
     }
 }
 
@@ -187,7 +195,7 @@ pub(crate) fn strs(v: &[String]) -> Vec<&str> {
 /// Missing fields take their defaults and unknown ones are ignored, as with the core's serde
 /// form; written by hand because a serde deserializer for JS values costs ~10 KB of wasm.
 pub(crate) fn schema(v: &JsValue) -> Result<Schema, JsValue> {
-    let invalid = |msg: String| js_error("InvalidArgs", &format!("invalid schema: {msg}"));
+    let invalid = |msg: String| js_error(ErrorCode::InvalidArgs, &format!("invalid schema: {msg}"));
     if !v.is_object() || Array::is_array(v) {
         return Err(invalid("expected an object of state definitions".into()));
     }

@@ -10,12 +10,19 @@ mod interop;
 mod machine;
 mod remote;
 mod shared;
+mod socket;
 mod waits;
 
+pub use interop::error_codes;
 pub use machine::JsMachine;
 pub use remote::{RemoteMachine, connect};
+pub use socket::use_web_socket;
 
 use wasm_bindgen::prelude::*;
+
+/// The `ErrorCode` union, generated from the core's one list of codes.
+#[wasm_bindgen(typescript_custom_section)]
+const TS_ERROR_CODE: &str = amrpc_core::TS_ERROR_CODE;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &str = r#"
@@ -76,7 +83,9 @@ export interface ConnectOptions {
   pushIntervalMs?: number;
   /** Receive only these states. */
   states?: string[];
-  /** Connection attempts per outage before giving up (default 15). */
+  /** A dial that takes longer fails (and is retried), in ms (default 3000). */
+  connTimeoutMs?: number;
+  /** Failed connection attempts in a row before giving up (default 15). */
   connRetries?: number;
   /** First reconnect delay in ms, doubled up to `retryBackoffMs`, with jitter (default 100). */
   retryDelayMs?: number;
@@ -91,6 +100,6 @@ export interface ConnectOptions {
 }
 /** Events of a RemoteMachine. */
 export type RemoteEvent = "clock" | "payload" | "status" | "error";
-/** An error from amrpc: `code` is stable (e.g. "AccessDenied", "StateUnknown", "Closed", "Timeout", "Aborted"). */
-export interface AmrpcError extends Error { code: string }
+/** An error from amrpc: `code` is one of the stable `ErrorCode`s. */
+export interface AmrpcError extends Error { code: ErrorCode }
 "#;

@@ -31,6 +31,11 @@ impl JsMachine {
         &self.m
     }
 
+    /// A JS handle on an existing core machine (a client's own states).
+    pub(crate) fn wrap(m: amrpc_core::Machine) -> JsMachine {
+        JsMachine { m }
+    }
+
     fn mutate(&self, ty: MutationType, states: JsValue, args: JsValue) -> Result<JsValue, JsValue> {
         let s = interop::states(&states)?;
         let a = interop::args(&args)?;
@@ -40,7 +45,7 @@ impl JsMachine {
             MutationType::Set => self.m.try_set(&names, a),
             _ => self.m.try_add(&names, a),
         };
-        r.map(interop::outcome).map_err(|e| interop::core_error(&e))
+        r.map(interop::outcome).map_err(|e| interop::error(&e))
     }
 }
 
@@ -65,13 +70,12 @@ impl JsMachine {
                 opts.handler_timeout = Some(core::time::Duration::from_micros((ms * 1000.0) as u64));
             }
         }
-        let m = amrpc_core::Machine::new(schema, opts).map_err(|e| interop::core_error(&e))?;
+        let m = amrpc_core::Machine::new(schema, opts).map_err(|e| interop::error(&e))?;
         if options.is_object() {
             let names = get("names");
             if !names.is_undefined() {
                 let n = interop::states(&names)?;
-                m.verify_states(&interop::strs(&n))
-                    .map_err(|e| interop::core_error(&e))?;
+                m.verify_states(&interop::strs(&n)).map_err(|e| interop::error(&e))?;
             }
         }
         Ok(JsMachine { m })
@@ -177,7 +181,7 @@ impl JsMachine {
                 }
             }
         });
-        self.m.bind_handlers(h).map(|_| ()).map_err(|e| interop::core_error(&e))
+        self.m.bind_handlers(h).map(|_| ()).map_err(|e| interop::error(&e))
     }
 
     /// Dispose: pending waits reject with `Closed`.

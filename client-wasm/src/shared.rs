@@ -23,7 +23,7 @@ macro_rules! machine_api {
                 let s = interop::states(&states)?;
                 self.core()
                     .try_not(&interop::strs(&s))
-                    .map_err(|e| interop::core_error(&e))
+                    .map_err(|e| interop::error(&e))
             }
 
             /// True when some group is fully active: `any(["A", "B"], "C")`.
@@ -179,7 +179,7 @@ macro_rules! machine_api {
                         let ctx = crate::waits::ctx_for(signal);
                         match self.core().try_when_not(&interop::strs(&s), ctx.as_ref()) {
                             Ok(w) => crate::waits::promise(w),
-                            Err(e) => js_sys::Promise::reject(&interop::core_error(&e)),
+                            Err(e) => js_sys::Promise::reject(&interop::error(&e)),
                         }
                     }
                     Err(e) => js_sys::Promise::reject(&e),
@@ -201,7 +201,7 @@ macro_rules! machine_api {
                         crate::waits::promise(self.core().when_time(&interop::strs(&s), &times, ctx.as_ref()))
                     }
                     Ok(s) => js_sys::Promise::reject(&interop::js_error(
-                        "StateUnknown",
+                        amrpc_core::ErrorCode::StateUnknown,
                         &format!("unknown state in {s:?}"),
                     )),
                     Err(e) => js_sys::Promise::reject(&e),
@@ -239,7 +239,7 @@ macro_rules! machine_api {
                 let ctx = self
                     .core()
                     .try_new_state_ctx(state)
-                    .map_err(|e| interop::core_error(&e))?;
+                    .map_err(|e| interop::error(&e))?;
                 crate::waits::signal_for(&ctx)
             }
         }

@@ -1,11 +1,9 @@
 //! Waits as Promises, contexts as AbortSignals.
 
-use amrpc_core::{Ctx, Wait, WaitError};
+use amrpc_core::{Ctx, Wait};
 use send_wrapper::SendWrapper;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
-
-use crate::interop::js_error;
 
 /// A core context canceled when `signal` aborts (already canceled if it has).
 pub(crate) fn ctx_for(signal: Option<web_sys::AbortSignal>) -> Option<Ctx> {
@@ -26,9 +24,7 @@ pub(crate) fn promise(w: Wait) -> js_sys::Promise {
     wasm_bindgen_futures::future_to_promise(async move {
         match w.await {
             Ok(()) => Ok(JsValue::UNDEFINED),
-            Err(WaitError::Canceled) => Err(js_error("Aborted", "the wait was aborted")),
-            Err(WaitError::Disposed) => Err(js_error("Closed", "the machine was closed")),
-            Err(e) => Err(js_error("InvalidArgs", &e.to_string())),
+            Err(e) => Err(crate::interop::wait_error(&e)),
         }
     })
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use amrpc_core::{Args, Error, Handlers, Machine, Opts, State, Value, schema, struct_merge};
 
-use crate::states;
+use amrpc_core::states;
 
 amrpc_core::schema! {
     /// A download manager: phases exclude each other, progress re-enters while downloading.
@@ -121,7 +121,7 @@ pub fn test_worker(server: &crate::Server, name: &str) -> Result<crate::Worker, 
                     other => Value::Bytes(other.to_log_string().into_bytes()),
                 };
                 let args = Args::new().with("name", "pong").with("data", data);
-                e.machine().add1(states::names::SEND_PAYLOAD, Some(args));
+                e.machine().add1(states::SEND_PAYLOAD, Some(args));
             })
             .state("Kick", move |_e| w2.kick()),
     )?;

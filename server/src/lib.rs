@@ -1,17 +1,14 @@
 //! # amrpc-server
 //!
 //! The tokio side of amrpc: an axum WebSocket server hosting state machines ("workers"), one
-//! session per connection, and a native client whose mirror implements [`amrpc_core::Api`].
-//! Both are thin shells around `amrpc_core::session`.
+//! session per connection, each a thin shell around `amrpc_core::session::ServerSession`.
+//! Relays serve a remote worker's mirror from the native client (`amrpc-client`). The client
+//! alone, without the server's dependencies, is the `amrpc-client` crate.
 
 #![warn(missing_docs)]
 
-pub mod client;
 pub mod demo;
-pub mod repl;
 pub mod server;
-pub mod states;
 
 pub use amrpc_core;
-pub use client::{Client, ClientError, ClientOpts, Mirror};
 pub use server::{AuthHook, Server, ServerError, ServerOpts, SessionInfo, Worker};

@@ -7,9 +7,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use amrpc_core::session::{ReplayCache, ServerConfig, ServerOutput, ServerSession};
-use amrpc_core::wire::{ErrorCode, ErrorMsg, ServerMsg};
-use amrpc_core::{Handlers, Machine, Opts, Outcome, Tracer, Transition, Value};
+use amrpc_client::Mirror;
+use amrpc_core::session::{Mutated, ReplayCache, ServerConfig, ServerOutput, ServerSession, WorkerPort};
+use amrpc_core::states as names;
+use amrpc_core::wire::{ErrorMsg, ServerMsg};
+use amrpc_core::{ErrorCode, Handlers, Machine, MutationType, Opts, Outcome, Schema, Time, Tracer, Transition, Value};
 use axum::Router;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
@@ -18,9 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, broadcast, watch};
-
-use crate::states::{self, names};
+use tokio::sync::{Semaphore, broadcast, mpsc, watch};
 
 /// Decides whether a client may open a session: `(client_id, token) -> allowed`. The token comes
 /// from `Hello`, or from the URL's `?token=` (browsers cannot set headers on a WebSocket).
@@ -148,7 +148,7 @@ impl Tracer for ChangeTracer {
 
 /// A served machine needs the worker states (spec §1.5).
 fn check_worker_states(machine: &Machine) -> Result<(), ServerError> {
-    let missing: Vec<String> = states::WORKER_STATES
+    let missing: Vec<String> = names::WORKER_STATES
         .iter()
         .filter(|s| !machine.has1(s))
         .map(|s| s.to_string())
@@ -167,7 +167,7 @@ fn check_worker_states(machine: &Machine) -> Result<(), ServerError> {
 #[derive(Clone)]
 pub struct Worker {
     machine: Machine,
-    relay: Option<crate::client::Mirror>,
+    relay: Option<Mirror>,
     changes: watch::Sender<u64>,
     payloads: broadcast::Sender<Arc<PayloadOut>>,
     replay: Arc<ReplayCache>,
@@ -253,7 +253,7 @@ impl Worker {
     /// Serve a mirror of a remote worker: clients here see its clock (pushed on as the mirror
     /// updates) and their mutations go on to the remote worker. Payloads stop at the first hop,
     /// as upstream.
-    pub fn relay(mirror: crate::client::Mirror, replay_instances: usize) -> Result<Worker, ServerError> {
+    pub fn relay(mirror: Mirror, replay_instances: usize) -> Result<Worker, ServerError> {
         let machine = mirror.machine().clone();
         check_worker_states(&machine)?;
         let (changes, _) = watch::channel(0u64);
@@ -277,13 +277,6 @@ impl Worker {
     /// The served machine (for a relay: the mirror's machine).
     pub fn machine(&self) -> &Machine {
         &self.machine
-    }
-
-    fn api(&self) -> &dyn amrpc_core::Api {
-        match &self.relay {
-            Some(m) => m,
-            None => &self.machine,
-        }
     }
 
     /// Sessions currently open on this worker.
@@ -353,7 +346,7 @@ impl Server {
     }
 
     /// Serve a mirror of a remote worker as `/ws/{name}` (see [`Worker::relay`]).
-    pub fn add_relay(&self, name: &str, mirror: crate::client::Mirror) -> Result<Worker, ServerError> {
+    pub fn add_relay(&self, name: &str, mirror: Mirror) -> Result<Worker, ServerError> {
         let mut w = self.0.workers.write().unwrap_or_else(|e| e.into_inner());
         if w.contains_key(name) {
             return Err(ServerError::Duplicate(name.to_string()));
@@ -501,40 +494,45 @@ fn run_blocking<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
-/// Send a relay's mutation commands on to the remote worker; outcomes come back on `done`.
-fn forward(
-    sess: &ServerSession,
-    out: Vec<ServerOutput>,
-    mirror: &crate::client::Mirror,
-    done: &tokio::sync::mpsc::UnboundedSender<(u32, Result<Outcome, amrpc_core::Error>)>,
-) -> Vec<ServerOutput> {
-    let mut rest = Vec::with_capacity(out.len());
-    for o in out {
-        match o {
-            ServerOutput::Mutate(cmd) => {
-                let names: Vec<String> = cmd.states.iter().map(|i| sess.names()[*i as usize].clone()).collect();
-                let (mirror, done) = (mirror.clone(), done.clone());
-                tokio::spawn(async move {
-                    use amrpc_core::Api;
-                    let names: Vec<&str> = names.iter().map(String::as_str).collect();
-                    let res = match cmd.ty {
-                        amrpc_core::MutationType::Remove => mirror.remove(&names, Some(cmd.args)).await,
-                        amrpc_core::MutationType::Set => mirror.set(&names, Some(cmd.args)).await,
-                        _ => mirror.add(&names, Some(cmd.args)).await,
-                    };
-                    let _ = done.send((cmd.req, res));
-                });
-            }
-            other => rest.push(other),
-        }
+/// Outcomes of forwarded mutations, by request id.
+type Forwarded = mpsc::UnboundedSender<(u32, Result<Outcome, amrpc_core::Error>)>;
+
+/// A relay's worker: reads from the mirror, mutations forwarded upstream by index.
+struct RelayPort<'a> {
+    mirror: &'a Mirror,
+    done: &'a Forwarded,
+}
+
+impl WorkerPort for RelayPort<'_> {
+    fn id(&self) -> String {
+        WorkerPort::id(self.mirror.machine())
     }
-    rest
+    fn state_names(&self) -> Vec<String> {
+        self.mirror.machine().state_names()
+    }
+    fn schema(&self) -> Schema {
+        self.mirror.machine().get_struct()
+    }
+    fn time(&self) -> Time {
+        self.mirror.machine().time(None)
+    }
+    fn err(&self) -> Option<String> {
+        amrpc_core::Api::err(self.mirror).map(|e| e.to_string())
+    }
+    fn mutate(&self, req: u32, ty: MutationType, states: &[u16], args: amrpc_core::Args) -> Mutated {
+        let call = self.mirror.mutate_indexes(ty, states.to_vec(), Some(args));
+        let done = self.done.clone();
+        tokio::spawn(async move {
+            let _ = done.send((req, call.await));
+        });
+        Mutated::Forwarded
+    }
 }
 
 /// One session's machine: upstream's server states, observable per connection.
 fn session_machine(id: &str) -> Machine {
     let m = Machine::new(
-        states::server_schema(),
+        names::server_schema(),
         Opts {
             id: Some(id.to_string()),
             ..Default::default()
@@ -570,10 +568,14 @@ async fn run_session(srv: Server, worker: Worker, socket: WebSocket, url_token: 
         ..Default::default()
     };
     let machine = worker.machine.clone();
-    let api = worker.api();
-    let mut sess = ServerSession::new(api, cfg, worker.replay.clone());
     // relays run mutations remotely; their outcomes come back here
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<(u32, Result<Outcome, amrpc_core::Error>)>();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    let relay = worker.relay.as_ref().map(|mirror| RelayPort { mirror, done: &done_tx });
+    let port: &dyn WorkerPort = match &relay {
+        Some(r) => r,
+        None => &machine,
+    };
+    let mut sess = ServerSession::new(port, cfg, worker.replay.clone());
     let states = session_machine(&format!("session-{epoch:x}"));
     worker.live.lock().unwrap_or_else(|e| e.into_inner()).push(SessionInfo {
         epoch,
@@ -602,11 +604,12 @@ async fn run_session(srv: Server, worker: Worker, socket: WebSocket, url_token: 
         let outputs = tokio::select! {
             msg = rx.next() => match msg {
                 Some(Ok(Message::Binary(b))) => {
-                    let out = sess.handle_frame(&b, now_ms(), api);
-                    match &worker.relay {
-                        // handlers may block: keep the runtime's other tasks moving
-                        None => run_blocking(|| sess.execute_local(out, &machine, now_ms())),
-                        Some(mirror) => forward(&sess, out, mirror, &done_tx),
+                    if relay.is_some() {
+                        sess.handle_frame(&b, now_ms(), port)
+                    } else {
+                        // a local worker's handlers run here and may block: keep the runtime's
+                        // other tasks moving
+                        run_blocking(|| sess.handle_frame(&b, now_ms(), port))
                     }
                 }
                 Some(Ok(Message::Text(_))) => sess.shutdown(ErrorCode::Malformed, "text frames are not part of the protocol"),
@@ -614,12 +617,7 @@ async fn run_session(srv: Server, worker: Worker, socket: WebSocket, url_token: 
                 Some(Ok(Message::Close(_))) | None => break 'session,
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "session read error");
-                    let code = if e.to_string().contains("too long") || e.to_string().contains("too big") {
-                        ErrorCode::TooLarge
-                    } else {
-                        ErrorCode::Malformed
-                    };
-                    sess.shutdown(code, &e.to_string())
+                    sess.shutdown(read_error_code(&e), &e.to_string())
                 }
             },
             r = changes.changed() => {
@@ -627,14 +625,14 @@ async fn run_session(srv: Server, worker: Worker, socket: WebSocket, url_token: 
                     break 'session;
                 }
                 sess.worker_changed();
-                sess.poll(now_ms(), api)
+                sess.poll(now_ms(), port)
             }
-            () = sleep => sess.poll(now_ms(), api),
+            () = sleep => sess.poll(now_ms(), port),
             Some((req, res)) = done_rx.recv() => match res {
-                Ok(outcome) => sess.mutation_done(req, outcome, now_ms(), api),
+                Ok(outcome) => sess.mutation_done(req, outcome, now_ms(), port),
                 Err(e) => {
                     let code = match &e {
-                        amrpc_core::Error::Rpc { code, .. } => *code,
+                        amrpc_core::Error::Rpc { .. } => e.code(),
                         _ => ErrorCode::Internal,
                     };
                     sess.mutation_failed(req, code, e.to_string())
@@ -655,23 +653,6 @@ async fn run_session(srv: Server, worker: Worker, socket: WebSocket, url_token: 
             _ = stop.wait_for(|s| *s) => sess.shutdown(ErrorCode::ShuttingDown, "server shutting down"),
             _ = kick.changed() => sess.shutdown(ErrorCode::ShuttingDown, "the server closed the worker's sessions"),
         };
-        // record the handshake before its Welcome goes out, so the session's states are up to
-        // date by the time the client can observe them
-        for o in &outputs {
-            if let ServerOutput::HandshakeDone { client_id } = o {
-                tracing::info!(client = %client_id, worker = %machine.id(), "session open");
-                states.add1(names::HANDSHAKE_DONE, None);
-                if let Some(i) = worker
-                    .live
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .iter_mut()
-                    .find(|i| i.epoch == epoch)
-                {
-                    i.client_id = Some(client_id.clone());
-                }
-            }
-        }
         for o in outputs {
             match o {
                 ServerOutput::Send(bytes) => {
@@ -694,7 +675,15 @@ async fn run_session(srv: Server, worker: Worker, socket: WebSocket, url_token: 
                         }
                     }
                 }
-                ServerOutput::HandshakeDone { .. } => {} // recorded above
+                // emitted before its Welcome frame: the session's states are up to date by the
+                // time the client can observe them
+                ServerOutput::HandshakeDone { client_id } => {
+                    tracing::info!(client = %client_id, worker = %machine.id(), "session open");
+                    states.add1(names::HANDSHAKE_DONE, None);
+                    if let Some(i) = lock(&worker.live).iter_mut().find(|i| i.epoch == epoch) {
+                        i.client_id = Some(client_id);
+                    }
+                }
                 ServerOutput::Close { code, reason } => {
                     tracing::info!(?code, %reason, "session closed");
                     let frame = CloseFrame {
@@ -705,7 +694,6 @@ async fn run_session(srv: Server, worker: Worker, socket: WebSocket, url_token: 
                         tokio::time::timeout(Duration::from_millis(100), tx.send(Message::Close(Some(frame)))).await;
                     break 'session;
                 }
-                ServerOutput::Mutate(_) => {} // execute_local ran them
             }
         }
     }
@@ -716,4 +704,19 @@ async fn run_session(srv: Server, worker: Worker, socket: WebSocket, url_token: 
         .unwrap_or_else(|e| e.into_inner())
         .retain(|i| i.epoch != epoch);
     states.dispose();
+}
+
+/// A read error's code, by kind (not by message text).
+fn read_error_code(e: &axum::Error) -> ErrorCode {
+    use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+    let inner = std::error::Error::source(e).and_then(|s| s.downcast_ref::<WsError>());
+    match inner {
+        Some(WsError::Capacity(CapacityError::MessageTooLong { .. })) => ErrorCode::TooLarge,
+        Some(WsError::Capacity(_)) => ErrorCode::TooLarge,
+        _ => ErrorCode::Malformed,
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

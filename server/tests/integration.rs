@@ -9,10 +9,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use amrpc_client::{Client, ClientOpts};
+use amrpc_core::states as names;
 use amrpc_core::wire::{ClientMsg, ErrorCode, Hello, PROTOCOL_VERSION, ServerMsg};
 use amrpc_core::{Api, Args, Error, Handlers, Machine, Outcome, State, Value, schema};
-use amrpc_server::states::names;
-use amrpc_server::{AuthHook, Client, ClientError, ClientOpts, ServerOpts};
+use amrpc_server::{AuthHook, ServerOpts};
 use futures::{SinkExt, StreamExt};
 use rpc_support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -361,9 +362,9 @@ async fn blocking_handler_does_not_stall_other_sessions() {
 
 // ----- c. access rejections -----
 
-fn rejected(r: Result<Client, ClientError>, code: ErrorCode, what: &str) {
+fn rejected(r: Result<Client, amrpc_core::Error>, code: ErrorCode, what: &str) {
     match r {
-        Err(ClientError::Rejected { code: c, message }) => {
+        Err(amrpc_core::Error::Rpc { code: c, message }) => {
             assert_eq!(c, code, "{what}: {message}");
         }
         Err(e) => panic!("{what}: expected Rejected({code:?}), got {e}"),
@@ -371,7 +372,7 @@ fn rejected(r: Result<Client, ClientError>, code: ErrorCode, what: &str) {
     }
 }
 
-async fn try_connect(url: &str, opts: ClientOpts) -> Result<Client, ClientError> {
+async fn try_connect(url: &str, opts: ClientOpts) -> Result<Client, amrpc_core::Error> {
     let opts = ClientOpts {
         conn_retries: 2,
         conn_retry_delay: Duration::from_millis(20),

@@ -10,10 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use amrpc_client::{Client, ClientOpts};
+use amrpc_core::states;
+use amrpc_core::states as names;
 use amrpc_core::wire::{ErrorCode, schema_hash, schema_to_wire};
 use amrpc_core::{Api, Args, Clock, EXCEPTION, Handlers, Machine, Outcome, State, Value, schema};
-use amrpc_server::states::{self, names};
-use amrpc_server::{Client, ClientError, ClientOpts, ServerOpts};
+use amrpc_server::ServerOpts;
 use rpc_support::*;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -620,7 +622,7 @@ async fn test_verify_worker_states() {
             };
             let r = within(WAIT, what, Client::connect(&h.url(), opts)).await;
             match r {
-                Err(ClientError::Rejected {
+                Err(amrpc_core::Error::Rpc {
                     code: ErrorCode::SchemaMismatch,
                     ..
                 }) => {}

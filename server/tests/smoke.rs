@@ -1,6 +1,8 @@
 //! The server and the native client over a real WebSocket on 127.0.0.1.
+use amrpc_client::{Client, ClientOpts};
+use amrpc_core::states;
 use amrpc_core::{Api, Machine, Opts, Outcome, State, schema, struct_merge};
-use amrpc_server::{Client, ClientOpts, Server, ServerOpts, states};
+use amrpc_server::{Server, ServerOpts};
 
 fn worker() -> Machine {
     let own = schema([("A", State::new()), ("B", State::new().require(&["A"]))]);
@@ -148,7 +150,7 @@ async fn an_unknown_worker_is_a_typed_error_at_once() {
     assert!(
         matches!(
             &err,
-            amrpc_server::ClientError::Rejected {
+            amrpc_core::Error::Rpc {
                 code: amrpc_core::wire::ErrorCode::UnknownWorker,
                 ..
             }

@@ -36,6 +36,7 @@ pub mod __alloc {
 
 mod api;
 pub mod demo;
+mod error;
 mod handlers;
 mod machine;
 mod resolver;
@@ -51,6 +52,7 @@ mod wait;
 pub mod wire;
 
 pub use api::{Api, BoxFuture};
+pub use error::{ErrorCode, TS_ERROR_CODE};
 pub use handlers::{Event, HandlerFn, Handlers, HandlersId, is_handler, list_handlers};
 pub use machine::{
     ArgsMapper, Clock, ExceptionArgsPanic, HANDLER_TIMEOUT, Logger, Machine, Opts, QUEUE_LIMIT, Serialized, Time,

@@ -241,11 +241,31 @@ pub enum Error {
     /// The machine is disposed.
     #[error("machine disposed")]
     Disposed,
-    /// A remote peer answered with a protocol error (code from [`crate::wire::ErrorCode`]).
-    #[error("remote error {code:?}: {message}")]
+    /// A client has no mirror yet: no handshake has completed.
+    #[error("not connected yet")]
+    NotConnected,
+    /// Too many calls are in flight (each must fit the server's replay window).
+    #[error("{limit} calls already in flight")]
+    TooManyInFlight {
+        /// The limit.
+        limit: usize,
+    },
+    /// A client gave up connecting.
+    #[error("gave up after {attempts} connection attempts: {last}")]
+    ConnRetryFailed {
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        last: String,
+    },
+    /// The caller aborted (a canceled context, an `AbortSignal`).
+    #[error("aborted")]
+    Aborted,
+    /// A remote peer answered with a protocol error, or a client failed with a code of its own.
+    #[error("remote error {code}: {message}")]
     Rpc {
         /// Stable code.
-        code: crate::wire::ErrorCode,
+        code: crate::error::ErrorCode,
         /// Detail.
         message: String,
     },

@@ -106,12 +106,13 @@ fn session_walk_through() {
             MutationType::Add,
             &["Start"],
             Some(Args::new().with("n", Value::Int(-3))),
+            0,
         )
         .unwrap();
     check("Add", &add, "01 01 01 00 01 01 6e 02 05");
     client_frame(&add);
     let out = srv.handle_frame(&add, 1, &w);
-    let f = sends(srv.execute_local(out, &w, 1));
+    let f = sends(out);
     check("Executed", &f[0], "01 01 01 01 01 00 01 00");
     assert_eq!(
         server_frame(&f[0]),
@@ -126,10 +127,13 @@ fn session_walk_through() {
     );
     assert_eq!(
         cli.handle_frame(&f[0]),
-        vec![ClientOutput::Reply {
-            req,
-            result: Ok(Outcome::Executed)
-        }]
+        vec![
+            ClientOutput::Reply {
+                req,
+                result: Ok(Outcome::Executed)
+            },
+            ClientOutput::Changed
+        ]
     );
 
     // the worker changes on its own five times within one interval: one coalesced push
@@ -149,7 +153,7 @@ fn session_walk_through() {
     );
     let f = sends(srv.poll(17, &w));
     check("Update", &f[0], "04 02 06 00 02 03 05");
-    assert!(cli.handle_frame(&f[0]).is_empty());
+    assert_eq!(cli.handle_frame(&f[0]), vec![ClientOutput::Changed]);
     assert_eq!(cli.mirror().unwrap().time(None), vec![6, 0]);
 
     // Sync → Synced (the full clock)
@@ -202,7 +206,9 @@ fn session_walk_through() {
     // the server shuts down: Bye with a code, then the shell closes
     let f = sends(srv.shutdown(ErrorCode::ShuttingDown, "bye"));
     check("Bye (server)", &f[0], "09 00 09 03 62 79 65");
-    assert!(matches!(&cli.handle_frame(&f[0])[0], ClientOutput::Closed(e) if e.code == ErrorCode::ShuttingDown));
+    assert!(
+        matches!(&cli.handle_frame(&f[0])[0], ClientOutput::Disconnected(e) if e.code() == ErrorCode::ShuttingDown)
+    );
     check("Bye (client)", &cli.bye(), "05");
     w.dispose();
 }
@@ -216,10 +222,10 @@ fn no_change_reply() {
     let f = sends(srv.handle_frame(&cli.hello(), 0, &w));
     assert_eq!(cli.handle_frame(&f[0]), vec![ClientOutput::Ready]);
     // Exception is not active: removing it changes nothing
-    let (req, rm) = cli.mutate(MutationType::Remove, &["Exception"], None).unwrap();
+    let (req, rm) = cli.mutate(MutationType::Remove, &["Exception"], None, 0).unwrap();
     check("Remove (no change)", &rm, "02 01 01 01 00");
     let out = srv.handle_frame(&rm, 1, &w);
-    let f = sends(srv.execute_local(out, &w, 1));
+    let f = sends(out);
     let ServerMsg::Executed(r) = server_frame(&f[0]) else {
         panic!("not Executed")
     };
@@ -272,9 +278,9 @@ fn benchmark_op() {
     cli.handle_frame(&f[0]);
     let mirror = cli.mirror().unwrap().clone();
     let mut call = |states: &[&str], args: Option<Args>| {
-        let (_, req) = cli.mutate(MutationType::Add, states, args).unwrap();
+        let (_, req) = cli.mutate(MutationType::Add, states, args, 0).unwrap();
         let out = srv.handle_frame(&req, 1, &w);
-        let rep = sends(srv.execute_local(out, &w, 1)).remove(0);
+        let rep = sends(out).remove(0);
         cli.handle_frame(&rep);
         (req, rep)
     };

@@ -186,7 +186,6 @@ impl Sim {
     fn flush_up(&mut self) -> Result<(), TestCaseError> {
         while let Some(f) = self.up.pop_front() {
             let outs = self.srv.handle_frame(&f, self.now, &self.worker);
-            let outs = self.srv.execute_local(outs, &self.worker, self.now);
             // replies and Synced are never lost (they are not Updates)
             self.route(outs, true)?;
         }
@@ -195,9 +194,14 @@ impl Sim {
 
     fn client_in(&mut self, f: &[u8]) -> Result<(), TestCaseError> {
         let outs = self.cli.handle_frame(f);
+        let mut changed = false;
         for o in outs {
             match o {
                 ClientOutput::Send(b) => self.up.push_back(b),
+                ClientOutput::Changed => {
+                    prop_assert!(!changed, "one Changed per frame");
+                    changed = true;
+                }
                 ClientOutput::Reply { req, result } => {
                     prop_assert!(
                         matches!(result, Ok(Outcome::Executed | Outcome::Canceled)),
@@ -217,6 +221,8 @@ impl Sim {
             for (i, (now, before)) in t.iter().zip(&self.last_time).enumerate() {
                 prop_assert!(now >= before, "mirror tick {i} went back from {before} to {now}");
             }
+            // `Changed` exactly when the mirror's clock moved
+            prop_assert_eq!(changed, t != self.last_time);
         }
         self.last_time = t;
         Ok(())
@@ -261,7 +267,7 @@ impl Sim {
                 let states: Vec<&str> = idx.iter().map(|i| NAMES[*i]).collect();
                 let (req, f) = self
                     .cli
-                    .mutate(*ty, &states, None)
+                    .mutate(*ty, &states, None, self.now)
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 self.waiting.push(req);
                 self.up.push_back(f);

@@ -10,6 +10,10 @@ use amrpc_core::session::{
 use amrpc_core::wire::{self, ClientMsg, ErrorCode, Hello, MutationReq, ServerMsg};
 use amrpc_core::{Machine, MutationType, Opts, Outcome, State, schema};
 
+#[path = "common/held.rs"]
+mod held;
+use held::Held;
+
 fn worker() -> Machine {
     let m = Machine::new(
         schema([("A", State::new().multi()), ("B", State::new())]),
@@ -43,10 +47,11 @@ fn every_request_a_client_can_have_in_flight_stays_in_the_replay_window() {
         }
     }
     for _ in 0..MAX_PENDING {
-        cli.mutate(MutationType::Add, &["A"], None).unwrap();
+        cli.mutate(MutationType::Add, &["A"], None, 0).unwrap();
     }
     assert!(
-        cli.mutate(MutationType::Add, &["A"], None).is_err(),
+        cli.mutate(MutationType::Add, &["A"], None, 0)
+            == Err(amrpc_core::Error::TooManyInFlight { limit: MAX_PENDING }),
         "bounded in flight"
     );
 }
@@ -69,16 +74,15 @@ fn resending_a_full_window_runs_each_request_once() {
         })
         .collect();
     for f in &reqs {
-        let out = srv.handle_frame(f, 1, &w);
-        srv.execute_local(out, &w, 1);
+        srv.handle_frame(f, 1, &w);
     }
     let tick = w.tick("A");
     // all replies lost; a new session gets every request again
     let mut srv2 = ServerSession::new(&w, ServerConfig::default(), replay);
     srv2.handle_frame(&hello(7), 2, &w);
     for f in &reqs {
-        let out = srv2.handle_frame(f, 3, &w);
-        assert!(!out.iter().any(|o| matches!(o, ServerOutput::Mutate(_))), "ran twice");
+        srv2.handle_frame(f, 3, &w);
+        assert_eq!(w.tick("A"), tick, "ran twice");
     }
     assert_eq!(w.tick("A"), tick);
 }
@@ -101,8 +105,9 @@ fn a_deferred_retry_has_a_deadline() {
     .encode()
     .unwrap();
     // the original is taken by the old session (still running there)
-    let cmd = old.handle_frame(&add, 0, &w);
-    assert!(matches!(cmd.as_slice(), [ServerOutput::Mutate(_)]));
+    let held = Held::new(&w);
+    assert_eq!(old.handle_frame(&add, 0, &held), vec![]);
+    assert_eq!(held.reqs(), vec![1]);
     let mut new = ServerSession::new(&w, cfg(), replay);
     new.handle_frame(&hello(9), 0, &w);
     assert!(new.handle_frame(&add, 5, &w).is_empty(), "deferred");
@@ -111,7 +116,9 @@ fn a_deferred_retry_has_a_deadline() {
         .expect("a recheck is scheduled even with pushes off");
     assert!(new.poll(at, &w).is_empty(), "still running");
     // the original finishes in the old session; the retry is answered at the next recheck
-    old.execute_local(cmd, &w, 6);
+    let (req, ty, idx, args) = held.take();
+    let outcome = w.mutate_indexes(ty, &idx, Some(args)).unwrap();
+    old.mutation_done(req, outcome, 6, &w);
     let at = new.next_deadline().unwrap();
     let out = new.poll(at, &w);
     let frames: Vec<ServerMsg> = out
@@ -159,7 +166,7 @@ fn a_newer_hello_that_does_not_decode_gets_version_mismatch() {
     let _ = cli.hello();
     let out = cli.handle_frame(&[0, 2, 0xff, 0xff]);
     assert!(
-        matches!(out.as_slice(), [ClientOutput::Closed(e)] if e.code == ErrorCode::VersionMismatch),
+        matches!(out.as_slice(), [ClientOutput::Closed(e)] if e.code() == ErrorCode::VersionMismatch),
         "{out:?}"
     );
 }
@@ -174,8 +181,7 @@ fn call_timeouts_resend_then_expire() {
             cli.handle_frame(&b);
         }
     }
-    let (req, frame) = cli.mutate(MutationType::Add, &["B"], None).unwrap();
-    cli.sent(req, 1000);
+    let (req, frame) = cli.mutate(MutationType::Add, &["B"], None, 1000).unwrap();
     assert_eq!(cli.call_timeouts(1500, 1000, 2), Default::default(), "not due yet");
     let t = cli.call_timeouts(2000, 1000, 2);
     assert_eq!(
@@ -188,7 +194,7 @@ fn call_timeouts_resend_then_expire() {
     assert_eq!((t.resend.len(), t.expired), (0, vec![req]));
     assert!(cli.pending().is_empty(), "an expired request is forgotten");
     // after a reconnect every pending request goes out again
-    let (req2, f2) = cli.mutate(MutationType::Add, &["A"], None).unwrap();
+    let (req2, f2) = cli.mutate(MutationType::Add, &["A"], None, 5000).unwrap();
     assert_eq!(cli.resend_pending(5000), vec![f2]);
     assert_eq!(cli.pending(), vec![req2]);
 }

@@ -34,10 +34,9 @@ fn handshake_and_mutation_with_nested_effects() {
     }
     assert!(ready);
     let (req, f) = cli
-        .mutate(MutationType::Add, &["A"], Some(Args::new().with("x", 1)))
+        .mutate(MutationType::Add, &["A"], Some(Args::new().with("x", 1)), 0)
         .unwrap();
     let out = srv.handle_frame(&f, 1, &worker);
-    let out = srv.execute_local(out, &worker, 1);
     let mut got = None;
     for o in out {
         if let ServerOutput::Send(b) = o {

@@ -808,9 +808,10 @@ fn client_session_survives_random_and_mutated_server_frames() {
         let mut closed = false;
         for o in &out {
             match o {
-                ClientOutput::Closed(e) => {
+                // a goodbye ends this connection whether or not its code is final
+                ClientOutput::Closed(e) | ClientOutput::Disconnected(e) => {
                     closed = true;
-                    note_close(&mut stats, e.code);
+                    note_close(&mut stats, e.code());
                 }
                 ClientOutput::Send(b) => {
                     assert!(
@@ -873,9 +874,8 @@ fn client_session_survives_a_hostile_server_stream() {
                 let s = *r.pick(&names);
                 let ty = *r.pick(&[MutationType::Add, MutationType::Remove, MutationType::Set]);
                 let args = Args::new().with("step", step as i64);
-                if let Ok((_, f)) = pair.cli.mutate(ty, &[s], Some(args)) {
+                if let Ok((_, f)) = pair.cli.mutate(ty, &[s], Some(args), now) {
                     let out = pair.srv.handle_frame(&f, now, &w);
-                    let out = pair.srv.execute_local(out, &w, now);
                     queue.extend(sends(out).map(clean));
                 }
             }
@@ -939,12 +939,12 @@ fn client_session_survives_a_hostile_server_stream() {
                         assert!(p.data.len() <= 4096);
                     }
                     ClientOutput::Error(_) => stats.chunk_errors += 1,
-                    ClientOutput::Closed(e) => {
+                    ClientOutput::Closed(e) | ClientOutput::Disconnected(e) => {
                         // a session fed only clean (if dropped or duplicated) frames never fails
                         assert!(hostile || tainted, "clean stream closed: {e:?}");
-                        closed = Some(e.code);
+                        closed = Some(e.code());
                     }
-                    ClientOutput::Ready => {}
+                    ClientOutput::Ready | ClientOutput::Changed => {}
                 }
             }
             if closed.is_some() {
@@ -1125,8 +1125,16 @@ fn server_session_survives_random_and_mutated_client_frames() {
         now += 1;
         frames += 1;
         let out = srv.handle_frame(bytes, now, &w);
-        mutations += out.iter().filter(|o| matches!(o, ServerOutput::Mutate(_))).count();
-        let out = srv.execute_local(out, &w, now);
+        // mutations that ran: their replies
+        mutations += out
+            .iter()
+            .filter(|o| {
+                matches!(o, ServerOutput::Send(b) if matches!(
+                    ServerMsg::decode(b, DEFAULT_MAX_FRAME),
+                    Ok(ServerMsg::Executed(_) | ServerMsg::Canceled(_) | ServerMsg::Queued(_))
+                ))
+            })
+            .count();
         check_out(&out);
         check_out(&srv.poll(now, &w));
         if !srv.is_open() {
@@ -1167,7 +1175,7 @@ fn a_full_update_that_lowers_ticks_closes_the_session() {
     .unwrap();
     let out = pair.cli.handle_frame(&frame);
     assert!(
-        matches!(out.as_slice(), [ClientOutput::Closed(e)] if e.code == ErrorCode::Malformed),
+        matches!(out.as_slice(), [ClientOutput::Closed(e)] if e.code() == ErrorCode::Malformed),
         "{out:?}"
     );
     check_mirror(&pair.cli, &mut pair.seen);

@@ -11,8 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use amrpc_client::{Client, ClientOpts};
+use amrpc_core::states;
 use amrpc_core::{EXCEPTION, Machine, Opts, Schema, State, schema, struct_merge};
-use amrpc_server::{Client, ClientOpts, Server, ServerOpts, Worker, states};
+use amrpc_server::{Server, ServerOpts, Worker};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;

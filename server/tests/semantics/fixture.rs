@@ -5,9 +5,11 @@
 use std::future::Future;
 use std::time::Duration;
 
+use amrpc_client::{Client, ClientOpts};
+use amrpc_core::states;
+use amrpc_core::states as names;
 use amrpc_core::{Api, BoxFuture, EXCEPTION, Error, Handlers, Machine, Opts, Outcome, Schema, State, struct_merge};
-use amrpc_server::states::{self, names};
-use amrpc_server::{Client, ClientOpts, Server, ServerOpts};
+use amrpc_server::{Server, ServerOpts};
 
 /// Bound of every single wait in the suite.
 pub(crate) const WAIT: Duration = Duration::from_secs(2);

@@ -6,12 +6,12 @@ use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
+use crate::error::ErrorCode;
 use crate::machine::{Machine, Opts};
 use crate::session::replay::REQ_ID_WRAP;
 use crate::types::{Args, Error, MutationType, Outcome};
 use crate::wire::{
-    self, Chunk, ClientMsg, ClockUpdate, ErrorCode, ErrorMsg, Hello, MutationReq, Payload, Reply, ServerMsg, Ticks,
-    Welcome, clock,
+    self, Chunk, ClientMsg, ClockUpdate, ErrorMsg, Hello, MutationReq, Payload, Reply, ServerMsg, Ticks, Welcome, clock,
 };
 
 /// Most requests a client keeps in flight: the server's replay window per client
@@ -58,17 +58,7 @@ impl Default for ClientConfig {
     }
 }
 
-/// A request's failure as the server reported it.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{code:?}: {message}")]
-pub struct RemoteError {
-    /// Stable code.
-    pub code: ErrorCode,
-    /// Detail.
-    pub message: String,
-}
-
-/// What the session tells its shell.
+/// What the session tells its shell, in order.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ClientOutput {
     /// Send this frame.
@@ -79,17 +69,23 @@ pub enum ClientOutput {
     Reply {
         /// Request id.
         req: u32,
-        /// Outcome, or the server's error.
-        result: Result<Outcome, RemoteError>,
+        /// Outcome, or the server's error ([`Error::Rpc`]).
+        result: Result<Outcome, Error>,
     },
     /// A resync finished (the mirror holds the full clock again).
     Synced,
+    /// The mirror's clock changed (once per frame, after its replies).
+    Changed,
     /// A payload from the worker (reassembled if it came in chunks).
     Payload(Payload),
-    /// An error not tied to a request.
-    Error(RemoteError),
-    /// The session is over: the server said bye, or a fatal protocol error. Close the socket.
-    Closed(RemoteError),
+    /// An error not tied to a request (a worker error: [`ErrorCode::WorkerError`]).
+    Error(Error),
+    /// The server said a recoverable goodbye (shutdown, overload, kick): close the socket and
+    /// reconnect; pending requests stay and are resent after the next handshake.
+    Disconnected(Error),
+    /// The session is over for good: a final refusal ([`ErrorCode::is_final`]) or a fatal
+    /// protocol error. Close the socket; do not reconnect.
+    Closed(Error),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,13 +134,15 @@ pub struct ClientSession {
     last_seq: u8,
     epoch: u64,
     resync: Option<u32>,
-    held: Vec<(u32, Result<Outcome, RemoteError>)>,
+    held: Vec<(u32, Result<Outcome, Error>)>,
     next_req: u32,
     pending: BTreeMap<u32, Pending>,
     chunks: BTreeMap<u64, Assembly>,
     chunk_seq: u64,
     resyncs: u64,
     worker_err: Option<String>,
+    /// The mirror's clock moved during the current frame.
+    changed: bool,
 }
 
 impl core::fmt::Debug for ClientSession {
@@ -157,20 +155,8 @@ impl core::fmt::Debug for ClientSession {
     }
 }
 
-/// Codes after which reconnecting cannot help: the session stays closed.
-pub fn final_code(code: ErrorCode) -> bool {
-    matches!(
-        code,
-        ErrorCode::AccessDenied
-            | ErrorCode::Unauthorized
-            | ErrorCode::VersionMismatch
-            | ErrorCode::SchemaMismatch
-            | ErrorCode::UnknownWorker
-    )
-}
-
-fn remote(code: ErrorCode, message: impl Into<String>) -> RemoteError {
-    RemoteError {
+fn remote(code: ErrorCode, message: impl Into<String>) -> Error {
+    Error::Rpc {
         code,
         message: message.into(),
     }
@@ -196,6 +182,7 @@ impl ClientSession {
             chunk_seq: 0,
             resyncs: 0,
             worker_err: None,
+            changed: false,
         }
     }
 
@@ -255,13 +242,6 @@ impl ClientSession {
         self.pending.get(&req).map(|p| p.frame.clone())
     }
 
-    /// Record that request `req` went out at `now_ms` (for [`ClientSession::call_timeouts`]).
-    pub fn sent(&mut self, req: u32, now_ms: u64) {
-        if let Some(p) = self.pending.get_mut(&req) {
-            p.sent_at = now_ms;
-        }
-    }
-
     /// Every pending request's frame, to send after a (re)connect's handshake; marks them sent
     /// at `now_ms`. The server's replay cache runs each at most once.
     pub fn resend_pending(&mut self, now_ms: u64) -> Vec<Vec<u8>> {
@@ -300,6 +280,17 @@ impl ClientSession {
         out
     }
 
+    /// When [`ClientSession::call_timeouts`] has something to do next (ms), if anything.
+    pub fn next_call_deadline(&self, timeout_ms: u64) -> Option<u64> {
+        if self.phase != Phase::Open {
+            return None;
+        }
+        self.pending
+            .values()
+            .map(|p| p.sent_at.saturating_add(timeout_ms))
+            .min()
+    }
+
     /// Give up on a request (timeout): its reply, if it comes, is ignored.
     pub fn forget(&mut self, req: u32) {
         self.pending.remove(&req);
@@ -314,26 +305,52 @@ impl ClientSession {
         self.resync = None;
     }
 
-    /// Encode a mutation; returns its request id and frame. States are checked against the
-    /// worker's names (`StateUnknown`), and the session must be open (`Disposed` if closed).
-    pub fn mutate(&mut self, ty: MutationType, states: &[&str], args: Option<Args>) -> Result<(u32, Vec<u8>), Error> {
+    /// Encode a mutation by state names, sent at `now_ms`; returns its request id and frame
+    /// (send it now if [`ClientSession::is_ready`], else it goes out with
+    /// [`ClientSession::resend_pending`] after the next handshake). Each name is looked up once,
+    /// in the mirror's index (`StateUnknown`); the session must have a mirror (`NotConnected`)
+    /// and not be closed (`Disposed`).
+    pub fn mutate(
+        &mut self,
+        ty: MutationType,
+        states: &[&str],
+        args: Option<Args>,
+        now_ms: u64,
+    ) -> Result<(u32, Vec<u8>), Error> {
+        let mirror = self.check_can_send()?;
+        let mut idx = Vec::with_capacity(states.len());
+        for s in states {
+            let i = mirror.index(s).ok_or_else(|| Error::StateUnknown((*s).into()))?;
+            idx.push(i as u16);
+        }
+        self.mutate_indexes(ty, idx, args, now_ms)
+    }
+
+    fn check_can_send(&self) -> Result<&Machine, Error> {
         if self.phase == Phase::Closed {
             return Err(Error::Disposed);
         }
-        if self.mirror.is_none() {
-            return Err(Error::Other("not connected yet".into()));
-        }
+        let Some(mirror) = self.mirror.as_ref() else {
+            return Err(Error::NotConnected);
+        };
         if self.pending.len() >= MAX_PENDING {
-            return Err(Error::Other(alloc::format!("{MAX_PENDING} requests already in flight")));
+            return Err(Error::TooManyInFlight { limit: MAX_PENDING });
         }
-        let mut idx = Vec::with_capacity(states.len());
-        for s in states {
-            let i = self
-                .names
-                .iter()
-                .position(|n| n == s)
-                .ok_or_else(|| Error::StateUnknown((*s).into()))?;
-            idx.push(i as u16);
+        Ok(mirror)
+    }
+
+    /// [`ClientSession::mutate`] with states by index in the worker's state order (a relay
+    /// forwards indexes as they arrived).
+    pub fn mutate_indexes(
+        &mut self,
+        ty: MutationType,
+        idx: Vec<u16>,
+        args: Option<Args>,
+        now_ms: u64,
+    ) -> Result<(u32, Vec<u8>), Error> {
+        self.check_can_send()?;
+        if let Some(bad) = idx.iter().find(|i| usize::from(**i) >= self.names.len()) {
+            return Err(Error::StateUnknown(alloc::format!("index {bad}")));
         }
         let req = self.take_req();
         let m = MutationReq {
@@ -352,7 +369,7 @@ impl ClientSession {
             req,
             Pending {
                 frame: bytes.clone(),
-                sent_at: 0,
+                sent_at: now_ms,
                 tries: 0,
             },
         );
@@ -376,7 +393,7 @@ impl ClientSession {
         ClientMsg::Bye.encode().unwrap_or_default()
     }
 
-    fn close(&mut self, err: RemoteError) -> Vec<ClientOutput> {
+    fn close(&mut self, err: Error) -> Vec<ClientOutput> {
         self.phase = Phase::Closed;
         alloc::vec![ClientOutput::Closed(err)]
     }
@@ -395,7 +412,7 @@ impl ClientSession {
 
     /// Apply a sequenced diff; on a gap, a duplicate or a checksum mismatch, ask for a resync.
     /// Returns false when the update was not applied.
-    fn apply_update(&mut self, u: &ClockUpdate, out: &mut Vec<ClientOutput>) -> Result<bool, RemoteError> {
+    fn apply_update(&mut self, u: &ClockUpdate, out: &mut Vec<ClientOutput>) -> Result<bool, Error> {
         if self.resync.is_some() {
             return Ok(false); // the Synced reply will carry everything
         }
@@ -411,6 +428,9 @@ impl ClientSession {
         match clock::apply(&mut self.time, &u.ticks, u.checksum) {
             Ok(()) => {
                 self.last_seq = u.seq;
+                if !matches!(&u.ticks, Ticks::Diff(d) if d.is_empty()) {
+                    self.changed = true;
+                }
                 self.push_time()?;
                 Ok(true)
             }
@@ -422,13 +442,13 @@ impl ClientSession {
         }
     }
 
-    fn push_time(&mut self) -> Result<(), RemoteError> {
+    fn push_time(&mut self) -> Result<(), Error> {
         let Some(m) = &self.mirror else { return Ok(()) };
         m.apply_time(&self.time)
             .map_err(|e| remote(ErrorCode::Malformed, alloc::format!("clock went backwards: {e}")))
     }
 
-    fn apply_full(&mut self, u: &ClockUpdate) -> Result<(), RemoteError> {
+    fn apply_full(&mut self, u: &ClockUpdate) -> Result<(), Error> {
         let Ticks::Full(t) = &u.ticks else {
             return Err(remote(ErrorCode::Malformed, "expected a full clock"));
         };
@@ -443,7 +463,10 @@ impl ClientSession {
         if t.iter().zip(&self.time).any(|(new, old)| new < old) {
             return Err(remote(ErrorCode::Malformed, "worker clock went backwards"));
         }
-        self.time.clone_from(t);
+        if *t != self.time {
+            self.changed = true;
+            self.time.clone_from(t);
+        }
         self.last_seq = u.seq;
         self.push_time()
     }
@@ -530,6 +553,15 @@ impl ClientSession {
         if self.phase == Phase::Closed {
             return Vec::new();
         }
+        self.changed = false;
+        let mut out = self.handle_msg(bytes);
+        if core::mem::take(&mut self.changed) && self.phase != Phase::Closed {
+            out.push(ClientOutput::Changed);
+        }
+        out
+    }
+
+    fn handle_msg(&mut self, bytes: &[u8]) -> Vec<ClientOutput> {
         let msg = match ServerMsg::decode(bytes, self.cfg.max_frame) {
             Ok(m) => m,
             Err(e) => {
@@ -552,13 +584,12 @@ impl ClientSession {
                 return self.welcome(w);
             }
             ServerMsg::Bye(e) => {
-                if final_code(e.code) {
+                if e.code.is_final() {
                     return self.close(remote(e.code, e.message));
                 }
                 // a recoverable goodbye (shutdown, overload, kick): reconnect and carry on
-                self.phase = Phase::AwaitWelcome;
-                self.resync = None;
-                return alloc::vec![ClientOutput::Closed(remote(e.code, e.message))];
+                self.disconnected();
+                return alloc::vec![ClientOutput::Disconnected(remote(e.code, e.message))];
             }
             _ if self.phase != Phase::Open => {
                 return self.close(remote(ErrorCode::NotReady, "message before Welcome"));
@@ -629,8 +660,8 @@ impl ClientSession {
                 }
             }
             None => {
-                if err.code == ErrorCode::WorkerError {
-                    self.worker_err = Some(err.message.clone());
+                if e.code == ErrorCode::WorkerError {
+                    self.worker_err = Some(err_message(&err));
                 }
                 out.push(ClientOutput::Error(err));
             }
@@ -642,7 +673,7 @@ impl ClientSession {
         self.worker_err.as_deref()
     }
 
-    fn chunk(&mut self, c: Chunk) -> Result<Option<Payload>, RemoteError> {
+    fn chunk(&mut self, c: Chunk) -> Result<Option<Payload>, Error> {
         if c.total == 0 || c.index >= c.total {
             return Err(remote(ErrorCode::Malformed, "chunk index out of range"));
         }
@@ -709,5 +740,13 @@ impl ClientSession {
     /// Ids of requests currently held back until a resync completes (for tests and metrics).
     pub fn held(&self) -> BTreeSet<u32> {
         self.held.iter().map(|(r, _)| *r).collect()
+    }
+}
+
+/// The message of a remote error (without the code prefix).
+fn err_message(e: &Error) -> String {
+    match e {
+        Error::Rpc { message, .. } => message.clone(),
+        other => other.to_string(),
     }
 }

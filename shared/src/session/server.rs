@@ -5,12 +5,11 @@ use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use crate::api::Api;
+use crate::error::ErrorCode;
 use crate::session::replay::{Replay, ReplayCache};
-use crate::types::{Args, MutationType, Outcome};
-use crate::wire::{
-    self, Chunk, ClientMsg, ErrorCode, ErrorMsg, Hello, MutationReq, Payload, Reply, ServerMsg, Welcome, clock,
-};
+use crate::session::worker::{Mutated, WorkerPort};
+use crate::types::{MutationType, Outcome};
+use crate::wire::{self, Chunk, ClientMsg, ErrorMsg, Hello, MutationReq, Payload, Reply, ServerMsg, Welcome, clock};
 
 /// Decides whether a client may open a session: `(client_id, token) -> allowed`.
 pub type Authorize = Arc<dyn Fn(&str, Option<&str>) -> bool + Send + Sync>;
@@ -65,27 +64,13 @@ impl core::fmt::Debug for ServerConfig {
     }
 }
 
-/// A mutation the shell runs on the worker, then reports with [`ServerSession::mutation_done`].
-#[derive(Clone, Debug, PartialEq)]
-pub struct MutateCmd {
-    /// Request id.
-    pub req: u32,
-    /// Add, Remove or Set.
-    pub ty: MutationType,
-    /// State indexes in the worker's state order (validated).
-    pub states: Vec<u16>,
-    /// Arguments.
-    pub args: Args,
-}
-
-/// What the session asks its shell to do.
+/// What the session asks its shell to do, in order.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ServerOutput {
     /// Send this frame.
     Send(Vec<u8>),
-    /// Run this mutation on the worker.
-    Mutate(MutateCmd),
-    /// The handshake succeeded.
+    /// The handshake succeeded (emitted just before the `Welcome` frame, so the shell can record
+    /// it before the client can observe it).
     HandshakeDone {
         /// The client's id.
         client_id: String,
@@ -124,7 +109,8 @@ pub struct ServerSession {
     push_interval_ms: u32,
     last_push_at: u64,
     dirty: bool,
-    deferred: Vec<MutateCmd>,
+    /// Retried requests whose original runs in another session of the same client.
+    deferred: Vec<u32>,
     last_poll_at: u64,
     next_token: u64,
     /// Index of `Exception` (its tick changing means the worker's error may have changed).
@@ -175,9 +161,9 @@ fn frame(msg: &ServerMsg) -> ServerOutput {
 impl ServerSession {
     /// A session for `worker`, which must have verified states (their order is the wire
     /// identity of states). `replay` is shared by all sessions of the worker.
-    pub fn new(worker: &dyn Api, cfg: ServerConfig, replay: Arc<ReplayCache>) -> ServerSession {
+    pub fn new(worker: &dyn WorkerPort, cfg: ServerConfig, replay: Arc<ReplayCache>) -> ServerSession {
         let names = worker.state_names();
-        let wire_schema = wire::schema_to_wire(&worker.get_struct(), &names);
+        let wire_schema = wire::schema_to_wire(&worker.schema(), &names);
         let schema_hash = wire::schema_hash(&names, &wire_schema);
         let mutable = cfg
             .mutable_states
@@ -248,8 +234,10 @@ impl ServerSession {
         frame(&ServerMsg::Error(ErrorMsg { req, code, message }))
     }
 
-    /// Handle one client frame at time `now_ms`.
-    pub fn handle_frame(&mut self, bytes: &[u8], now_ms: u64, worker: &dyn Api) -> Vec<ServerOutput> {
+    /// Handle one client frame at time `now_ms`. A mutation runs on `worker` right here (by
+    /// state index); a worker that forwards it elsewhere answers later through
+    /// [`ServerSession::mutation_done`].
+    pub fn handle_frame(&mut self, bytes: &[u8], now_ms: u64, worker: &dyn WorkerPort) -> Vec<ServerOutput> {
         if self.phase == Phase::Closed {
             return Vec::new();
         }
@@ -281,7 +269,7 @@ impl ServerSession {
             (Phase::Open, ClientMsg::Remove(m)) => self.mutation(MutationType::Remove, m, now_ms, worker),
             (Phase::Open, ClientMsg::Set(m)) => self.mutation(MutationType::Set, m, now_ms, worker),
             (Phase::Open, ClientMsg::Sync { req }) => {
-                let now = worker.time(None);
+                let now = worker.time();
                 self.seq = self.seq.wrapping_add(1);
                 let update = clock::full_update(&mut self.last_sent, &now, self.tracked.as_deref(), self.seq);
                 self.last_push_at = now_ms;
@@ -299,7 +287,7 @@ impl ServerSession {
         }
     }
 
-    fn hello(&mut self, h: Hello, now_ms: u64, worker: &dyn Api) -> Vec<ServerOutput> {
+    fn hello(&mut self, h: Hello, now_ms: u64, worker: &dyn WorkerPort) -> Vec<ServerOutput> {
         if h.version != wire::PROTOCOL_VERSION {
             return self.close(
                 None,
@@ -357,7 +345,7 @@ impl ServerSession {
         };
         self.instance = replay_key(&h.client_id, h.instance);
         self.client_id = h.client_id;
-        let now = worker.time(None);
+        let now = worker.time();
         self.seq = 0;
         let update = clock::full_update(&mut self.last_sent, &now, self.tracked.as_deref(), 0);
         self.last_push_at = now_ms;
@@ -373,18 +361,24 @@ impl ServerSession {
             tracked: tracked_idx,
             push_interval_ms: self.push_interval_ms,
             update,
-            worker_err: worker.err().map(|e| e.to_string()),
+            worker_err: worker.err(),
         };
         self.last_err.clone_from(&welcome.worker_err);
         alloc::vec![
-            frame(&ServerMsg::Welcome(welcome)),
             ServerOutput::HandshakeDone {
                 client_id: self.client_id.clone()
             },
+            frame(&ServerMsg::Welcome(welcome)),
         ]
     }
 
-    fn mutation(&mut self, ty: MutationType, m: MutationReq, now_ms: u64, worker: &dyn Api) -> Vec<ServerOutput> {
+    fn mutation(
+        &mut self,
+        ty: MutationType,
+        m: MutationReq,
+        now_ms: u64,
+        worker: &dyn WorkerPort,
+    ) -> Vec<ServerOutput> {
         let n = self.names.len();
         if let Some(bad) = m.states.iter().find(|i| **i as usize >= n) {
             let msg = alloc::format!("state index {bad} out of range ({n} states)");
@@ -396,19 +390,17 @@ impl ServerSession {
                 return alloc::vec![Self::error(Some(m.req), ErrorCode::Forbidden, msg)];
             }
         }
-        let cmd = MutateCmd {
-            req: m.req,
-            ty,
-            states: m.states,
-            args: m.args,
-        };
-        match self.replay.begin(self.instance, cmd.req) {
-            Replay::New => alloc::vec![ServerOutput::Mutate(cmd)],
-            Replay::Done(outcome) => self.reply(cmd.req, outcome, now_ms, worker),
+        match self.replay.begin(self.instance, m.req) {
+            Replay::New => match worker.mutate(m.req, ty, &m.states, m.args) {
+                Mutated::Done(outcome) => self.mutation_done(m.req, outcome, now_ms, worker),
+                Mutated::Failed(code, message) => self.mutation_failed(m.req, code, message),
+                Mutated::Forwarded => Vec::new(),
+            },
+            Replay::Done(outcome) => self.reply(m.req, outcome, now_ms, worker),
             Replay::InFlight => {
                 // the original runs elsewhere (an older session of this client); answer when done
                 self.last_poll_at = now_ms;
-                self.deferred.push(cmd);
+                self.deferred.push(m.req);
                 Vec::new()
             }
         }
@@ -416,12 +408,12 @@ impl ServerSession {
 
     /// An `Error{code: WorkerError}` frame when the worker's `Exception` ticked since the last
     /// update and its error text changed.
-    fn worker_error(&mut self, now: &[u64], worker: &dyn Api) -> Option<ServerOutput> {
+    fn worker_error(&mut self, now: &[u64], worker: &dyn WorkerPort) -> Option<ServerOutput> {
         let i = self.exception_idx?;
         if now.get(i) == self.last_sent.get(i) {
             return None;
         }
-        let msg = worker.err()?.to_string();
+        let msg = worker.err()?;
         if self.last_err.as_deref() == Some(msg.as_str()) {
             return None;
         }
@@ -429,8 +421,8 @@ impl ServerSession {
         Some(Self::error(None, ErrorCode::WorkerError, msg))
     }
 
-    fn reply(&mut self, req: u32, outcome: Outcome, now_ms: u64, worker: &dyn Api) -> Vec<ServerOutput> {
-        let now = worker.time(None);
+    fn reply(&mut self, req: u32, outcome: Outcome, now_ms: u64, worker: &dyn WorkerPort) -> Vec<ServerOutput> {
+        let now = worker.time();
         let err = self.worker_error(&now, worker);
         let seq = self.seq.wrapping_add(1);
         // Every reply is sequenced, even without a change (an empty diff: 4 bytes), so a client
@@ -453,9 +445,15 @@ impl ServerSession {
         }
     }
 
-    /// The shell ran `cmd` on the worker with this outcome (read the worker's clock after the
-    /// whole queue drained). Emits the reply with the clock change.
-    pub fn mutation_done(&mut self, req: u32, outcome: Outcome, now_ms: u64, worker: &dyn Api) -> Vec<ServerOutput> {
+    /// A forwarded mutation ([`Mutated::Forwarded`]) finished with this outcome (the worker's
+    /// clock is read now, after its whole queue drained). Emits the reply with the clock change.
+    pub fn mutation_done(
+        &mut self,
+        req: u32,
+        outcome: Outcome,
+        now_ms: u64,
+        worker: &dyn WorkerPort,
+    ) -> Vec<ServerOutput> {
         self.replay.finish(self.instance, req, outcome);
         if self.phase != Phase::Open {
             return Vec::new();
@@ -463,8 +461,8 @@ impl ServerSession {
         self.reply(req, outcome, now_ms, worker)
     }
 
-    /// The shell could not run `cmd` (e.g. the worker is gone); the client gets an error and may
-    /// retry.
+    /// A forwarded mutation could not run (e.g. the upstream worker is gone); the client gets an
+    /// error and may retry.
     pub fn mutation_failed(&mut self, req: u32, code: ErrorCode, message: String) -> Vec<ServerOutput> {
         self.replay.abandon(self.instance, req);
         if self.phase != Phase::Open {
@@ -496,7 +494,7 @@ impl ServerSession {
     /// Push the worker's changes if due (at most one push per interval; the trailing change is
     /// pushed when the interval ends), and answer deferred retries whose original finished.
     /// Skip calling it while the socket is backed up: changes coalesce meanwhile.
-    pub fn poll(&mut self, now_ms: u64, worker: &dyn Api) -> Vec<ServerOutput> {
+    pub fn poll(&mut self, now_ms: u64, worker: &dyn WorkerPort) -> Vec<ServerOutput> {
         let mut out = Vec::new();
         if self.phase != Phase::Open {
             return out;
@@ -506,18 +504,18 @@ impl ServerSession {
             let ready: Vec<(u32, Outcome)> = self
                 .deferred
                 .iter()
-                .filter_map(|c| self.replay.outcome(self.instance, c.req).map(|o| (c.req, o)))
+                .filter_map(|req| self.replay.outcome(self.instance, *req).map(|o| (*req, o)))
                 .collect();
             let replay = self.replay.clone();
             let instance = self.instance;
-            self.deferred.retain(|c| replay.outcome(instance, c.req).is_none());
+            self.deferred.retain(|req| replay.outcome(instance, *req).is_none());
             for (req, o) in ready {
                 out.extend(self.reply(req, o, now_ms, worker));
             }
         }
         if self.dirty && self.push_interval_ms > 0 && now_ms >= self.last_push_at + u64::from(self.push_interval_ms) {
             self.dirty = false;
-            let now = worker.time(None);
+            let now = worker.time();
             if let Some(e) = self.worker_error(&now, worker) {
                 out.push(e);
             }
@@ -562,32 +560,6 @@ impl ServerSession {
                 }))
             })
             .collect()
-    }
-
-    /// Run the `Mutate` commands among `outputs` on a local machine (synchronously: the queue has
-    /// drained when it returns) and put their replies in their place. Other outputs pass
-    /// through in order. Shells serving a local [`crate::Machine`] use this; relays serving a
-    /// mirror run the commands remotely and call [`ServerSession::mutation_done`] themselves.
-    pub fn execute_local(
-        &mut self,
-        outputs: Vec<ServerOutput>,
-        worker: &crate::Machine,
-        now_ms: u64,
-    ) -> Vec<ServerOutput> {
-        let mut out = Vec::with_capacity(outputs.len());
-        for o in outputs {
-            match o {
-                ServerOutput::Mutate(cmd) => {
-                    let idx: Vec<usize> = cmd.states.iter().map(|i| *i as usize).collect();
-                    match worker.mutate_indexes(cmd.ty, &idx, Some(cmd.args)) {
-                        Ok(outcome) => out.extend(self.mutation_done(cmd.req, outcome, now_ms, worker)),
-                        Err(e) => out.extend(self.mutation_failed(cmd.req, ErrorCode::InvalidParams, e.to_string())),
-                    }
-                }
-                other => out.push(other),
-            }
-        }
-        out
     }
 
     /// Close from the server side (shutdown, overload): a `Bye` frame and a close.

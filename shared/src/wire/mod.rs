@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 pub use clock::{ClockError, ClockUpdate, Diff, Ticks};
 pub use value::MAX_VALUE_DEPTH;
 
+pub use crate::error::ErrorCode;
+
 use crate::schema::{Schema, State};
 use crate::types::{Args, Outcome};
 
@@ -212,44 +214,6 @@ pub struct ErrorMsg {
     pub code: ErrorCode,
     /// Human-readable detail.
     pub message: String,
-}
-
-/// Stable error codes (the discriminants are part of the protocol).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[repr(u8)]
-pub enum ErrorCode {
-    /// Protocol versions differ.
-    VersionMismatch = 0,
-    /// The worker's schema hash differs from the client's.
-    SchemaMismatch = 1,
-    /// The client id is not allowed.
-    AccessDenied = 2,
-    /// Missing or invalid token.
-    Unauthorized = 3,
-    /// The client may not mutate one of these states.
-    Forbidden = 4,
-    /// Invalid parameters (unknown state index, bad args).
-    InvalidParams = 5,
-    /// A frame could not be decoded.
-    Malformed = 6,
-    /// A frame or payload is over the limit.
-    TooLarge = 7,
-    /// A message arrived in the wrong phase (e.g. a mutation before `Hello`).
-    NotReady = 8,
-    /// The server is shutting down.
-    ShuttingDown = 9,
-    /// Too many sessions, or the client cannot keep up.
-    Overloaded = 10,
-    /// The worker failed.
-    Internal = 11,
-    /// The client closed the session.
-    Closed = 12,
-    /// Not a failure of a request: the worker's last error changed (its `Err()`), sent with
-    /// `req: None` when the worker's `Exception` ticks. Clients keep it as the mirror's `err()`.
-    WorkerError = 13,
-    /// No worker of that name on this server (sent on an accepted upgrade, since browsers cannot
-    /// see an HTTP 404 on a WebSocket).
-    UnknownWorker = 14,
 }
 
 /// Why bytes could not be decoded into a message.

@@ -3,7 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use amrpc_server::{Client, ClientOpts, Server, ServerOpts, demo, repl};
+mod repl;
+
+use amrpc_client::{Client, ClientOpts};
+use amrpc_server::{Server, ServerOpts, demo};
 use axum::Router;
 use axum::http::{HeaderValue, header};
 use clap::{Parser, Subcommand};

@@ -6,10 +6,10 @@ use std::time::Duration;
 use amrpc_core::{Api, Args, Error, Outcome, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::client::Mirror;
+use amrpc_client::Mirror;
 
 /// Help text.
-pub const HELP: &str = "\
+pub(crate) const HELP: &str = "\
 commands:
   add S1 [S2 …] [key=value …]      activate states (values: ints, true/false, else strings)
   remove S1 [S2 …] [key=value …]   deactivate states
@@ -21,7 +21,7 @@ commands:
   help | quit";
 
 /// Parse `key=value` args.
-pub fn parse_args(words: &[&str]) -> (Vec<String>, Option<Args>) {
+pub(crate) fn parse_args(words: &[&str]) -> (Vec<String>, Option<Args>) {
     let mut states = Vec::new();
     let mut args = Args::new();
     for w in words {
@@ -43,7 +43,7 @@ pub fn parse_args(words: &[&str]) -> (Vec<String>, Option<Args>) {
 }
 
 /// Run one command line; returns the text to print, or `None` to quit.
-pub async fn exec(m: &Mirror, line: &str) -> Option<String> {
+pub(crate) async fn exec(m: &Mirror, line: &str) -> Option<String> {
     let words: Vec<&str> = line.split_whitespace().collect();
     let Some((cmd, rest)) = words.split_first() else {
         return Some(String::new());
@@ -93,7 +93,7 @@ pub async fn exec(m: &Mirror, line: &str) -> Option<String> {
 }
 
 /// The interactive loop on stdin/stdout.
-pub async fn run(m: Mirror) -> std::io::Result<()> {
+pub(crate) async fn run(m: Mirror) -> std::io::Result<()> {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     println!("connected to {} — {}", m.id(), m.string_all());
     println!("type help for commands");

@@ -1,0 +1,512 @@
+//! The client's connection lifecycle, sans IO, in the style of quinn-proto's `Connection`: the
+//! shell reports what its socket did (`opened`, `frame`, `socket_closed`, `dial_failed`), feeds
+//! calls in and the time (`now_ms`) on every input and at [`Connection::next_deadline`], and
+//! performs what comes out of [`Connection::poll_output`]: dial, send, close the socket, resolve
+//! a call, emit an event. Backoff with jitter (from a seed), give-up rules, call timeouts and
+//! resends, the client's observable states (upstream's client schema) and the per-call
+//! completions all live here once, for the native and the browser client alike.
+//!
+//! `T` is the shell's completion for one call (a oneshot sender, a promise's resolver): the
+//! driver keeps it with the request and hands it back with the result, so shells keep no maps.
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use crate::error::ErrorCode;
+use crate::machine::{Machine, Opts};
+use crate::session::client::{ClientConfig, ClientOutput, ClientSession};
+use crate::states as ss;
+use crate::types::{Args, Error, MutationType, Outcome};
+use crate::wire::Payload;
+
+/// Connection settings. Defaults follow upstream v0.8.0 where it has one.
+#[derive(Clone, Debug)]
+pub struct ConnConfig {
+    /// The protocol session's settings (client id, token, schema hash, limits …).
+    pub session: ClientConfig,
+    /// A dial (socket open + nothing else) that takes longer fails. Default: 3 s.
+    pub conn_timeout_ms: u64,
+    /// Failed connection attempts in a row before giving up. Default: 15.
+    pub conn_retries: u32,
+    /// First delay between attempts; doubles up to `retry_backoff_ms`, each delay jittered to
+    /// [½, 1½) of itself. Default: 100 ms.
+    pub retry_delay_ms: u64,
+    /// Cap of the reconnect delay. Default: 3 s.
+    pub retry_backoff_ms: u64,
+    /// A call without a reply for this long is resent (same request id: it runs at most once).
+    /// Default: 3 s.
+    pub call_timeout_ms: u64,
+    /// Resends before a call fails with `Timeout`. Default: 15.
+    pub call_retries: u32,
+    /// Reconnect after an established connection drops. Default: true.
+    pub reconnect: bool,
+    /// Seed of the backoff jitter (pass a random value; tests pass a fixed one).
+    pub seed: u64,
+}
+
+impl Default for ConnConfig {
+    fn default() -> Self {
+        ConnConfig {
+            session: ClientConfig::default(),
+            conn_timeout_ms: 3_000,
+            conn_retries: 15,
+            retry_delay_ms: 100,
+            retry_backoff_ms: 3_000,
+            call_timeout_ms: 3_000,
+            call_retries: 15,
+            reconnect: true,
+            seed: 0,
+        }
+    }
+}
+
+/// The connection's status, as JS `status` events report it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Dialing.
+    Connecting,
+    /// The socket is open; the handshake runs.
+    Open,
+    /// The handshake is done: the mirror follows the worker.
+    Ready,
+    /// No connection; a reconnect is scheduled.
+    Disconnected,
+    /// Over for good.
+    Closed,
+}
+
+impl Status {
+    /// The status's name in JS.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Status::Connecting => "connecting",
+            Status::Open => "open",
+            Status::Ready => "ready",
+            Status::Disconnected => "disconnected",
+            Status::Closed => "closed",
+        }
+    }
+}
+
+/// What the shell does next, in order.
+#[derive(Debug)]
+pub enum ConnOutput<T> {
+    /// Open a socket to the server (report `opened`, `dial_failed` or `socket_closed`).
+    Dial,
+    /// Send this frame on the open socket.
+    Send(Vec<u8>),
+    /// Drop the socket (frames emitted before this were meant to go out first).
+    CloseSocket,
+    /// The status changed.
+    Status(Status),
+    /// A handshake completed (the first one makes [`Connection::mirror`] available).
+    Ready,
+    /// A call finished: resolve its completion.
+    Done(T, Result<Outcome, Error>),
+    /// The mirror's clock changed (once per frame).
+    Changed,
+    /// A payload from the worker.
+    Payload(Payload),
+    /// An error not tied to a call (a worker error, a server error, a recoverable goodbye).
+    Error(Error),
+    /// The connection is over for good; every call was resolved with this error.
+    Closed(Error),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Link {
+    Idle,
+    Dialing { deadline: u64 },
+    Open,
+    Waiting { until: u64 },
+    Closed,
+}
+
+/// The client side of one logical connection across reconnects. See the module docs.
+pub struct Connection<T> {
+    cfg: ConnConfig,
+    session: ClientSession,
+    states: Machine,
+    link: Link,
+    attempts: u32,
+    delay_ms: u64,
+    rng: u64,
+    calls: BTreeMap<u32, T>,
+    out: VecDeque<ConnOutput<T>>,
+    last_status: Option<Status>,
+}
+
+impl<T> core::fmt::Debug for Connection<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Connection")
+            .field("link", &self.link)
+            .field("attempts", &self.attempts)
+            .field("calls", &self.calls.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// splitmix64: a tiny, well-distributed generator for jitter (not for secrets).
+fn next_random(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl<T> Connection<T> {
+    /// A connection that has not dialed yet; call [`Connection::start`].
+    pub fn new(cfg: ConnConfig) -> Connection<T> {
+        let states = Machine::new(
+            ss::client_schema(),
+            Opts {
+                id: Some(cfg.session.client_id.clone()),
+                ..Default::default()
+            },
+        )
+        .expect("the client schema is valid");
+        states.add1(ss::START, None);
+        Connection {
+            session: ClientSession::new(cfg.session.clone()),
+            delay_ms: cfg.retry_delay_ms,
+            rng: cfg.seed,
+            cfg,
+            states,
+            link: Link::Idle,
+            attempts: 0,
+            calls: BTreeMap::new(),
+            out: VecDeque::new(),
+            last_status: None,
+        }
+    }
+
+    /// The next thing for the shell to do.
+    pub fn poll_output(&mut self) -> Option<ConnOutput<T>> {
+        self.out.pop_front()
+    }
+
+    /// When to call [`Connection::tick`] next (ms), if anything is scheduled.
+    pub fn next_deadline(&self) -> Option<u64> {
+        match self.link {
+            Link::Dialing { deadline } => Some(deadline),
+            Link::Waiting { until } => Some(until),
+            Link::Open => self.session.next_call_deadline(self.cfg.call_timeout_ms),
+            Link::Idle | Link::Closed => None,
+        }
+    }
+
+    /// The mirror, once a handshake has completed.
+    pub fn mirror(&self) -> Option<&Machine> {
+        self.session.mirror()
+    }
+
+    /// The client's own states (upstream's client schema: `Connecting`, `Connected`,
+    /// `HandshakeDone`, `Ready`, `RetryingConn`, `RetryingCall`, `ConnRetryFailed` …).
+    pub fn states(&self) -> &Machine {
+        &self.states
+    }
+
+    /// The protocol session (sequence, resyncs, held replies …).
+    pub fn session(&self) -> &ClientSession {
+        &self.session
+    }
+
+    /// The worker's last error, as its server reported it.
+    pub fn worker_err(&self) -> Option<&str> {
+        self.session.worker_err()
+    }
+
+    /// The current status.
+    pub fn status(&self) -> Status {
+        match self.link {
+            Link::Closed => Status::Closed,
+            Link::Open if self.session.is_ready() => Status::Ready,
+            Link::Open => Status::Open,
+            Link::Dialing { .. } | Link::Idle => Status::Connecting,
+            Link::Waiting { .. } => Status::Disconnected,
+        }
+    }
+
+    /// True once closed for good.
+    pub fn is_closed(&self) -> bool {
+        self.link == Link::Closed
+    }
+
+    /// Calls waiting for their result.
+    pub fn calls_in_flight(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Start: dial for the first time.
+    pub fn start(&mut self, now_ms: u64) {
+        if self.link == Link::Idle {
+            self.dial(now_ms);
+        }
+    }
+
+    fn dial(&mut self, now_ms: u64) {
+        self.states.add1(ss::CONNECTING, None);
+        self.link = Link::Dialing {
+            deadline: now_ms.saturating_add(self.cfg.conn_timeout_ms),
+        };
+        self.out.push_back(ConnOutput::Dial);
+        self.set_status(Status::Connecting);
+    }
+
+    /// The socket asked for by [`ConnOutput::Dial`] is open: the handshake starts.
+    pub fn opened(&mut self, _now_ms: u64) {
+        if !matches!(self.link, Link::Dialing { .. }) {
+            return;
+        }
+        self.link = Link::Open;
+        self.states.add1(ss::CONNECTED, None);
+        let hello = self.session.hello();
+        self.out.push_back(ConnOutput::Send(hello));
+        self.set_status(Status::Open);
+    }
+
+    /// The dial failed. A failure with a final code (a malformed URL, no WebSocket
+    /// implementation) closes at once; any other is retried with backoff.
+    pub fn dial_failed(&mut self, now_ms: u64, message: &str, code: Option<ErrorCode>) {
+        if !matches!(self.link, Link::Dialing { .. }) {
+            return;
+        }
+        if let Some(code) = code.filter(|c| c.is_final()) {
+            self.out.push_back(ConnOutput::CloseSocket);
+            self.give_up(Error::Rpc {
+                code,
+                message: message.to_string(),
+            });
+            return;
+        }
+        self.out.push_back(ConnOutput::CloseSocket);
+        self.lost(now_ms, message);
+    }
+
+    /// The socket closed (or failed) by itself.
+    pub fn socket_closed(&mut self, now_ms: u64) {
+        match self.link {
+            Link::Dialing { .. } => self.lost(now_ms, "the connection closed while connecting"),
+            Link::Open => self.lost(now_ms, "connection lost"),
+            _ => {}
+        }
+    }
+
+    /// The browser came back online or the page became visible: if a reconnect is scheduled,
+    /// dial now instead of at the end of the backoff.
+    pub fn wake(&mut self, now_ms: u64) {
+        if matches!(self.link, Link::Waiting { .. }) {
+            self.dial(now_ms);
+        }
+    }
+
+    /// A connection was lost or an attempt failed: back off and retry, or give up.
+    fn lost(&mut self, now_ms: u64, why: &str) {
+        self.session.disconnected();
+        self.states.add1(ss::DISCONNECTED, None);
+        let handshaken = self.session.mirror().is_some();
+        if !self.cfg.reconnect && handshaken {
+            self.give_up(Error::Rpc {
+                code: ErrorCode::Closed,
+                message: alloc::format!("{why} (reconnect is off)"),
+            });
+            return;
+        }
+        // a connection that drops before (or right after) its handshake counts as a failed
+        // attempt; attempts reset when a handshake completes
+        self.attempts += 1;
+        if self.attempts > self.cfg.conn_retries {
+            self.states.add1(ss::CONN_RETRY_FAILED, None);
+            let e = Error::ConnRetryFailed {
+                attempts: self.attempts,
+                last: why.to_string(),
+            };
+            self.give_up(e);
+            return;
+        }
+        self.states.add1(ss::RETRYING_CONN, None);
+        let d = self.delay_ms.max(1);
+        let jittered = d / 2 + next_random(&mut self.rng) % d;
+        self.delay_ms = (d * 2).min(self.cfg.retry_backoff_ms.max(self.cfg.retry_delay_ms));
+        self.link = Link::Waiting {
+            until: now_ms.saturating_add(jittered),
+        };
+        self.set_status(Status::Disconnected);
+    }
+
+    fn set_status(&mut self, s: Status) {
+        if self.last_status != Some(s) {
+            self.last_status = Some(s);
+            self.out.push_back(ConnOutput::Status(s));
+        }
+    }
+
+    /// The time passed: dial timeouts, scheduled reconnects, call timeouts and resends.
+    pub fn tick(&mut self, now_ms: u64) {
+        match self.link {
+            Link::Dialing { deadline } if now_ms >= deadline => {
+                self.out.push_back(ConnOutput::CloseSocket);
+                self.lost(now_ms, "dial timed out");
+            }
+            Link::Waiting { until } if now_ms >= until => self.dial(now_ms),
+            Link::Open => {
+                let t = self
+                    .session
+                    .call_timeouts(now_ms, self.cfg.call_timeout_ms, self.cfg.call_retries);
+                if !t.resend.is_empty() {
+                    self.states.add1(ss::RETRYING_CALL, None);
+                    self.out.extend(t.resend.into_iter().map(ConnOutput::Send));
+                }
+                for req in t.expired {
+                    if let Some(done) = self.calls.remove(&req) {
+                        self.states.add1(ss::CALL_RETRY_FAILED, None);
+                        self.out.push_back(ConnOutput::Done(done, Err(Error::Timeout)));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A frame from the server.
+    pub fn frame(&mut self, now_ms: u64, bytes: &[u8]) {
+        if self.link != Link::Open {
+            return;
+        }
+        for o in self.session.handle_frame(bytes) {
+            match o {
+                ClientOutput::Send(f) => self.out.push_back(ConnOutput::Send(f)),
+                ClientOutput::Ready => {
+                    self.attempts = 0;
+                    self.delay_ms = self.cfg.retry_delay_ms;
+                    self.states.add1(ss::HANDSHAKE_DONE, None);
+                    self.states.remove1(ss::RETRYING_CONN, None);
+                    self.out.push_back(ConnOutput::Ready);
+                    self.set_status(Status::Ready);
+                    // calls sent before a cut or made while disconnected: (re)send; the
+                    // server's replay cache runs each at most once
+                    let frames = self.session.resend_pending(now_ms);
+                    self.out.extend(frames.into_iter().map(ConnOutput::Send));
+                }
+                ClientOutput::Reply { req, result } => {
+                    self.states.remove1(ss::RETRYING_CALL, None);
+                    if let Some(done) = self.calls.remove(&req) {
+                        self.out.push_back(ConnOutput::Done(done, result));
+                    }
+                }
+                ClientOutput::Synced => {}
+                ClientOutput::Changed => self.out.push_back(ConnOutput::Changed),
+                ClientOutput::Payload(p) => {
+                    let args = Args::new()
+                        .with("name", p.name.as_str())
+                        .with("source", p.source.as_str());
+                    self.states.add1(ss::WORKER_PAYLOAD, Some(args));
+                    self.out.push_back(ConnOutput::Payload(p));
+                }
+                ClientOutput::Error(e) => {
+                    if e.code() != ErrorCode::WorkerError {
+                        self.states.add_err_state(ss::ERR_RPC, e.clone(), None);
+                    }
+                    self.out.push_back(ConnOutput::Error(e));
+                }
+                ClientOutput::Disconnected(e) => {
+                    self.out.push_back(ConnOutput::Error(e.clone()));
+                    self.out.push_back(ConnOutput::CloseSocket);
+                    self.lost(now_ms, &e.to_string());
+                }
+                ClientOutput::Closed(e) => {
+                    self.states.add1(ss::CONN_RETRY_FAILED, None);
+                    self.out.push_back(ConnOutput::CloseSocket);
+                    self.give_up(e);
+                }
+            }
+        }
+    }
+
+    /// A call by state names. Its result comes back as [`ConnOutput::Done`] with `done` —
+    /// at once for a call that cannot be made (unknown state, closed, too many in flight).
+    pub fn call(&mut self, now_ms: u64, ty: MutationType, states: &[&str], args: Option<Args>, done: T) {
+        let r = self
+            .check_open()
+            .and_then(|()| self.session.mutate(ty, states, args, now_ms));
+        self.queue_call(r, done);
+    }
+
+    /// [`Connection::call`] with states by index in the worker's state order.
+    pub fn call_indexes(&mut self, now_ms: u64, ty: MutationType, states: Vec<u16>, args: Option<Args>, done: T) {
+        let r = self
+            .check_open()
+            .and_then(|()| self.session.mutate_indexes(ty, states, args, now_ms));
+        self.queue_call(r, done);
+    }
+
+    /// Upstream's `AddErrState` on a mirror: add `state` with `Exception` (and `ErrOnClient`
+    /// when the worker has it, so the worker can tell a client's error from its own) with the
+    /// error's message as the `err` arg.
+    pub fn call_err(&mut self, now_ms: u64, state: &str, message: &str, args: Option<Args>, done: T) {
+        let args = args.unwrap_or_default().with("err", message);
+        let mut states = alloc::vec![state, crate::schema::EXCEPTION];
+        if self.mirror().is_some_and(|m| m.has1(ss::ERR_ON_CLIENT)) {
+            states.push(ss::ERR_ON_CLIENT);
+        }
+        states.dedup();
+        self.call(now_ms, MutationType::Add, &states, Some(args), done);
+    }
+
+    fn check_open(&self) -> Result<(), Error> {
+        if self.link == Link::Closed {
+            Err(Error::Disposed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn queue_call(&mut self, r: Result<(u32, Vec<u8>), Error>, done: T) {
+        match r {
+            Ok((req, frame)) => {
+                self.calls.insert(req, done);
+                if self.link == Link::Open && self.session.is_ready() {
+                    self.out.push_back(ConnOutput::Send(frame));
+                }
+            }
+            Err(e) => self.out.push_back(ConnOutput::Done(done, Err(e))),
+        }
+    }
+
+    /// Say bye (if connected) and close for good; pending calls end with `Disposed`.
+    pub fn close(&mut self) {
+        if self.link == Link::Closed {
+            return;
+        }
+        let bye = self.session.bye();
+        if self.link == Link::Open {
+            self.out.push_back(ConnOutput::Send(bye));
+        }
+        self.out.push_back(ConnOutput::CloseSocket);
+        self.states.remove1(ss::START, None);
+        self.give_up(Error::Disposed);
+    }
+
+    fn give_up(&mut self, err: Error) {
+        self.link = Link::Closed;
+        let _ = self.session.bye();
+        for (_, done) in core::mem::take(&mut self.calls) {
+            self.out.push_back(ConnOutput::Done(done, Err(err.clone())));
+        }
+        self.set_status(Status::Closed);
+        self.out.push_back(ConnOutput::Closed(err));
+    }
+}
+
+/// Default client ids: upstream's native `rc-client`, and the browser's own.
+pub const NATIVE_CLIENT_ID: &str = "rc-client";
+/// See [`NATIVE_CLIENT_ID`].
+pub const BROWSER_CLIENT_ID: &str = "rc-browser";
+
+// Shells move the driver into a task: keep it `Send` when the completions are.
+const _: () = {
+    const fn send<X: Send>() {}
+    send::<Connection<String>>();
+};

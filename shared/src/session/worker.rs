@@ -1,0 +1,68 @@
+//! The worker as a server session sees it: a few reads and one mutation by state index. A local
+//! [`Machine`] implements it; a relay (a mirror served on) implements it by forwarding the
+//! indexes upstream. Keeping it this small is what keeps the mutation path straight: the wire
+//! carries indexes, and nothing between the frame and the worker's queue turns them into names.
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use smallvec::SmallVec;
+
+use crate::error::ErrorCode;
+use crate::machine::{Machine, Time};
+use crate::schema::Schema;
+use crate::types::{Args, MutationType, Outcome};
+
+/// What [`WorkerPort::mutate`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mutated {
+    /// It ran; the worker's queue has drained.
+    Done(Outcome),
+    /// It could not run; the client gets this error and may retry.
+    Failed(ErrorCode, String),
+    /// It was sent on (a relay); the shell reports the result with
+    /// [`crate::session::ServerSession::mutation_done`] or `mutation_failed`.
+    Forwarded,
+}
+
+/// The worker behind a [`crate::session::ServerSession`].
+pub trait WorkerPort: Send + Sync {
+    /// The worker's id (sent in `Welcome`).
+    fn id(&self) -> String;
+    /// State names in the worker's state order (index = wire identity).
+    fn state_names(&self) -> Vec<String>;
+    /// The schema (sent in `Welcome`).
+    fn schema(&self) -> Schema;
+    /// Every state's tick, in the state order.
+    fn time(&self) -> Time;
+    /// The worker's last error, as text.
+    fn err(&self) -> Option<String>;
+    /// Run mutation `req` with states given by index (already checked against the state
+    /// count and the session's mutable states).
+    fn mutate(&self, req: u32, ty: MutationType, states: &[u16], args: Args) -> Mutated;
+}
+
+impl WorkerPort for Machine {
+    fn id(&self) -> String {
+        Machine::id(self).to_string()
+    }
+    fn state_names(&self) -> Vec<String> {
+        Machine::state_names(self)
+    }
+    fn schema(&self) -> Schema {
+        self.get_struct()
+    }
+    fn time(&self) -> Time {
+        Machine::time(self, None)
+    }
+    fn err(&self) -> Option<String> {
+        Machine::err(self).map(|e| e.to_string())
+    }
+    fn mutate(&self, _req: u32, ty: MutationType, states: &[u16], args: Args) -> Mutated {
+        let idx: SmallVec<[usize; 8]> = states.iter().map(|i| usize::from(*i)).collect();
+        match self.mutate_indexes(ty, &idx, Some(args)) {
+            Ok(o) => Mutated::Done(o),
+            Err(e) => Mutated::Failed(ErrorCode::InvalidParams, e.to_string()),
+        }
+    }
+}
