@@ -18,8 +18,10 @@
 #![warn(missing_docs)]
 
 mod mirror;
+mod opts;
 mod shell;
 
 pub use amrpc_core;
 pub use mirror::Mirror;
-pub use shell::{Client, ClientOpts};
+pub use opts::ClientOpts;
+pub use shell::Client;

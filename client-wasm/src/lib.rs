@@ -98,6 +98,8 @@ export interface ConnectOptions {
   /** Reconnect after a drop (default true). */
   reconnect?: boolean;
 }
+/** A WebSocket implementation (the browser's, or e.g. the `ws` package's `WebSocket`). */
+export type WebSocketConstructor = new (url: string) => object;
 /** Events of a RemoteMachine. */
 export type RemoteEvent = "clock" | "payload" | "status" | "error";
 /** An error from amrpc: `code` is one of the stable `ErrorCode`s. */

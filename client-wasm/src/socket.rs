@@ -47,7 +47,9 @@ thread_local! {
 /// Use this WebSocket constructor instead of `globalThis.WebSocket` (e.g. the `ws` package's
 /// `WebSocket` on Node < 22; the package's Node entry does this by itself).
 #[wasm_bindgen(js_name = useWebSocket)]
-pub fn use_web_socket(#[wasm_bindgen(unchecked_param_type = "unknown")] ctor: JsValue) -> Result<(), JsValue> {
+pub fn use_web_socket(
+    #[wasm_bindgen(unchecked_param_type = "WebSocketConstructor")] ctor: JsValue,
+) -> Result<(), JsValue> {
     let f = ctor
         .dyn_into::<Function>()
         .map_err(|_| crate::interop::js_error(ErrorCode::InvalidArgs, "useWebSocket needs a constructor"))?;

@@ -14,6 +14,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 
 TARBALL=$("$ROOT/scripts/web/pack.sh" | tail -n 1)
 echo "package: $TARBALL"
+# out_of_the_box.test.mjs installs it again into an empty project
+export AMRPC_TARBALL="$TARBALL"
 
 WORK="$ROOT/target/node-tests"
 mkdir -p "$WORK"

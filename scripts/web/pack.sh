@@ -52,6 +52,9 @@ copy_target bundler bundler
 copy_target nodejs node
 # the package is "type": "module" (web and bundler are ES modules); the nodejs build is CommonJS
 printf '{\n  "type": "commonjs"\n}\n' >"$OUT/node/package.json"
+# its entry finds a WebSocket by itself (the global one, else the `ws` dependency)
+cp "$TEMPLATE/node-entry.cjs" "$OUT/node/index.js"
+cp "$TEMPLATE/node-entry.d.ts" "$OUT/node/index.d.ts"
 
 node "$TEMPLATE/types.mjs" "$OUT/web/amrpc.d.ts" "$OUT/bundler/amrpc.d.ts" "$OUT/node/amrpc.d.ts" >&2
 

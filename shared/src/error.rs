@@ -10,7 +10,7 @@ macro_rules! error_codes {
         /// Stable error codes. The discriminants (variant order) of the first 15 are part of the
         /// protocol; codes after them are raised locally (by a client, a mirror or a binding) and
         /// never need to cross the wire, though a peer may send them.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[repr(u8)]
         pub enum ErrorCode {
             $( $(#[$doc])* $name = $n, )*

@@ -1,12 +1,11 @@
 // Shared helpers of the Node tests: the server URLs, bounded waits and client cleanup.
 // The package under test is `amrpc` from node_modules (installed from the packed tarball by
 // scripts/web/node.sh), never the source folder.
-import { WebSocket } from "ws";
 import { after } from "node:test";
 import { connect } from "amrpc";
 
-// Node 20 has no global WebSocket; the nodejs build uses whatever `globalThis.WebSocket` is.
-globalThis.WebSocket ??= WebSocket;
+// Node 20 has no global WebSocket: the package's Node entry finds the `ws` package by itself
+// (no `globalThis.WebSocket` here, so every test also checks that).
 
 function env(name) {
   const v = process.env[name];

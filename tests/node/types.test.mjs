@@ -33,3 +33,45 @@ test("no `any` and no bare `Function` in the public declarations", () => {
     assert.deepEqual(loose, [], `${target}/amrpc.d.ts`);
   }
 });
+
+test("the ErrorCode union, errorCodes() and the errors users receive agree", async () => {
+  const { errorCodes, connect, Machine } = await import("amrpc");
+  const { client, rejection, URL_LOCKED } = await import("./helpers.mjs");
+  // the Rust list, exported as is
+  const codes = errorCodes();
+  assert.ok(codes.length > 20 && new Set(codes).size === codes.length, `${codes}`);
+  // the TypeScript union of every build is generated from the same list
+  for (const target of ["node", "bundler", "web"]) {
+    const text = readFileSync(`${pkgDir}/${target}/amrpc.d.ts`, "utf8");
+    const decl = text.match(/export type ErrorCode =([^;]*);/);
+    assert.ok(decl, `${target}: no ErrorCode union`);
+    assert.deepEqual([...decl[1].matchAll(/"(\w+)"/g)].map((x) => x[1]), codes, target);
+  }
+  // the errors a user meets carry codes of the list
+  const errs = [];
+  const local = new Machine({ A: {} });
+  try {
+    local.add("Nope");
+  } catch (e) {
+    errs.push(e);
+  }
+  errs.push(await rejection(connect("no-scheme:1/ws/x"), 3000, "malformed URL"));
+  errs.push(await rejection(connect(URL_LOCKED(), { clientId: "intruder" }), 3000, "refused"));
+  const m = await client();
+  errs.push(await rejection(m.add("Nope"), 3000, "unknown state"));
+  await m.remove1("A");
+  const ac = new AbortController();
+  const aborted = m.when("A", ac.signal);
+  ac.abort();
+  errs.push(await rejection(aborted, 3000, "aborted wait"));
+  m.close();
+  errs.push(await rejection(m.add("A"), 3000, "closed"));
+  for (const e of errs) {
+    assert.ok(e instanceof Error, `${e}`);
+    assert.ok(codes.includes(e.code), `unknown code ${e.code}: ${e.message}`);
+  }
+  assert.deepEqual(
+    errs.map((e) => e.code),
+    ["StateUnknown", "InvalidUrl", "AccessDenied", "StateUnknown", "Aborted", "Closed"],
+  );
+});

@@ -1,0 +1,178 @@
+//! `RemoteMachine`: the JS face of a connection — mutations through the core's driver, reads and
+//! waits on the mirror.
+
+use amrpc_core::{Error, ErrorCode, MutationType, Outcome};
+use futures_channel::oneshot;
+use js_sys::Function;
+use wasm_bindgen::prelude::*;
+
+use super::{Shared, drive};
+use crate::interop::{self, js_error};
+use crate::machine::JsMachine;
+use crate::shared::machine_api;
+
+/// A remote worker mirrored locally: reads and waits answer from the mirrored clock at once;
+/// `add`/`remove`/`set` go to the worker and resolve after its reply (whose clock change is
+/// already applied, so `is()` right after reflects it).
+#[wasm_bindgen]
+pub struct RemoteMachine {
+    conn: Shared,
+    mirror: amrpc_core::Machine,
+}
+
+impl RemoteMachine {
+    pub(super) fn new(conn: Shared, mirror: amrpc_core::Machine) -> RemoteMachine {
+        RemoteMachine { conn, mirror }
+    }
+
+    fn core(&self) -> &amrpc_core::Machine {
+        &self.mirror
+    }
+
+    fn call(&self, ty: MutationType, states: JsValue, args: JsValue) -> js_sys::Promise {
+        let (names, args) = match interop::states(&states).and_then(|n| Ok((n, interop::args(&args)?))) {
+            Ok(v) => v,
+            Err(e) => return js_sys::Promise::reject(&e),
+        };
+        let (tx, rx) = oneshot::channel();
+        drive(&self.conn, |d, now| d.call(now, ty, &interop::strs(&names), args, tx));
+        result_promise(rx)
+    }
+}
+
+fn result_promise(rx: oneshot::Receiver<Result<Outcome, Error>>) -> js_sys::Promise {
+    wasm_bindgen_futures::future_to_promise(async move {
+        match rx.await {
+            Ok(Ok(o)) => Ok(interop::outcome(o)),
+            Ok(Err(e)) => Err(interop::error(&e)),
+            Err(_) => Err(js_error(ErrorCode::Closed, "the client is closed")),
+        }
+    })
+}
+
+#[wasm_bindgen]
+impl RemoteMachine {
+    /// The mirror's id (`<clientId>-<workerId>`).
+    #[wasm_bindgen(getter)]
+    pub fn id(&self) -> String {
+        self.mirror.id().to_string()
+    }
+
+    /// Activate states on the worker.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Outcome>")]
+    pub fn add(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "StateNames")] states: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue,
+    ) -> js_sys::Promise {
+        self.call(MutationType::Add, states, args)
+    }
+
+    /// Activate one state on the worker.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Outcome>")]
+    pub fn add1(
+        &self,
+        state: &str,
+        #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue,
+    ) -> js_sys::Promise {
+        self.call(MutationType::Add, state.into(), args)
+    }
+
+    /// Deactivate states on the worker.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Outcome>")]
+    pub fn remove(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "StateNames")] states: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue,
+    ) -> js_sys::Promise {
+        self.call(MutationType::Remove, states, args)
+    }
+
+    /// Deactivate one state on the worker.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Outcome>")]
+    pub fn remove1(
+        &self,
+        state: &str,
+        #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue,
+    ) -> js_sys::Promise {
+        self.call(MutationType::Remove, state.into(), args)
+    }
+
+    /// Make exactly these states (and implied ones) active on the worker.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Outcome>")]
+    pub fn set(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "StateNames")] states: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue,
+    ) -> js_sys::Promise {
+        self.call(MutationType::Set, states, args)
+    }
+
+    /// Add `Exception` on the worker with an `err` arg.
+    #[wasm_bindgen(js_name = addErr, unchecked_return_type = "Promise<Outcome>")]
+    pub fn add_err(
+        &self,
+        message: &str,
+        #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue,
+    ) -> js_sys::Promise {
+        let args = match interop::args(&args) {
+            Ok(a) => a,
+            Err(e) => return js_sys::Promise::reject(&e),
+        };
+        let (tx, rx) = oneshot::channel();
+        drive(&self.conn, |d, now| {
+            d.call_err(now, amrpc_core::EXCEPTION, message, args, tx)
+        });
+        result_promise(rx)
+    }
+
+    /// The worker's last error message, as its server reported it.
+    #[wasm_bindgen(unchecked_return_type = "string | undefined")]
+    pub fn err(&self) -> JsValue {
+        self.conn
+            .borrow()
+            .driver
+            .worker_err()
+            .map_or(JsValue::UNDEFINED, JsValue::from)
+    }
+
+    /// The client's own states, as on the native client (`Connecting`, `Connected`,
+    /// `HandshakeDone`, `Ready`, `RetryingConn`, `RetryingCall`, `ConnRetryFailed` …): a local
+    /// `Machine` to read and wait on (mutating it only changes this view).
+    #[wasm_bindgen(getter, js_name = clientStates)]
+    pub fn client_states(&self) -> JsMachine {
+        JsMachine::wrap(self.conn.borrow().driver.states().clone())
+    }
+
+    /// Listen: `"clock"` (ticks by name, after every change), `"payload"` (`{name, source,
+    /// token, data}`), `"status"` (`"connecting" | "open" | "ready" | "disconnected" |
+    /// "closed"`), `"error"` (an `Error` with a `code`).
+    pub fn on(&self, #[wasm_bindgen(unchecked_param_type = "RemoteEvent")] event: &str, callback: Function) {
+        self.conn.borrow_mut().listeners.push((event.to_string(), callback));
+    }
+
+    /// Stop listening.
+    pub fn off(&self, #[wasm_bindgen(unchecked_param_type = "RemoteEvent")] event: &str, callback: &Function) {
+        self.conn
+            .borrow_mut()
+            .listeners
+            .retain(|(e, f)| !(e == event && f == callback));
+    }
+
+    /// Connection status.
+    #[wasm_bindgen(
+        getter,
+        unchecked_return_type = "\"connecting\" | \"open\" | \"ready\" | \"disconnected\" | \"closed\""
+    )]
+    pub fn status(&self) -> String {
+        self.conn.borrow().driver.status().as_str().into()
+    }
+
+    /// Say bye and close; pending calls reject with `Closed`, waits too.
+    pub fn close(&self) {
+        drive(&self.conn, |d, _| d.close());
+        self.mirror.dispose();
+    }
+}
+
+machine_api!(RemoteMachine, RemoteMachine);

@@ -1,0 +1,360 @@
+//! The client's connection driver ([`Connection`]) end to end with no sockets and no timers:
+//! frames go to an in-memory [`ServerSession`] and back, the time is a number the test sets.
+//! Connect, Ready, a cut, backoff with seeded jitter, the pending call resent (and run once),
+//! call timeouts, give-up, final refusals and close — the rules both client shells rely on.
+
+use std::sync::Arc;
+
+use amrpc_core::session::{
+    ClientConfig, ConnConfig, ConnOutput, Connection, ReplayCache, ServerConfig, ServerOutput, ServerSession, Status,
+};
+use amrpc_core::states as ss;
+use amrpc_core::{Error, ErrorCode, Machine, MutationType, Opts, Outcome, State, schema};
+
+fn worker() -> Machine {
+    let m = Machine::new(
+        schema([("A", State::new()), ("B", State::new().multi())]),
+        Opts::default(),
+    )
+    .unwrap();
+    m.verify_states(&["A", "B", "Exception"]).unwrap();
+    m
+}
+
+fn cfg(seed: u64) -> ConnConfig {
+    ConnConfig {
+        session: ClientConfig {
+            client_id: "driver".into(),
+            instance: 77,
+            ..Default::default()
+        },
+        conn_timeout_ms: 500,
+        conn_retries: 3,
+        retry_delay_ms: 100,
+        retry_backoff_ms: 400,
+        call_timeout_ms: 1_000,
+        call_retries: 1,
+        reconnect: true,
+        seed,
+    }
+}
+
+/// The driver, a server session for the current connection, and what went out.
+struct Rig {
+    c: Connection<&'static str>,
+    w: Machine,
+    replay: Arc<ReplayCache>,
+    srv: Option<ServerSession>,
+    /// Results of calls, in order.
+    done: Vec<(&'static str, Result<Outcome, Error>)>,
+    statuses: Vec<Status>,
+    closed: Option<Error>,
+    dials: usize,
+    /// Frames sent while no server session listened (lost in a cut).
+    lost: usize,
+}
+
+impl Rig {
+    fn new(seed: u64) -> Rig {
+        Rig {
+            c: Connection::new(cfg(seed)),
+            w: worker(),
+            replay: Arc::new(ReplayCache::new(8)),
+            srv: None,
+            done: Vec::new(),
+            statuses: Vec::new(),
+            closed: None,
+            dials: 0,
+            lost: 0,
+        }
+    }
+
+    /// Perform the driver's outputs: frames go to the server session (if connected) and its
+    /// frames come straight back.
+    fn run(&mut self, now: u64) {
+        while let Some(o) = self.c.poll_output() {
+            match o {
+                ConnOutput::Dial => self.dials += 1,
+                ConnOutput::Send(f) => match self.srv.as_mut() {
+                    Some(srv) => {
+                        for so in srv.handle_frame(&f, now, &self.w) {
+                            if let ServerOutput::Send(b) = so {
+                                self.c.frame(now, &b);
+                            }
+                        }
+                    }
+                    None => self.lost += 1,
+                },
+                ConnOutput::CloseSocket => self.srv = None,
+                ConnOutput::Status(s) => self.statuses.push(s),
+                ConnOutput::Done(t, r) => self.done.push((t, r)),
+                ConnOutput::Closed(e) => self.closed = Some(e),
+                ConnOutput::Ready | ConnOutput::Changed | ConnOutput::Payload(_) | ConnOutput::Error(_) => {}
+            }
+        }
+    }
+
+    /// The dial succeeds: a fresh server session (same replay cache), the handshake runs.
+    fn open(&mut self, now: u64) {
+        self.srv = Some(ServerSession::new(
+            &self.w,
+            ServerConfig {
+                push_interval_ms: 0,
+                ..Default::default()
+            },
+            self.replay.clone(),
+        ));
+        self.c.opened(now);
+        self.run(now);
+    }
+
+    fn is(&self, state: &str) -> bool {
+        self.c.states().is1(state)
+    }
+}
+
+#[test]
+fn connect_cut_backoff_resend_give_up() {
+    let mut r = Rig::new(42);
+    assert_eq!(r.c.status(), Status::Connecting);
+    r.c.start(0);
+    r.run(0);
+    assert_eq!((r.dials, r.statuses.clone()), (1, vec![Status::Connecting]));
+    assert!(r.is(ss::CONNECTING));
+    assert_eq!(r.c.next_deadline(), Some(500), "the dial times out");
+
+    // connect → Ready
+    r.open(5);
+    assert_eq!(r.c.status(), Status::Ready);
+    assert_eq!(r.statuses, vec![Status::Connecting, Status::Open, Status::Ready]);
+    assert!(
+        r.is(ss::CONNECTED) && r.is(ss::HANDSHAKE_DONE) && r.is(ss::READY),
+        "{}",
+        r.c.states().string_all()
+    );
+    let mirror = r.c.mirror().expect("a mirror after the handshake").clone();
+    assert_eq!(r.c.next_deadline(), None, "nothing to time out");
+
+    // a call, answered
+    r.c.call(10, MutationType::Add, &["A"], None, "a");
+    r.run(10);
+    assert_eq!(r.done, vec![("a", Ok(Outcome::Executed))]);
+    assert!(mirror.is1("A") && r.w.is1("A"));
+
+    // a call whose frame is lost in a cut (the server side is already gone)
+    r.srv = None;
+    r.c.call(20, MutationType::Add, &["B"], None, "b");
+    r.run(20);
+    assert_eq!(r.lost, 1);
+    r.c.socket_closed(21);
+    r.run(21);
+    assert_eq!(r.c.status(), Status::Disconnected);
+    assert!(r.is(ss::DISCONNECTED) && r.is(ss::RETRYING_CONN) && !r.is(ss::READY));
+    // backoff with jitter: the first delay is 100 ms × [½, 1½)
+    let at = r.c.next_deadline().expect("a reconnect is scheduled");
+    assert!((21 + 50..21 + 150).contains(&at), "{at}");
+    r.c.tick(at - 1);
+    r.run(at - 1);
+    assert_eq!(r.dials, 1, "not before the deadline");
+    r.c.tick(at);
+    r.run(at);
+    assert_eq!(r.dials, 2);
+
+    // reconnect: the pending call is resent with its request id and runs once
+    r.open(at + 1);
+    assert_eq!(r.done[1], ("b", Ok(Outcome::Executed)));
+    assert_eq!(r.w.tick("B"), 1, "ran once");
+    assert!(mirror.is1("B"), "the same mirror carries on");
+    assert!(!r.is(ss::RETRYING_CONN) && r.is(ss::READY));
+
+    // give up: every attempt fails; attempts reset at the last handshake, so 3 retries + 1
+    r.srv = None;
+    r.c.call(300, MutationType::Add, &["B"], None, "pending");
+    r.c.socket_closed(300);
+    r.run(300);
+    let mut now = 300;
+    let mut delays = Vec::new();
+    while r.closed.is_none() {
+        let at = r.c.next_deadline().expect("a deadline until it gives up");
+        delays.push(at - now);
+        now = at;
+        r.c.tick(now);
+        r.run(now);
+        if r.closed.is_some() {
+            break;
+        }
+        r.c.dial_failed(now, "connection refused", None);
+        r.run(now);
+        assert!(delays.len() < 10, "bounded");
+    }
+    assert_eq!(
+        r.closed,
+        Some(Error::ConnRetryFailed {
+            attempts: 4,
+            last: "connection refused".into()
+        })
+    );
+    // jittered doubling up to the cap: [50,150), [100,300), [200,600) with a 400 cap
+    assert_eq!(delays.len(), 3, "{delays:?}");
+    assert!((50..150).contains(&delays[0]) && (100..300).contains(&delays[1]) && (200..600).contains(&delays[2]));
+    assert!(r.is(ss::CONN_RETRY_FAILED) && !r.is(ss::START));
+    assert_eq!(
+        r.done.last(),
+        Some(&(
+            "pending",
+            Err(Error::ConnRetryFailed {
+                attempts: 4,
+                last: "connection refused".into()
+            })
+        ))
+    );
+    assert_eq!(r.c.status(), Status::Closed);
+    assert_eq!(r.c.next_deadline(), None);
+    // closed for good: a call fails at once
+    r.c.call(now, MutationType::Add, &["A"], None, "late");
+    r.run(now);
+    assert_eq!(r.done.last(), Some(&("late", Err(Error::Disposed))));
+}
+
+#[test]
+fn the_jitter_follows_the_seed() {
+    let delays = |seed: u64| -> Vec<u64> {
+        let mut r = Rig::new(seed);
+        r.c.start(0);
+        r.run(0);
+        let mut now = 0;
+        let mut out = Vec::new();
+        for _ in 0..3 {
+            r.c.dial_failed(now, "refused", None);
+            r.run(now);
+            let at = r.c.next_deadline().unwrap();
+            out.push(at - now);
+            now = at;
+            r.c.tick(now);
+            r.run(now);
+        }
+        out
+    };
+    assert_eq!(delays(7), delays(7), "same seed, same delays");
+    let spread: std::collections::BTreeSet<Vec<u64>> = (0..8).map(delays).collect();
+    assert!(spread.len() > 1, "different seeds spread the reconnects: {spread:?}");
+}
+
+#[test]
+fn a_call_without_a_reply_is_resent_then_times_out() {
+    let mut r = Rig::new(1);
+    r.c.start(0);
+    r.run(0);
+    r.open(1);
+    // the server stops answering (its frames are lost), the socket stays up
+    let srv = r.srv.take();
+    r.c.call(10, MutationType::Add, &["A"], None, "slow");
+    r.run(10);
+    assert_eq!(r.c.next_deadline(), Some(1_010));
+    r.c.tick(1_010);
+    r.run(1_010);
+    assert_eq!(r.lost, 2, "resent once (same frame)");
+    assert!(r.is(ss::RETRYING_CALL));
+    r.c.tick(2_010);
+    r.run(2_010);
+    assert_eq!(r.done, vec![("slow", Err(Error::Timeout))]);
+    assert!(r.is(ss::CALL_RETRY_FAILED));
+    assert_eq!(
+        r.c.status(),
+        Status::Ready,
+        "a call timeout does not drop the connection"
+    );
+    drop(srv);
+}
+
+#[test]
+fn a_dial_that_hangs_times_out_and_is_retried() {
+    let mut r = Rig::new(3);
+    r.c.start(0);
+    r.run(0);
+    r.c.tick(499);
+    r.run(499);
+    assert_eq!(r.dials, 1);
+    r.c.tick(500);
+    r.run(500);
+    assert_eq!(r.c.status(), Status::Disconnected);
+    let at = r.c.next_deadline().unwrap();
+    r.c.tick(at);
+    r.run(at);
+    assert_eq!(r.dials, 2);
+}
+
+#[test]
+fn final_failures_close_at_once() {
+    // a malformed URL (or no WebSocket implementation): no retries
+    let mut r = Rig::new(5);
+    r.c.call(0, MutationType::Add, &["A"], None, "early");
+    r.c.start(0);
+    r.run(0);
+    assert_eq!(r.done, vec![("early", Err(Error::NotConnected))], "no mirror yet");
+    r.c.dial_failed(1, "not a WebSocket URL", Some(ErrorCode::InvalidUrl));
+    r.run(1);
+    assert_eq!(r.closed.as_ref().map(Error::code), Some(ErrorCode::InvalidUrl));
+    assert_eq!((r.dials, r.c.next_deadline()), (1, None));
+
+    // a final refusal from the server (a Bye with AccessDenied): no retries either
+    let mut r = Rig::new(6);
+    r.c.start(0);
+    r.run(0);
+    r.open(1);
+    let bye = r.srv.as_mut().unwrap().shutdown(ErrorCode::AccessDenied, "go away");
+    for o in bye {
+        if let ServerOutput::Send(b) = o {
+            r.c.frame(2, &b);
+        }
+    }
+    r.run(2);
+    assert_eq!(r.closed.as_ref().map(Error::code), Some(ErrorCode::AccessDenied));
+    assert_eq!((r.dials, r.c.next_deadline(), r.c.status()), (1, None, Status::Closed));
+
+    // a recoverable goodbye (shutting down) reconnects
+    let mut r = Rig::new(8);
+    r.c.start(0);
+    r.run(0);
+    r.open(1);
+    let bye = r.srv.as_mut().unwrap().shutdown(ErrorCode::ShuttingDown, "restart");
+    for o in bye {
+        if let ServerOutput::Send(b) = o {
+            r.c.frame(2, &b);
+        }
+    }
+    r.run(2);
+    assert!(r.closed.is_none());
+    assert_eq!(r.c.status(), Status::Disconnected);
+    let at = r.c.next_deadline().unwrap();
+    r.c.tick(at);
+    r.run(at);
+    r.open(at);
+    assert_eq!(r.c.status(), Status::Ready);
+}
+
+#[test]
+fn close_says_bye_and_fails_pending_calls() {
+    let mut r = Rig::new(9);
+    r.c.start(0);
+    r.run(0);
+    r.open(1);
+    let srv = r.srv.take();
+    r.c.call(5, MutationType::Add, &["A"], None, "unanswered");
+    r.run(5);
+    r.srv = srv;
+    r.c.close();
+    r.run(6);
+    assert_eq!(r.done, vec![("unanswered", Err(Error::Disposed))]);
+    assert_eq!(r.closed, Some(Error::Disposed));
+    assert!(r.srv.is_none(), "the socket was closed");
+    assert!(!r.is(ss::START));
+    // unknown states fail at once, never reaching the wire
+    let mut r = Rig::new(10);
+    r.c.start(0);
+    r.run(0);
+    r.open(1);
+    r.c.call(2, MutationType::Add, &["Nope"], None, "typo");
+    r.run(2);
+    assert_eq!(r.done, vec![("typo", Err(Error::StateUnknown("Nope".into())))]);
+}
