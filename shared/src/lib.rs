@@ -35,10 +35,12 @@ pub mod __alloc {
 }
 
 mod api;
+pub mod compat;
 pub mod demo;
 mod error;
 mod handlers;
 mod machine;
+pub mod prelude;
 mod resolver;
 mod schema;
 pub mod session;
@@ -53,21 +55,14 @@ pub mod wire;
 
 pub use api::{Api, BoxFuture};
 pub use error::{ErrorCode, TS_ERROR_CODE};
-pub use handlers::{Event, HandlerFn, Handlers, HandlersId, is_handler, list_handlers};
+pub use handlers::{Event, HandlerFn, Handlers, HandlersId};
 pub use machine::{
     ArgsMapper, Clock, ExceptionArgsPanic, HANDLER_TIMEOUT, Logger, Machine, Opts, QUEUE_LIMIT, Serialized, Time,
-    is_time_after, opts_with_debug, opts_with_tracers,
 };
-pub use schema::{
-    ANY, EXCEPTION, HANDLER_GLOBAL, S, Schema, State, diff_states, parse_struct, s_add, schema, state_add, state_set,
-    states_equal, struct_merge,
-};
+pub use schema::{ANY, EXCEPTION, Schema, State, schema, struct_merge};
 pub use tracer::{NoOpTracer, Tracer};
 pub use transition::{Mutation, MutationInfo, Step, StepData, Transition};
-pub use types::{
-    Args, Error, LogLevel, MutationType, Opaque, Outcome, Relation, StepType, Value, is_active_tick, new_args_mapper,
-    truncate_str,
-};
+pub use types::{Args, Error, LogLevel, MutationType, Opaque, Outcome, Relation, StepType, Value};
 pub use value_serde::{ValueError, from_value, to_value};
 pub use wait::{Ctx, CtxCanceled, CtxValue, Slot, Wait, WaitError, WaitRegistry};
 

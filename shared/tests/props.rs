@@ -22,10 +22,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use amrpc_core::{
-    EXCEPTION, Error, Handlers, Machine, MutationType, Opts, Outcome, S, Schema, State, Tracer, Transition,
-    parse_struct, s_add,
-};
+use amrpc_core::compat::{S, parse_struct, s_add};
+use amrpc_core::{EXCEPTION, Error, Handlers, Machine, MutationType, Opts, Outcome, Schema, State, Tracer, Transition};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 

@@ -15,10 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use amrpc_core::{
-    Args, ArgsMapper, Error, Handlers, Opaque, Outcome, Relation, State, Value, Wait, WaitError, new_args_mapper,
-    schema,
-};
+use amrpc_core::compat::new_args_mapper;
+use amrpc_core::{Args, ArgsMapper, Error, Handlers, Opaque, Outcome, Relation, State, Value, Wait, WaitError, schema};
 
 /// Block on a wait, but fail the test instead of hanging if it does not finish within `timeout`.
 fn block_on_bounded(w: Wait, timeout: Duration) -> Result<(), WaitError> {

@@ -12,9 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use amrpc_core::compat::{is_time_after, list_handlers};
 use amrpc_core::{
     Args, Clock, Ctx, Handlers, LogLevel, Machine, MutationType, NoOpTracer, Opaque, Opts, Outcome, Relation, State,
-    Tracer, Value, Wait, WaitError, is_time_after, list_handlers, schema,
+    Tracer, Value, Wait, WaitError, schema,
 };
 use futures::executor::block_on;
 
@@ -1153,7 +1154,7 @@ fn test_list_handlers() {
         "AEnter".into(),
         "AState".into(),
         "AnyB".into(),
-        amrpc_core::HANDLER_GLOBAL.into(),
+        amrpc_core::compat::HANDLER_GLOBAL.into(),
     ]);
 
     // handlers by name (upstream: methods)

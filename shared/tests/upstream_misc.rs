@@ -5,9 +5,10 @@
 
 use std::sync::Arc;
 
+use amrpc_core::compat::{S, is_active_tick, new_args_mapper, opts_with_debug, opts_with_tracers, parse_struct, s_add};
 use amrpc_core::{
-    Args, ArgsMapper, LogLevel, Machine, MutationType, NoOpTracer, Opts, Outcome, Relation, S, Schema, State, StepType,
-    Tracer, is_active_tick, new_args_mapper, opts_with_debug, opts_with_tracers, parse_struct, s_add, struct_merge,
+    Args, ArgsMapper, LogLevel, Machine, MutationType, NoOpTracer, Opts, Outcome, Relation, Schema, State, StepType,
+    Tracer, struct_merge,
 };
 
 fn names(l: &[&str]) -> S {

@@ -2,7 +2,8 @@
 //! `pkg/rpc/rpc_machine_test.go` (v0.8.0) test of the same name (spec/arpc.md §6.2,
 //! spec/machine.md §12.1 [RPC]/[RPC*]); assertions read the API right after a mutation returns.
 
-use amrpc_core::{Api, Handlers, Outcome, State, is_time_after, schema};
+use amrpc_core::compat::is_time_after;
+use amrpc_core::{Api, Handlers, Outcome, State, schema};
 
 use crate::fixture::{Backend, Fixture, assert_inspect, assert_states, assert_time, ok, within};
 
