@@ -2,16 +2,16 @@
 // older Nodes the `ws` package (a dependency of this package) is used, as Socket.IO's client
 // does, so `connect()` works out of the box and `globalThis` is left alone.
 "use strict";
-const amrpc = require("./amrpc.js");
 
 if (typeof globalThis.WebSocket !== "function") {
   let ws;
   try {
     ws = require("ws");
   } catch {
-    // not installed (e.g. --omit=optional tooling): connect() then fails at once with NoWebSocket
+    // not installed: connect() then fails at once with NoWebSocket
   }
-  if (ws) amrpc.useWebSocket(ws.WebSocket || ws);
+  if (ws) require("./amrpc.js").useWebSocket(ws.WebSocket || ws);
 }
 
-module.exports = amrpc;
+// (this exact form lets Node's ESM loader see the named exports of the CommonJS build)
+module.exports = require("./amrpc.js");

@@ -191,6 +191,19 @@ async fn handshake_mirrors_the_worker() {
     let m = open(&url, r#"{"clientId": "wasm-handshake"}"#).await;
     assert_eq!(m.status(), "ready");
     assert_eq!(m.id(), "wasm-handshake-test", "mirror id is <clientId>-<workerId>");
+    // the client's own states, the same schema as the native client's (the core's)
+    let cs = m.client_states();
+    let names: Vec<String> = Array::from(&cs.state_names())
+        .iter()
+        .filter_map(|v| v.as_string())
+        .collect();
+    assert_eq!(names, amrpc_core::Machine::new(amrpc_core::states::client_schema(), Default::default())
+        .unwrap()
+        .state_names());
+    for s in ["Start", "Connected", "HandshakeDone", "Ready"] {
+        assert!(cs.is(s.into()).unwrap(), "{s} in {}", cs.string_all());
+    }
+    assert!(!cs.is("RetryingConn".into()).unwrap());
 
     let state_names: Vec<String> = Array::from(&m.state_names())
         .iter()

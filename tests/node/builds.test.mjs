@@ -15,11 +15,13 @@ test("package.json: name, version, exports per environment", () => {
   assert.equal(pkg.license, "MIT");
   const root = pkg.exports["."];
   assert.equal(Object.keys(root)[0], "node", "node must win over import/browser");
-  assert.equal(root.node.default, "./node/amrpc.js");
+  // the Node entry wraps the CommonJS build and finds a WebSocket (node/index.js)
+  assert.equal(root.node.default, "./node/index.js");
   assert.equal(root.browser.default, "./bundler/amrpc.js");
   assert.equal(root.import.default, "./bundler/amrpc.js");
   assert.equal(pkg.exports["./web"].default, "./web/amrpc.js");
-  for (const c of [root.node, root.browser, root.import, pkg.exports["./web"]]) assert.match(c.types, /amrpc\.d\.ts$/);
+  for (const c of [root.node, root.browser, root.import, pkg.exports["./web"]]) assert.match(c.types, /(amrpc|index)\.d\.ts$/);
+  assert.deepEqual(Object.keys(pkg.dependencies), ["ws"], "Node < 22 gets its WebSocket from ws");
 });
 
 test("amrpc/web: init() with the wasm bytes, then the same API", async () => {

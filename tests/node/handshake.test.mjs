@@ -8,13 +8,13 @@ import { client, rejection, URL_OPEN } from "./helpers.mjs";
 
 test("the package under test is the installed tarball, not the source folder", () => {
   const resolved = import.meta.resolve("amrpc");
-  assert.match(resolved, /\/node_modules\/amrpc\/node\/amrpc\.js$/);
+  assert.match(resolved, /\/node_modules\/amrpc\/node\/index\.js$/);
   // npm links a folder but unpacks a tarball: a real directory means the tarball
   const dir = fileURLToPath(new URL("../", resolved)).replace(/\/$/, "");
   assert.equal(lstatSync(dir).isSymbolicLink(), false, `${dir} is a link to a folder`);
   // CommonJS consumers get the same build
   const require = createRequire(import.meta.url);
-  assert.match(require.resolve("amrpc"), /node_modules\/amrpc\/node\/amrpc\.js$/);
+  assert.match(require.resolve("amrpc"), /node_modules\/amrpc\/node\/index\.js$/);
   assert.equal(typeof require("amrpc").connect, "function");
   assert.match(import.meta.resolve("amrpc/web"), /\/node_modules\/amrpc\/web\/amrpc\.js$/);
 });

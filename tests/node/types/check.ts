@@ -1,7 +1,7 @@
 // Compiled (never run) by types.test.mjs with `tsc --noEmit`: the package's .d.ts must give real
 // types. Lines marked @ts-expect-error must NOT compile.
 import { connect, Machine, RemoteMachine } from "amrpc";
-import type { Args, AmrpcError, Clock, ConnectOptions, Outcome, Payload, Schema, Status, HandlerEvent } from "amrpc";
+import type { Args, AmrpcError, Clock, ConnectOptions, ErrorCode, Outcome, Payload, Schema, Status, HandlerEvent } from "amrpc";
 import init, { Machine as WebMachine } from "amrpc/web";
 import { Machine as BundlerMachine } from "amrpc/bundler";
 
@@ -27,7 +27,7 @@ async function remote(): Promise<void> {
   const clock: Record<string, number> = m.clock();
   const names: string[] = m.stateNames();
   const which: string | undefined = m.switch("A", "B");
-  const status: "connecting" | "ready" | "disconnected" | "closed" = m.status;
+  const status: "connecting" | "open" | "ready" | "disconnected" | "closed" = m.status;
   void [active, tick, clock, names, which, status, m.time(), m.inspect(), m.activeStates()];
 
   const ac = new AbortController();
@@ -54,8 +54,10 @@ async function remote(): Promise<void> {
     if (s === "bogus") void st;
   });
   const onErr = (e: AmrpcError) => {
-    const code: string = e.code;
-    void code;
+    const code: ErrorCode = e.code;
+    // @ts-expect-error not a code of the list
+    if (e.code === "NoSuchCode") void code;
+    if (e.code === "AccessDenied" || e.code === "InvalidUrl") void code;
   };
   m.on("error", onErr);
   m.off("error", onErr);
