@@ -193,13 +193,16 @@ async fn handshake_mirrors_the_worker() {
     assert_eq!(m.id(), "wasm-handshake-test", "mirror id is <clientId>-<workerId>");
     // the client's own states, the same schema as the native client's (the core's)
     let cs = m.client_states();
-    let names: Vec<String> = Array::from(&cs.state_names())
+    let cs_names: Vec<String> = Array::from(&cs.state_names())
         .iter()
         .filter_map(|v| v.as_string())
         .collect();
-    assert_eq!(names, amrpc_core::Machine::new(amrpc_core::states::client_schema(), Default::default())
-        .unwrap()
-        .state_names());
+    assert_eq!(
+        cs_names,
+        amrpc_core::Machine::new(amrpc_core::states::client_schema(), Default::default())
+            .unwrap()
+            .state_names()
+    );
     for s in ["Start", "Connected", "HandshakeDone", "Ready"] {
         assert!(cs.is(s.into()).unwrap(), "{s} in {}", cs.string_all());
     }
