@@ -8,7 +8,6 @@ use crate::resolver;
 use crate::schema::EXCEPTION;
 use crate::types::{Error, LogLevel, Relation};
 
-use super::queue::parse_ids;
 use super::{Clock, Machine, Time};
 
 impl Machine {
@@ -24,7 +23,7 @@ impl Machine {
     /// Upstream's `MustParseStates` as a fallible call: de-duplicated names, or `StateUnknown`.
     pub fn parse_states(&self, states: &[&str]) -> Result<Vec<String>, Error> {
         let c = self.compiled();
-        let ids = parse_ids(&c, states)?;
+        let ids = self.parse_ids(&c, states)?;
         Ok(ids.iter().map(|i| c.names[*i].clone()).collect())
     }
 

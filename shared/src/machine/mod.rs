@@ -136,6 +136,9 @@ pub(crate) struct Inner {
     disposed_slot: Arc<Slot>,
     next_id: AtomicUsize,
     breakpoints: Mutex<Vec<(Vec<Id>, Vec<Id>)>>,
+    /// Name → id resolutions, see `Machine::name_lookups`.
+    #[cfg(feature = "test-hooks")]
+    name_lookups: core::sync::atomic::AtomicU64,
 }
 
 impl WaitRegistry for Inner {
@@ -260,6 +263,8 @@ impl Machine {
             disposed_slot: Arc::new(Slot::default()),
             next_id: AtomicUsize::new(1),
             breakpoints: Mutex::new(Vec::new()),
+            #[cfg(feature = "test-hooks")]
+            name_lookups: core::sync::atomic::AtomicU64::new(0),
         };
         let m = Machine(Arc::new(inner));
         // parent ctx: dispose when it ends, if handlers are bound (as upstream)

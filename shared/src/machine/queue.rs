@@ -13,7 +13,7 @@ use crate::transition::{EvalFn, Mutation, MutationInfo};
 use crate::types::{Args, Error, LogLevel, MutationType, Outcome, Value};
 use crate::wait::{Slot, Wait, WaitError};
 
-use super::Machine;
+use super::{Core, Machine};
 
 #[cfg(feature = "std")]
 fn capture_trace() -> String {
@@ -70,7 +70,7 @@ impl Machine {
         start: usize,
     ) -> Option<usize> {
         let c = self.compiled();
-        let Ok(ids) = parse_ids(&c, states) else {
+        let Ok(ids) = self.parse_ids(&c, states) else {
             return None;
         };
         let q = self.0.queue.lock();
@@ -152,17 +152,30 @@ impl Machine {
     }
 
     /// A mutation by type, states by index in the state order (for wire sessions).
+    /// Out-of-range index: `StateUnknown("index N")`.
     pub fn mutate_indexes(&self, ty: MutationType, indexes: &[usize], args: Option<Args>) -> Result<Outcome, Error> {
-        let c = self.compiled();
-        let mut names = Vec::with_capacity(indexes.len());
-        for i in indexes {
-            let id = *c
-                .order
-                .get(*i)
-                .ok_or_else(|| Error::StateUnknown(format!("index {i}")))?;
-            names.push(c.names[id].as_str());
+        // index → id straight from the state order: no name is looked up (or hashed) again
+        let (ids, multi) = {
+            let core = self.0.core.lock();
+            let mut ids = Ids::new();
+            for i in indexes {
+                let id = *core
+                    .c
+                    .order
+                    .get(*i)
+                    .ok_or_else(|| Error::StateUnknown(format!("index {i}")))?;
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+            let multi = any_multi(&core.c, &ids);
+            (ids, multi)
+        };
+        // after the indexes: an out-of-range one is an error even on a disposed machine
+        if self.mutation_refused() {
+            return Ok(Outcome::Canceled);
         }
-        self.mutate(ty, &names, args)
+        self.mutate_ids(ty, ids, multi, args)
     }
 
     /// Store `err` and add `Exception` (upstream `AddErr`).
@@ -222,28 +235,92 @@ impl Machine {
         wait
     }
 
+    /// Names → ids (under the core lock, with the Multi flag), then [`Self::mutate_ids`].
     fn mutate(&self, ty: MutationType, states: &[&str], args: Option<Args>) -> Result<Outcome, Error> {
-        if self.is_disposed() || self.queue_len() >= self.0.queue_limit {
+        // before parsing: on a disposed or full machine, unknown names are no error
+        if self.mutation_refused() {
             return Ok(Outcome::Canceled);
         }
-        if ty == MutationType::Remove {
-            let q = self.0.queue.lock();
-            if q.is_empty() && self.transition_running() {
-                let core = self.0.core.lock();
-                let any_active = states.iter().any(|s| core.c.id(s).is_some_and(|id| core.is_active[id]));
-                if !any_active {
-                    return Ok(Outcome::Executed);
-                }
-            }
-        }
-        let (ids, multi) = {
+        let parsed = {
             let core = self.0.core.lock();
-            let ids = parse_ids(&core.c, states)?;
-            let multi = ids.iter().any(|i| core.c.defs[*i].multi);
-            (ids, multi)
+            self.parse_ids(&core.c, states).map(|ids| {
+                let multi = any_multi(&core.c, &ids);
+                (ids, multi)
+            })
         };
+        match parsed {
+            Ok((ids, multi)) => self.mutate_ids(ty, ids, multi, args),
+            Err(e) => self.mutate_unknown(ty, states, e),
+        }
+    }
+
+    /// `mutate` with an unknown name: `e`, except for a Remove that [`Self::remove_is_noop`] lets
+    /// through. An unknown name is never active, so it doesn't block that no-op (the shortcut has
+    /// always been checked before the names).
+    #[cold]
+    fn mutate_unknown(&self, ty: MutationType, states: &[&str], e: Error) -> Result<Outcome, Error> {
+        let noop = ty == MutationType::Remove
+            && self.remove_is_noop(|core| {
+                self.count_name_lookup();
+                !states.iter().any(|s| core.c.id(s).is_some_and(|id| core.is_active[id]))
+            });
+        if noop { Ok(Outcome::Executed) } else { Err(e) }
+    }
+
+    /// The shared tail of `mutate` and `mutate_indexes`: `ids` are de-duplicated, and `multi`
+    /// (one of them is Multi) was read under the same core lock that resolved them, which keeps
+    /// the hot path at one core lock per mutation. The caller checked `mutation_refused`.
+    fn mutate_ids(&self, ty: MutationType, ids: Ids, multi: bool, args: Option<Args>) -> Result<Outcome, Error> {
+        if ty == MutationType::Remove && self.remove_is_noop(|core| !ids.iter().any(|id| core.is_active[*id])) {
+            return Ok(Outcome::Executed);
+        }
         self.queue_mutation(ty, ids, multi, args.unwrap_or_default());
         Ok(self.process_queue())
+    }
+
+    /// Disposed, or the queue is at its limit: a mutation is dropped as `Canceled`.
+    #[inline]
+    fn mutation_refused(&self) -> bool {
+        self.is_disposed() || self.queue_len() >= self.0.queue_limit
+    }
+
+    /// A Remove called from a handler with nothing queued after it, when `none_active` holds,
+    /// can't change anything: it runs as a no-op instead of being queued behind the transition.
+    fn remove_is_noop(&self, none_active: impl FnOnce(&Core) -> bool) -> bool {
+        let q = self.0.queue.lock();
+        if !q.is_empty() || !self.transition_running() {
+            return false;
+        }
+        let core = self.0.core.lock();
+        none_active(&core)
+    }
+
+    /// Names to de-duplicated ids, or `StateUnknown` for the first unknown name.
+    pub(super) fn parse_ids(&self, c: &Compiled, states: &[&str]) -> Result<Ids, Error> {
+        self.count_name_lookup();
+        let mut ids = Ids::new();
+        for s in states {
+            let id = c.id(s).ok_or_else(|| Error::StateUnknown((*s).into()))?;
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Counts a name → id resolution for `name_lookups` (a no-op without `test-hooks`).
+    #[inline(always)]
+    fn count_name_lookup(&self) {
+        #[cfg(feature = "test-hooks")]
+        self.0.name_lookups.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many name → id resolutions ran: one per parse of a state list (mutations, `is_queued`,
+    /// `parse_states`, `try_when_not`), plus the unknown-name check of an in-handler Remove. Lets
+    /// tests check that [`Machine::mutate_indexes`] resolves none (`test-hooks` feature).
+    #[cfg(feature = "test-hooks")]
+    pub fn name_lookups(&self) -> u64 {
+        self.0.name_lookups.load(Ordering::Relaxed)
     }
 
     fn queue_mutation(&self, ty: MutationType, ids: Ids, multi: bool, args: Args) {
@@ -308,15 +385,9 @@ impl Machine {
     }
 }
 
-pub(super) fn parse_ids(c: &Compiled, states: &[&str]) -> Result<Ids, Error> {
-    let mut ids = Ids::new();
-    for s in states {
-        let id = c.id(s).ok_or_else(|| Error::StateUnknown((*s).into()))?;
-        if !ids.contains(&id) {
-            ids.push(id);
-        }
-    }
-    Ok(ids)
+/// Whether a mutation of `ids` involves a Multi state (then it is never de-duplicated in the queue).
+fn any_multi(c: &Compiled, ids: &[Id]) -> bool {
+    ids.iter().any(|i| c.defs[*i].multi)
 }
 
 fn is_queued(

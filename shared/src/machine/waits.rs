@@ -10,7 +10,6 @@ use crate::schema::{EXCEPTION, Id, Ids};
 use crate::types::{Args, Error, LogLevel};
 use crate::wait::{Ctx, CtxValue, Slot, Wait, WaitError, WaitRegistry};
 
-use super::queue::parse_ids;
 use super::{Inner, Machine, WhenArgsBinding, WhenBinding, WhenTimeBinding};
 
 impl Machine {
@@ -152,7 +151,7 @@ impl Machine {
     /// Fallible `when_not`.
     pub fn try_when_not(&self, states: &[&str], ctx: Option<&Ctx>) -> Result<Wait, Error> {
         let c = self.compiled();
-        parse_ids(&c, states)?;
+        self.parse_ids(&c, states)?;
         Ok(self.when_impl(states, ctx, true))
     }
 
