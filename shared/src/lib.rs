@@ -2,7 +2,9 @@
 //!
 //! A Rust port of [asyncmachine-go] v0.8.0's state machine (`pkg/machine`): a clock-based,
 //! relational, multi-state machine. `#![no_std]` + `alloc`; the default `std` feature adds panic
-//! catching in handlers, std locks and handler timeouts measured with `std::time`.
+//! catching in handlers, std locks and handler timeouts measured with `std::time`. The `serde`
+//! feature (off by default) adds `to_value` / `from_value`, converting any serde type to and from
+//! [`Value`].
 //!
 //! ```
 //! use amrpc_core::{Machine, Opts, Outcome, State, schema};
@@ -46,6 +48,7 @@ mod sync;
 mod tracer;
 mod transition;
 mod types;
+#[cfg(feature = "serde")]
 mod value_serde;
 mod wait;
 pub mod wire;
@@ -66,6 +69,7 @@ pub use types::{
     Args, Error, LogLevel, MutationType, Opaque, Outcome, Relation, StepType, Value, is_active_tick, new_args_mapper,
     truncate_str,
 };
+#[cfg(feature = "serde")]
 pub use value_serde::{ValueError, from_value, to_value};
 pub use wait::{Ctx, CtxCanceled, CtxValue, Slot, Wait, WaitError, WaitRegistry};
 
