@@ -155,22 +155,19 @@ impl Machine {
     /// Out-of-range index: `StateUnknown("index N")`.
     pub fn mutate_indexes(&self, ty: MutationType, indexes: &[usize], args: Option<Args>) -> Result<Outcome, Error> {
         // index → id straight from the state order: no name is looked up (or hashed) again
-        let (ids, multi) = {
-            let core = self.0.core.lock();
-            let mut ids = Ids::new();
-            for i in indexes {
-                let id = *core
-                    .c
-                    .order
-                    .get(*i)
-                    .ok_or_else(|| Error::StateUnknown(format!("index {i}")))?;
-                if !ids.contains(&id) {
-                    ids.push(id);
-                }
+        let core = self.0.core.lock();
+        let mut ids = Ids::new();
+        for i in indexes {
+            let Some(&id) = core.c.order.get(*i) else {
+                drop(core);
+                return Err(Error::StateUnknown(format!("index {i}")));
+            };
+            if !ids.contains(&id) {
+                ids.push(id);
             }
-            let multi = any_multi(&core.c, &ids);
-            (ids, multi)
-        };
+        }
+        let multi = any_multi(&core.c, &ids);
+        drop(core);
         // after the indexes: an out-of-range one is an error even on a disposed machine
         if self.mutation_refused() {
             return Ok(Outcome::Canceled);
@@ -241,17 +238,17 @@ impl Machine {
         if self.mutation_refused() {
             return Ok(Outcome::Canceled);
         }
-        let parsed = {
-            let core = self.0.core.lock();
-            self.parse_ids(&core.c, states).map(|ids| {
-                let multi = any_multi(&core.c, &ids);
-                (ids, multi)
-            })
+        let core = self.0.core.lock();
+        let ids = match self.parse_ids(&core.c, states) {
+            Ok(ids) => ids,
+            Err(e) => {
+                drop(core);
+                return self.mutate_unknown(ty, states, e);
+            }
         };
-        match parsed {
-            Ok((ids, multi)) => self.mutate_ids(ty, ids, multi, args),
-            Err(e) => self.mutate_unknown(ty, states, e),
-        }
+        let multi = any_multi(&core.c, &ids);
+        drop(core);
+        self.mutate_ids(ty, ids, multi, args)
     }
 
     /// `mutate` with an unknown name: `e`, except for a Remove that [`Self::remove_is_noop`] lets
