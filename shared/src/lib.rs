@@ -2,7 +2,9 @@
 //!
 //! A Rust port of [asyncmachine-go] v0.8.0's state machine (`pkg/machine`): a clock-based,
 //! relational, multi-state machine. `#![no_std]` + `alloc`; the default `std` feature adds panic
-//! catching in handlers, std locks and handler timeouts measured with `std::time`.
+//! catching in handlers, std locks and handler timeouts measured with `std::time`. The `serde`
+//! feature (off by default) adds `to_value` / `from_value`, converting any serde type to and from
+//! [`Value`].
 //!
 //! ```
 //! use amrpc_core::{Machine, Opts, Outcome, State, schema};
@@ -36,6 +38,7 @@ pub mod __alloc {
 
 mod api;
 pub mod compat;
+#[cfg(feature = "demo")]
 pub mod demo;
 mod error;
 mod handlers;
@@ -49,6 +52,7 @@ mod sync;
 mod tracer;
 mod transition;
 mod types;
+#[cfg(feature = "serde")]
 mod value_serde;
 mod wait;
 pub mod wire;
@@ -63,6 +67,7 @@ pub use schema::{ANY, EXCEPTION, Schema, State, schema, struct_merge};
 pub use tracer::{NoOpTracer, Tracer};
 pub use transition::{Mutation, MutationInfo, Step, StepData, Transition};
 pub use types::{Args, Error, LogLevel, MutationType, Opaque, Outcome, Relation, StepType, Value};
+#[cfg(feature = "serde")]
 pub use value_serde::{ValueError, from_value, to_value};
 pub use wait::{Ctx, CtxCanceled, CtxValue, Slot, Wait, WaitError, WaitRegistry};
 
