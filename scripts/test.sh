@@ -26,6 +26,13 @@ if [ -z "${QUICK:-}" ]; then
   cargo clippy --workspace --all-targets -- -D warnings
   cargo clippy -p amrpc-core --no-default-features --lib -- -D warnings
 
+  log "layers: the machine never imports the protocol (docs/ARCHITECTURE.md)"
+  if grep -rnE 'crate::(wire|session)|use crate::\{[^}]*(wire|session)' shared/src/machine \
+    shared/src/{error,types,wait,schema,handlers,transition,resolver,api,tracer,sync}.rs; then
+    echo "the machine depends on the protocol (above)" >&2
+    exit 1
+  fi
+
   log "amrpc-core builds no_std (thumbv7em-none-eabihf) and for wasm32-unknown-unknown"
   cargo build -p amrpc-core --no-default-features --target thumbv7em-none-eabihf
   cargo build -p amrpc-core --no-default-features --target wasm32-unknown-unknown

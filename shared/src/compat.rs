@@ -1,5 +1,5 @@
 //! Upstream Go's free helpers, ported one to one for code (and ported tests) that follows
-//! upstream's API closely. New code rarely needs them: `Machine` methods and [`crate::schema`]
+//! upstream's API closely. New code rarely needs them: `Machine` methods and [`crate::schema()`]
 //! cover the same ground.
 
 pub use crate::handlers::{is_handler, list_handlers};

@@ -3,6 +3,8 @@
 //! ([`crate::Error::code`]), the JS errors carry [`ErrorCode::as_str`] as their `code`, and the
 //! TypeScript union ([`TS_ERROR_CODE`]) is generated from the same list, so the three cannot drift.
 
+use alloc::string::String;
+
 use serde::{Deserialize, Serialize};
 
 macro_rules! error_codes {
@@ -114,6 +116,13 @@ error_codes! {
 }
 
 impl ErrorCode {
+    /// The codes a server sends (the first 15). The others are raised locally; a server maps
+    /// them to [`ErrorCode::Internal`] before they reach the wire, so older peers can decode
+    /// everything it sends.
+    pub const fn is_wire(self) -> bool {
+        (self as u8) <= ErrorCode::UnknownWorker as u8
+    }
+
     /// Codes after which reconnecting cannot help: a client stops instead of retrying.
     pub const fn is_final(self) -> bool {
         matches!(
@@ -135,10 +144,10 @@ impl core::fmt::Display for ErrorCode {
     }
 }
 
-impl crate::types::Error {
+impl Error {
     /// This error's stable code.
     pub fn code(&self) -> ErrorCode {
-        use crate::types::Error as E;
+        use Error as E;
         match self {
             E::StateUnknown(_) => ErrorCode::StateUnknown,
             E::StateMissing(_) => ErrorCode::StateMissing,
@@ -159,15 +168,65 @@ impl crate::types::Error {
     }
 }
 
-impl crate::wait::WaitError {
-    /// This error's stable code.
-    pub fn code(&self) -> ErrorCode {
-        use crate::wait::WaitError as W;
-        match self {
-            W::Canceled => ErrorCode::Aborted,
-            W::Disposed => ErrorCode::Closed,
-            W::InvalidArgs(_) => ErrorCode::InvalidArgs,
-            W::Disconnected(_) => ErrorCode::Disconnected,
-        }
-    }
+/// Errors of the machine's fallible API. Messages follow upstream's `"<base>: <detail>"` form.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// A state name is not in the schema.
+    #[error("state unknown: {0}")]
+    StateUnknown(String),
+    /// States are missing (e.g. handlers referring to unknown states).
+    #[error("missing states: {0}")]
+    StateMissing(String),
+    /// A relation is invalid, e.g. a Require cycle or a relation to an unknown state.
+    #[error("relation error: {0}")]
+    Relation(String),
+    /// Arguments are invalid.
+    #[error("invalid arguments: {0}")]
+    InvalidArgs(String),
+    /// A handler ran longer than the handler timeout.
+    #[error("handler timeout: {0}")]
+    HandlerTimeout(String),
+    /// A transition was canceled.
+    #[error("transition canceled")]
+    Canceled,
+    /// A transition was queued.
+    #[error("transition queued")]
+    Queued,
+    /// A wait timed out.
+    #[error("timeout")]
+    Timeout,
+    /// The machine is disposed.
+    #[error("machine disposed")]
+    Disposed,
+    /// A client has no mirror yet: no handshake has completed.
+    #[error("not connected yet")]
+    NotConnected,
+    /// Too many calls are in flight (each must fit the server's replay window).
+    #[error("{limit} calls already in flight")]
+    TooManyInFlight {
+        /// The limit.
+        limit: usize,
+    },
+    /// A client gave up connecting.
+    #[error("gave up after {attempts} connection attempts: {last}")]
+    ConnRetryFailed {
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        last: String,
+    },
+    /// The caller aborted (a canceled context, an `AbortSignal`).
+    #[error("aborted")]
+    Aborted,
+    /// A remote peer answered with a protocol error, or a client failed with a code of its own.
+    #[error("remote error {code}: {message}")]
+    Rpc {
+        /// Stable code.
+        code: ErrorCode,
+        /// Detail.
+        message: String,
+    },
+    /// A handler panicked (with `std`), or an error added by the user with `add_err`.
+    #[error("{0}")]
+    Other(String),
 }

@@ -211,68 +211,7 @@ impl fmt::Display for LogLevel {
     }
 }
 
-/// Errors of the machine's fallible API. Messages follow upstream's `"<base>: <detail>"` form.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum Error {
-    /// A state name is not in the schema.
-    #[error("state unknown: {0}")]
-    StateUnknown(String),
-    /// States are missing (e.g. handlers referring to unknown states).
-    #[error("missing states: {0}")]
-    StateMissing(String),
-    /// A relation is invalid, e.g. a Require cycle or a relation to an unknown state.
-    #[error("relation error: {0}")]
-    Relation(String),
-    /// Arguments are invalid.
-    #[error("invalid arguments: {0}")]
-    InvalidArgs(String),
-    /// A handler ran longer than the handler timeout.
-    #[error("handler timeout: {0}")]
-    HandlerTimeout(String),
-    /// A transition was canceled.
-    #[error("transition canceled")]
-    Canceled,
-    /// A transition was queued.
-    #[error("transition queued")]
-    Queued,
-    /// A wait timed out.
-    #[error("timeout")]
-    Timeout,
-    /// The machine is disposed.
-    #[error("machine disposed")]
-    Disposed,
-    /// A client has no mirror yet: no handshake has completed.
-    #[error("not connected yet")]
-    NotConnected,
-    /// Too many calls are in flight (each must fit the server's replay window).
-    #[error("{limit} calls already in flight")]
-    TooManyInFlight {
-        /// The limit.
-        limit: usize,
-    },
-    /// A client gave up connecting.
-    #[error("gave up after {attempts} connection attempts: {last}")]
-    ConnRetryFailed {
-        /// Attempts made.
-        attempts: u32,
-        /// The last failure.
-        last: String,
-    },
-    /// The caller aborted (a canceled context, an `AbortSignal`).
-    #[error("aborted")]
-    Aborted,
-    /// A remote peer answered with a protocol error, or a client failed with a code of its own.
-    #[error("remote error {code}: {message}")]
-    Rpc {
-        /// Stable code.
-        code: crate::error::ErrorCode,
-        /// Detail.
-        message: String,
-    },
-    /// A handler panicked (with `std`), or an error added by the user with `add_err`.
-    #[error("{0}")]
-    Other(String),
-}
+pub use crate::error::Error;
 
 /// An opaque in-process value carried in [`Args`] (channels, counters, handles); compared by identity.
 #[derive(Clone)]

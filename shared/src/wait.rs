@@ -382,3 +382,17 @@ impl Drop for Wait {
         }
     }
 }
+
+impl WaitError {
+    /// This error's stable code.
+    pub fn code(&self) -> crate::error::ErrorCode {
+        use crate::error::ErrorCode;
+        use WaitError as W;
+        match self {
+            W::Canceled => ErrorCode::Aborted,
+            W::Disposed => ErrorCode::Closed,
+            W::InvalidArgs(_) => ErrorCode::InvalidArgs,
+            W::Disconnected(_) => ErrorCode::Disconnected,
+        }
+    }
+}

@@ -116,3 +116,33 @@ fn final_codes_are_the_refusals_and_the_unfixable() {
         ]
     );
 }
+
+#[test]
+fn servers_send_only_the_wire_codes() {
+    use amrpc_core::session::{ReplayCache, ServerConfig, ServerOutput, ServerSession};
+    use amrpc_core::wire::{ClientMsg, Hello, PROTOCOL_VERSION, ServerMsg};
+    use amrpc_core::{Machine, Opts, State, schema};
+    let wire: Vec<ErrorCode> = ErrorCode::ALL.iter().copied().filter(|c| c.is_wire()).collect();
+    assert_eq!(wire, ErrorCode::ALL[..15], "the first 15, in wire order");
+    let w = Machine::new(schema([("A", State::new())]), Opts::default()).unwrap();
+    w.verify_states(&["A", "Exception"]).unwrap();
+    let mut srv = ServerSession::new(&w, ServerConfig::default(), std::sync::Arc::new(ReplayCache::new(1)));
+    let hello = ClientMsg::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        client_id: "c".into(),
+        ..Default::default()
+    });
+    srv.handle_frame(&hello.encode().unwrap(), 0, &w);
+    // e.g. a relay whose upstream gave up: a local code, sent as Internal with its name
+    let out = srv.shutdown(ErrorCode::ConnRetryFailed, "upstream unreachable");
+    let ServerOutput::Send(b) = &out[0] else {
+        panic!("{out:?}")
+    };
+    match ServerMsg::decode(b, 1 << 20).unwrap() {
+        ServerMsg::Bye(e) => {
+            assert_eq!(e.code, ErrorCode::Internal);
+            assert_eq!(e.message, "ConnRetryFailed: upstream unreachable");
+        }
+        other => panic!("{other:?}"),
+    }
+}

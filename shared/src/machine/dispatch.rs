@@ -475,7 +475,7 @@ impl Machine {
     // ----- handlers, tracers -----
 
     /// Bind a handler set (upstream `BindHandlers`). Names are checked against the schema with
-    /// [`crate::list_handlers`]: a handler naming a missing state is an error and nothing is bound.
+    /// [`crate::compat::list_handlers`]: a handler naming a missing state is an error and nothing is bound.
     pub fn bind_handlers(&self, h: Handlers) -> Result<HandlersId, Error> {
         if self.is_disposed() {
             return Ok(HandlersId(0));

@@ -18,7 +18,7 @@ pub type Time = Vec<u64>;
 pub type Clock = BTreeMap<String, u64>;
 /// A log sink: receives the level and the formatted, id-prefixed line.
 pub type Logger = Arc<dyn Fn(LogLevel, &str) + Send + Sync>;
-/// Picks which args to print in `[add]`/`[state]` log lines (see [`crate::new_args_mapper`]).
+/// Picks which args to print in `[add]`/`[state]` log lines (see [`crate::compat::new_args_mapper`]).
 pub type ArgsMapper = Arc<dyn Fn(&Args) -> BTreeMap<String, String> + Send + Sync>;
 
 /// Default handler timeout (upstream: 100 ms).

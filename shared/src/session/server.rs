@@ -147,6 +147,16 @@ fn fnv64(b: &[u8]) -> u64 {
     h
 }
 
+/// A local code (e.g. a relay's upstream connection failing with `ConnRetryFailed`) goes on the
+/// wire as `Internal`, its name kept in the message.
+fn wire_code(code: ErrorCode, message: String) -> (ErrorCode, String) {
+    if code.is_wire() {
+        (code, message)
+    } else {
+        (ErrorCode::Internal, alloc::format!("{code}: {message}"))
+    }
+}
+
 fn frame(msg: &ServerMsg) -> ServerOutput {
     // Server messages hold no opaque values, so encoding cannot fail; stay total anyway.
     match msg.encode() {
@@ -222,6 +232,7 @@ impl ServerSession {
 
     fn close(&mut self, req: Option<u32>, code: ErrorCode, message: String) -> Vec<ServerOutput> {
         self.phase = Phase::Closed;
+        let (code, message) = wire_code(code, message);
         let bye = ServerMsg::Bye(ErrorMsg {
             req,
             code,
@@ -231,6 +242,7 @@ impl ServerSession {
     }
 
     fn error(req: Option<u32>, code: ErrorCode, message: String) -> ServerOutput {
+        let (code, message) = wire_code(code, message);
         frame(&ServerMsg::Error(ErrorMsg { req, code, message }))
     }
 
