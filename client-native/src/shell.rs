@@ -228,14 +228,18 @@ impl Shell {
         let mut dialing: Option<Dialing> = None;
         let now = self.now();
         self.conn.start(now);
+        // one timer, moved only when the deadline changes (not re-registered per event)
+        let timer = tokio::time::sleep_until(self.start.into());
+        tokio::pin!(timer);
+        let mut armed: Option<u64> = None;
         while self.perform(&mut ws, &mut dialing).await {
-            let deadline = self.conn.next_deadline().map(|d| self.start + Duration::from_millis(d));
-            let sleep = async move {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(at.into()).await,
-                    None => std::future::pending().await,
+            let deadline = self.conn.next_deadline();
+            if deadline != armed {
+                armed = deadline;
+                if let Some(d) = deadline {
+                    timer.as_mut().reset((self.start + Duration::from_millis(d)).into());
                 }
-            };
+            }
             tokio::select! {
                 r = async { dialing.as_mut().expect("guarded").await }, if dialing.is_some() => {
                     dialing = None;
@@ -263,7 +267,8 @@ impl Shell {
                     }
                 }
                 c = self.cmd.recv() => self.command(c),
-                () = sleep => {
+                () = &mut timer, if armed.is_some() => {
+                    armed = None;
                     let now = self.now();
                     self.conn.tick(now);
                 }

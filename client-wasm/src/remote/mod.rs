@@ -71,6 +71,8 @@ pub(crate) struct Conn {
     pub(crate) listeners: Vec<(String, Function)>,
     ready: Option<oneshot::Sender<Result<amrpc_core::Machine, Error>>>,
     timer: Option<Timeout>,
+    /// The deadline `timer` is armed for.
+    timer_at: Option<u64>,
     window_hooks: Vec<WindowHook>,
 }
 
@@ -137,15 +139,21 @@ fn perform(shared: &Shared) {
                 }
             }
         }
-        let weak = Rc::downgrade(shared);
-        c.timer = c.driver.next_deadline().map(|at| {
-            let ms = at.saturating_sub(now()).min(u64::from(u32::MAX)) as u32;
-            Timeout::new(ms, move || {
-                if let Some(s) = weak.upgrade() {
-                    drive(&s, |d, now| d.tick(now));
-                }
-            })
-        });
+        // one timer, re-armed only when the deadline moves
+        let deadline = c.driver.next_deadline();
+        if deadline != c.timer_at || c.timer.is_none() {
+            c.timer_at = deadline;
+            let weak = Rc::downgrade(shared);
+            c.timer = deadline.map(|at| {
+                let ms = at.saturating_sub(now()).min(u64::from(u32::MAX)) as u32;
+                Timeout::new(ms, move || {
+                    if let Some(s) = weak.upgrade() {
+                        s.borrow_mut().timer = None;
+                        drive(&s, |d, now| d.tick(now));
+                    }
+                })
+            });
+        }
     }
     emit(shared, events);
 }
@@ -244,6 +252,7 @@ pub fn connect(
         listeners: Vec::new(),
         ready: Some(tx),
         timer: None,
+        timer_at: None,
         window_hooks: Vec::new(),
     }));
     hook_window(&shared);

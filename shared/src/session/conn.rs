@@ -391,7 +391,10 @@ impl<T> Connection<T> {
                     self.out.extend(frames.into_iter().map(ConnOutput::Send));
                 }
                 ClientOutput::Reply { req, result } => {
-                    self.states.remove1(ss::RETRYING_CALL, None);
+                    // a reply ends a retry episode (checked first: a remove is a transition)
+                    if self.states.is1(ss::RETRYING_CALL) {
+                        self.states.remove1(ss::RETRYING_CALL, None);
+                    }
                     if let Some(done) = self.calls.remove(&req) {
                         self.out.push_back(ConnOutput::Done(done, result));
                     }
