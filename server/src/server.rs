@@ -110,6 +110,18 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
 }
 
+impl ServerError {
+    /// This error's stable code (the one list, [`ErrorCode`]).
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ServerError::NotVerified(_) | ServerError::MissingStates { .. } => ErrorCode::StateMissing,
+            ServerError::Duplicate(_) => ErrorCode::InvalidArgs,
+            ServerError::Machine(e) => e.code(),
+            ServerError::Io(_) => ErrorCode::Internal,
+        }
+    }
+}
+
 /// A payload sent by a worker through its `SendPayload` state.
 #[derive(Clone, Debug)]
 struct PayloadOut {
@@ -719,4 +731,21 @@ fn read_error_code(e: &axum::Error) -> ErrorCode {
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
+
+    #[test]
+    fn read_errors_are_classified_by_kind() {
+        let too_long = axum::Error::new(WsError::Capacity(CapacityError::MessageTooLong {
+            size: 10,
+            max_size: 5,
+        }));
+        assert_eq!(read_error_code(&too_long), ErrorCode::TooLarge);
+        let bad = axum::Error::new(WsError::Protocol(ProtocolError::NonZeroReservedBits));
+        assert_eq!(read_error_code(&bad), ErrorCode::Malformed);
+    }
 }

@@ -146,3 +146,21 @@ fn servers_send_only_the_wire_codes() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn protocol_and_conversion_errors_have_codes_too() {
+    use amrpc_core::wire::{ClientMsg, ClockError, DecodeError, EncodeError};
+    assert_eq!(
+        ClientMsg::decode(&[1, 2, 3, 4, 5], 2).unwrap_err().code(),
+        ErrorCode::TooLarge
+    );
+    assert_eq!(
+        ClientMsg::decode(&[0xff], 1 << 20).unwrap_err().code(),
+        ErrorCode::Malformed
+    );
+    assert_eq!(DecodeError::Trailing(1).code(), ErrorCode::Malformed);
+    assert_eq!(EncodeError("x".into()).code(), ErrorCode::InvalidArgs);
+    assert_eq!(ClockError::Overflow(0).code(), ErrorCode::Malformed);
+    let big = amrpc_core::to_value(&u64::MAX).unwrap_err();
+    assert_eq!(big.code(), ErrorCode::InvalidArgs);
+}

@@ -41,6 +41,13 @@ pub enum ValueError {
     Custom(String),
 }
 
+impl ValueError {
+    /// This error's stable code: a value that does not convert is an invalid argument.
+    pub fn code(&self) -> crate::error::ErrorCode {
+        crate::error::ErrorCode::InvalidArgs
+    }
+}
+
 impl serde::ser::Error for ValueError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
         ValueError::Custom(msg.to_string())

@@ -154,6 +154,13 @@ pub enum ClockError {
     },
 }
 
+impl ClockError {
+    /// This error's stable code: a clock update that cannot apply is a malformed one.
+    pub fn code(&self) -> crate::error::ErrorCode {
+        crate::error::ErrorCode::Malformed
+    }
+}
+
 /// Checksum of a clock: the low byte of `Σ tick[i] × (2i + 1)` (odd weights, so any single
 /// changed tick changes it unless the change is a multiple of 256).
 pub fn checksum(time: &[u64]) -> u8 {

@@ -235,10 +235,27 @@ pub enum DecodeError {
     Trailing(usize),
 }
 
+impl DecodeError {
+    /// This error's stable code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            DecodeError::TooLarge { .. } => ErrorCode::TooLarge,
+            DecodeError::Malformed(_) | DecodeError::Trailing(_) => ErrorCode::Malformed,
+        }
+    }
+}
+
 /// Why a message could not be encoded (only args holding opaque values can't).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("cannot encode: {0}")]
 pub struct EncodeError(pub String);
+
+impl EncodeError {
+    /// This error's stable code (what could not be encoded came in as an argument).
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::InvalidArgs
+    }
+}
 
 /// The protocol version of a `Hello` or `Welcome` frame (both start with variant 0 followed by
 /// the version), read without decoding the rest — so a peer of another version is told so even
