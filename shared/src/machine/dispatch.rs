@@ -365,7 +365,12 @@ impl Machine {
                     self.recover(t, &step, &msg, &trace);
                     panicked = true;
                     outcome = Outcome::Canceled;
-                    break;
+                    // upstream's processHandlers: a panic in a final handler (`FooState`,
+                    // `FooEnd`) does not stop the event's other handler sets (say, metrics and
+                    // business logic); in a negotiation handler it cancels at once
+                    if !ev.is_final_name {
+                        break;
+                    }
                 }
                 Called::Ok(ret) => {
                     if elapsed > self.0.handler_timeout_ns {
@@ -398,7 +403,14 @@ impl Machine {
                 let sf = if is_self { ":self" } else { "" };
                 self.log_fmt(LogLevel::Ops, || format!("[cancel{sf}] ({targets}) by {name}"));
             }
-            if panicked || !is_final {
+            if !is_final {
+                return Outcome::Canceled;
+            }
+            if panicked {
+                // every set ran: upstream matches WhenArgs before reporting the cancel
+                if let Some(s) = enter_state {
+                    self.process_when_args(s, args);
+                }
                 return Outcome::Canceled;
             }
         }
