@@ -35,32 +35,29 @@ const URL_AUTH: Option<&str> = option_env!("AMRPC_TEST_URL_AUTH");
 /// Default bound for one awaited step, in ms.
 const STEP_MS: u32 = 5_000;
 
-/// The `test` worker's URL on the open server, or `None` (logged) when the tests were built
-/// without a server.
-fn test_url() -> Option<String> {
+/// The `test` worker's URL on the open server. Built without a server, every test fails loudly
+/// (a test that checked nothing must not pass).
+fn test_url() -> String {
     match URL {
-        Some(u) => Some(format!("{u}/ws/test")),
-        None => {
-            console_log!("SKIPPED: AMRPC_TEST_URL was not set at build time; run scripts/web/browser.sh");
-            None
-        }
+        Some(u) => format!("{u}/ws/test"),
+        None => panic!("AMRPC_TEST_URL was not set at build time: run scripts/web/browser.sh"),
     }
 }
 
-/// The `test` worker's URL on a server that checks client ids and tokens but no Origin, if the
-/// test server offers one (`AMRPC_TEST_URL_AUTH`).
-fn auth_url() -> Option<String> {
-    URL_AUTH.filter(|u| !u.is_empty()).map(|u| format!("{u}/ws/test"))
+/// The `test` worker's URL on a server that checks client ids and tokens but no Origin, from
+/// serve-test (`AMRPC_TEST_URL_AUTH`; fails loudly without it).
+fn auth_url() -> String {
+    match URL_AUTH.filter(|u| !u.is_empty()) {
+        Some(u) => format!("{u}/ws/test"),
+        None => panic!("AMRPC_TEST_URL_AUTH was not set at build time: run scripts/web/browser.sh"),
+    }
 }
 
-/// The `test` worker's URL on the locked server, or `None` (logged).
-fn locked_url() -> Option<String> {
+/// The `test` worker's URL on the locked server (fails loudly when not built with one).
+fn locked_url() -> String {
     match URL_LOCKED {
-        Some(u) => Some(format!("{u}/ws/test")),
-        None => {
-            console_log!("SKIPPED: AMRPC_TEST_URL_LOCKED was not set at build time; run scripts/web/browser.sh");
-            None
-        }
+        Some(u) => format!("{u}/ws/test"),
+        None => panic!("AMRPC_TEST_URL_LOCKED was not set at build time: run scripts/web/browser.sh"),
     }
 }
 
@@ -187,7 +184,7 @@ async fn sleep(ms: u32) {
 
 #[wasm_bindgen_test]
 async fn handshake_mirrors_the_worker() {
-    let Some(url) = test_url() else { return };
+    let url = test_url();
     let m = open(&url, r#"{"clientId": "wasm-handshake"}"#).await;
     assert_eq!(m.status(), "ready");
     assert_eq!(m.id(), "wasm-handshake-test", "mirror id is <clientId>-<workerId>");
@@ -253,7 +250,7 @@ async fn handshake_mirrors_the_worker() {
 
 #[wasm_bindgen_test]
 async fn mutations_resolve_with_outcomes_and_read_your_writes() {
-    let Some(url) = test_url() else { return };
+    let url = test_url();
     let m = open(&url, r#"{"clientId": "wasm-mutations"}"#).await;
     outcome("reset", m.remove(names(&["A", "B", "C"]), JsValue::UNDEFINED)).await;
     assert!(m.not(names(&["A", "B", "C"])).unwrap());
@@ -339,7 +336,7 @@ async fn mutations_resolve_with_outcomes_and_read_your_writes() {
 
 #[wasm_bindgen_test]
 async fn waits_resolve_on_pushes_from_another_client() {
-    let Some(url) = test_url() else { return };
+    let url = test_url();
     let m1 = open(&url, r#"{"clientId": "wasm-waiter"}"#).await;
     let m2 = open(&url, r#"{"clientId": "wasm-mutator"}"#).await;
     outcome("reset", m2.remove(names(&["A", "B", "C"]), JsValue::UNDEFINED)).await;
@@ -398,7 +395,7 @@ async fn waits_resolve_on_pushes_from_another_client() {
 
 #[wasm_bindgen_test]
 async fn abort_signals_cancel_waits_and_state_signals_abort() {
-    let Some(url) = test_url() else { return };
+    let url = test_url();
     let m = open(&url, r#"{"clientId": "wasm-abort"}"#).await;
     let m2 = open(&url, r#"{"clientId": "wasm-abort-2"}"#).await;
     outcome("reset", m.remove(names(&["A", "B", "C"]), JsValue::UNDEFINED)).await;
@@ -462,7 +459,7 @@ async fn abort_signals_cancel_waits_and_state_signals_abort() {
 
 #[wasm_bindgen_test]
 async fn payload_events_reach_every_client() {
-    let Some(url) = test_url() else { return };
+    let url = test_url();
     let m = open(&url, r#"{"clientId": "wasm-payload"}"#).await;
     let m2 = open(&url, r#"{"clientId": "wasm-payload-2"}"#).await;
     let (got, listener) = next_event("v.name === 'pong'");
@@ -515,7 +512,7 @@ async fn payload_events_reach_every_client() {
 
 #[wasm_bindgen_test]
 async fn reconnects_and_resyncs_after_the_server_drops_the_connection() {
-    let Some(url) = test_url() else { return };
+    let url = test_url();
     // a long-ish first retry delay leaves room to send a mutation during the outage
     let m = open(
         &url,
@@ -579,9 +576,6 @@ async fn reconnects_and_resyncs_after_the_server_drops_the_connection() {
 
 #[wasm_bindgen_test]
 async fn gives_up_with_a_typed_error_when_nothing_listens() {
-    if test_url().is_none() {
-        return;
-    }
     // port 9 (discard) on loopback: refused; 2 attempts, short delays
     let p = connect(
         "ws://127.0.0.1:9/ws/test",
@@ -594,7 +588,7 @@ async fn gives_up_with_a_typed_error_when_nothing_listens() {
 
 #[wasm_bindgen_test]
 async fn schema_mismatch_rejects_with_a_typed_error() {
-    let Some(url) = test_url() else { return };
+    let url = test_url();
     let p = connect(
         &url,
         js(r#"{"clientId": "wasm-schema", "schemaHash": "1", "connRetries": 2}"#),
@@ -615,10 +609,8 @@ fn creds(id: &str, token: Option<&str>) -> JsValue {
 #[wasm_bindgen_test]
 async fn locked_server_checks_client_id_and_token() {
     // a browser page cannot choose its Origin, so this needs a server that checks ids and tokens
-    // but not the Origin: AMRPC_TEST_URL_AUTH if serve-test provides one, else the locked server
-    let Some(locked) = auth_url().or_else(locked_url) else {
-        return;
-    };
+    // but not the Origin (serve-test's AMRPC_TEST_URL_AUTH)
+    let locked = auth_url();
     let wrong_id = rejects(
         "locked: wrong client id",
         connect(&locked, creds("intruder", Some("secret"))),
@@ -646,12 +638,8 @@ async fn locked_server_checks_client_id_and_token() {
 
 #[wasm_bindgen_test]
 async fn locked_server_refuses_a_foreign_origin() {
-    // only meaningful while AMRPC_TEST_URL_LOCKED is the server with the Origin allow-list
-    if auth_url().is_none() {
-        console_log!("SKIPPED: needs AMRPC_TEST_URL_AUTH (ids and tokens without an Origin list) from serve-test");
-        return;
-    }
-    let Some(locked) = locked_url() else { return };
+    // AMRPC_TEST_URL_LOCKED is the server with the Origin allow-list
+    let locked = locked_url();
     // the server answers the upgrade with HTTP 403, which a page cannot see: the client retries,
     // then gives up with a typed error
     let p = connect(&locked, creds("allowed-client", Some("secret")));

@@ -204,9 +204,9 @@ fn slow_worker(id: &str) -> (Machine, Arc<AtomicUsize>, Arc<AtomicBool>, Arc<Ato
 /// while the original still runs (and waits for it). Returns how long the call took.
 async fn cut_mid_mutation(id: &str, reconnect_after_done: bool, push_interval_ms: Option<u32>) -> Duration {
     let (w, runs, started, done) = slow_worker(&format!("w-{id}"));
-    // the server gets its own runtime: the handler's sleep must not stall the client or proxy
-    let mut h = Harness::start_isolated(w, ServerOpts::default());
-    h.keep_awake();
+    // the server gets its own runtime, as a separate process would; its session runs the blocking
+    // handler with block_in_place, so the server keeps reading the cut connection meanwhile
+    let h = Harness::start_isolated(w, ServerOpts::default());
     let p = Proxy::start(h.addr).await;
     let opts = ClientOpts {
         conn_retry_delay: Duration::from_millis(20),
@@ -224,7 +224,9 @@ async fn cut_mid_mutation(id: &str, reconnect_after_done: bool, push_interval_ms
     p.cut();
     if reconnect_after_done {
         eventually(WAIT, "the handler returns", || done.load(Ordering::SeqCst)).await;
-        tokio::time::sleep(Duration::from_millis(50)).await; // the drain ends, the outcome is cached
+        // the old session records the outcome (replay cache) when the mutation returns, before it
+        // reads the cut socket and ends: its end is the barrier
+        eventually(WAIT, "the old session ends", || h.worker.session_count() == 0).await;
         p.refuse(false);
     }
     let r = within(WAIT, "the call returns", call).await.unwrap();

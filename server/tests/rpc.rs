@@ -516,8 +516,15 @@ async fn test_retry_closed_listener() {
 
         // close the listener (stop accepting); the open session lives on
         h.serve.abort();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(TcpStream::connect(h.addr).await.is_err(), "the listener is closed");
+        let mut closed = false;
+        for _ in 0..200 {
+            if TcpStream::connect(h.addr).await.is_err() {
+                closed = true;
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(closed, "the listener is closed");
         let _ = c.mirror().add1("D", None).await;
         within(Duration::from_secs(2), "When1(D)", c.mirror().when1("D", None))
             .await
@@ -704,7 +711,9 @@ async fn test_partial() {
         )
         .await
         .unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // barrier: a reply carries every tracked change up to its mutation (sequenced), so
+        // after it anything untracked would have arrived too
+        assert_eq!(c.mirror().add1("A", None).await, Ok(Outcome::Executed));
         assert_eq!(set_of(c.mirror().active_states()), set(&["A", "B"]));
         assert_eq!(c.mirror().tick("C"), 0, "untracked states read 0");
         dispose(c, h, true).await;
@@ -748,7 +757,8 @@ async fn test_partial_no_schema() {
         within(Duration::from_secs(1), "mirror C", c.mirror().when1("C", None))
             .await
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // barrier (see test_partial): a reply after every worker change
+        assert_eq!(c.mirror().add1("C", None).await, Ok(Outcome::Executed));
         assert_eq!(set_of(c.mirror().active_states()), set(&["C"]));
         dispose(c, h, true).await;
     })

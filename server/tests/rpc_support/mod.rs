@@ -114,8 +114,6 @@ pub(crate) struct Harness {
     pub(crate) serve: JoinHandle<()>,
     /// The server's own runtime, when it has one (see [`Harness::start_isolated`]).
     rt: Option<tokio::runtime::Runtime>,
-    /// Set to stop the keep-awake thread (see [`Harness::keep_awake`]).
-    awake: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Harness {
@@ -142,7 +140,6 @@ impl Harness {
             addr,
             serve,
             rt: None,
-            awake: None,
         }
     }
 
@@ -173,26 +170,7 @@ impl Harness {
             addr,
             serve,
             rt: Some(rt),
-            awake: None,
         }
-    }
-
-    /// Keep the isolated server runtime's I/O driver polled while a worker handler blocks one of
-    /// its threads: a thread spawns an empty task on it every millisecond, which wakes an idle
-    /// worker. (A handler that blocks a tokio worker thread otherwise stalls the whole runtime's
-    /// network I/O until it returns; the server does not use `block_in_place`. This stands in
-    /// for that, so the tests can reach the server while a mutation is running.)
-    pub(crate) fn keep_awake(&mut self) {
-        let Some(rt) = &self.rt else { return };
-        let handle = rt.handle().clone();
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        self.awake = Some(stop.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::SeqCst) {
-                drop(handle.spawn(async {}));
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        });
     }
 
     /// Spawn a task on the server's runtime.
@@ -230,9 +208,6 @@ impl Harness {
 impl Drop for Harness {
     fn drop(&mut self) {
         self.srv.shutdown();
-        if let Some(stop) = self.awake.take() {
-            stop.store(true, Ordering::SeqCst);
-        }
         if let Some(rt) = self.rt.take() {
             rt.shutdown_background();
         }
