@@ -22,6 +22,8 @@ use tokio::net::{TcpListener, TcpStream};
 /// upstream `disposeTest`: optionally assert that no error happened, close the client, wait for
 /// the server to drop the session, stop the server.
 async fn dispose(c: Client, h: Harness, check_errs: bool) {
+    // upstream checks the server's session machine on every test: Ready, and no errors
+    assert_server_ready(&h, check_errs);
     if check_errs {
         assert_eq!(
             tick(c.states(), EXCEPTION),
@@ -44,11 +46,24 @@ fn set(v: &[&str]) -> BTreeSet<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
-/// Ready on both sides: the client's `Ready`, and one open session on the worker (the server's
-/// per-session machine is internal; `session_count` is what the server exposes).
+/// Ready on both sides: the client's `Ready`, and `sessions` open sessions on the worker, each
+/// with its server-side machine `Ready` (upstream's `s.Mach.Is1(Ready)`).
 fn assert_ready(c: &Client, h: &Harness, sessions: usize) {
     assert!(c.states().is1(names::READY), "client Ready: {}", c.states().string());
     assert_eq!(h.worker.session_count(), sessions, "server sessions");
+    assert_server_ready(h, false);
+}
+
+/// Every open session's server-side machine is `Ready` (and, with `no_errs`, has no `Exception`).
+fn assert_server_ready(h: &Harness, no_errs: bool) {
+    let sessions = h.worker.sessions();
+    assert!(!sessions.is_empty(), "an open session");
+    for s in sessions {
+        assert!(s.states.is1(names::READY), "server session Ready: {}", s.states.string_all());
+        if no_errs {
+            assert_eq!(tick(&s.states, EXCEPTION), 0, "no server errors: {}", s.states.string_all());
+        }
+    }
 }
 
 // ----- TestBasic, TestTypeSafe -----
@@ -603,7 +618,7 @@ async fn test_verify_worker_states() {
             ..copts("good")
         };
         let c = Harness::client(&h.url(), good).await;
-        assert!(c.states().is1(names::READY));
+        assert_ready(&c, &h, 1);
         c.close().await;
 
         let mut reordered = names.clone();
@@ -677,6 +692,8 @@ async fn test_mux() {
         for c in &clients {
             assert_eq!(c.mirror().time(None), h.w().time(None));
         }
+        assert_ready(&clients[0], &h, clients.len());
+        assert_server_ready(&h, true);
         for c in clients {
             c.close().await;
         }
