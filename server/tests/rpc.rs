@@ -59,9 +59,18 @@ fn assert_server_ready(h: &Harness, no_errs: bool) {
     let sessions = h.worker.sessions();
     assert!(!sessions.is_empty(), "an open session");
     for s in sessions {
-        assert!(s.states.is1(names::READY), "server session Ready: {}", s.states.string_all());
+        assert!(
+            s.states.is1(names::READY),
+            "server session Ready: {}",
+            s.states.string_all()
+        );
         if no_errs {
-            assert_eq!(tick(&s.states, EXCEPTION), 0, "no server errors: {}", s.states.string_all());
+            assert_eq!(
+                tick(&s.states, EXCEPTION),
+                0,
+                "no server errors: {}",
+                s.states.string_all()
+            );
         }
     }
 }

@@ -51,6 +51,8 @@ struct CtxState {
 
 struct CtxInner {
     canceled: AtomicBool,
+    /// Set once the cancel's callbacks and children are done (what `canceled()` waits for).
+    settled: AtomicBool,
     state: Mutex<CtxState>,
     value: Option<CtxValue>,
 }
@@ -84,6 +86,7 @@ impl Ctx {
     fn with_value(value: Option<CtxValue>) -> Self {
         Ctx(Arc::new(CtxInner {
             canceled: AtomicBool::new(false),
+            settled: AtomicBool::new(false),
             state: Mutex::new(CtxState::default()),
             value,
         }))
@@ -124,22 +127,29 @@ impl Ctx {
         self.0.canceled.load(Ordering::Acquire)
     }
 
-    /// Cancel this context and its children; wakes waiters and runs callbacks. Idempotent.
+    /// Cancel this context and its children; runs callbacks (e.g. unbinding waits), then wakes
+    /// waiters, so whoever wakes on the cancel finds the cleanup done. Idempotent.
     pub fn cancel(&self) {
         if self.0.canceled.swap(true, Ordering::AcqRel) {
             return;
         }
         let st = core::mem::take(&mut *self.0.state.lock());
-        for w in st.wakers {
-            w.wake();
+        for (_, cb) in st.callbacks {
+            cb();
         }
         for c in st.children {
             if let Some(c) = c.upgrade() {
                 Ctx(c).cancel();
             }
         }
-        for (_, cb) in st.callbacks {
-            cb();
+        self.0.settled.store(true, Ordering::Release);
+        for w in st.wakers {
+            w.wake();
+        }
+        // a waiter that registered while the callbacks ran
+        let late = core::mem::take(&mut self.0.state.lock().wakers);
+        for w in late {
+            w.wake();
         }
     }
 
@@ -181,18 +191,20 @@ impl Ctx {
     }
 }
 
-/// Completes when its context is canceled.
+/// Completes when its context is canceled and the cancel's callbacks (the waits it unbinds)
+/// and children are done.
 #[derive(Debug)]
 pub struct CtxCanceled(Ctx);
 
 impl Future for CtxCanceled {
     type Output = ();
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0.is_canceled() {
+        let settled = |c: &Ctx| c.0.settled.load(Ordering::Acquire);
+        if settled(&self.0) {
             return Poll::Ready(());
         }
         self.0.register(cx.waker());
-        if self.0.is_canceled() {
+        if settled(&self.0) {
             return Poll::Ready(());
         }
         Poll::Pending

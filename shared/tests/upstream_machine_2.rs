@@ -428,12 +428,14 @@ fn test_when_ctx() {
     assert_eq!(m.wait_bindings(), 3);
     assert!(!when.is_ready() && !when_args.is_ready() && !when_time.is_ready());
 
+    // upstream cancels from a goroutine after 10 ms; here from another thread, and the test
+    // wakes on the cancel itself
     let cancel = ctx.clone();
-    thread::spawn(move || {
-        sleep_ms(10);
-        cancel.cancel();
-    });
+    let t = thread::spawn(move || cancel.cancel());
     block_on(ctx.canceled());
+    // upstream's point: canceling the ctx alone unbinds every wait (none awaited or dropped yet)
+    assert_eq!(m.wait_bindings(), 0, "the cancel unbound the waits");
+    t.join().unwrap();
 
     // the ctx ended them, not a match
     for w in [&when, &when_args, &when_time] {
@@ -443,12 +445,9 @@ fn test_when_ctx() {
             "when shouldnt be resolved"
         );
     }
-    // a canceled wait leaves the indexes once it is awaited (or dropped)
     for w in [when, when_args, when_time] {
         assert_eq!(block_on(w), Err(WaitError::Canceled));
     }
-
-    sleep_ms(10);
     assert_eq!(m.wait_bindings(), 0);
     dispose(&m);
 }
