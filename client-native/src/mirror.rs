@@ -84,6 +84,51 @@ impl Mirror {
         self.call(ty, Target::Names(names), args)
     }
 
+    /// A no-sync add (upstream `AddNS`): sent without waiting for a reply, never resent, run at
+    /// most once (not at all if the connection drops first). Its change reaches this mirror with
+    /// the next push or reply, or [`Mirror::sync`]. Unknown states fail here; a send failure
+    /// (not connected) is logged.
+    pub fn add_ns(&self, states: &[&str], args: Option<Args>) -> Result<(), Error> {
+        self.notify(MutationType::Add, states, args)
+    }
+
+    /// [`Mirror::add_ns`] of one state (upstream `Add1NS`).
+    pub fn add1_ns(&self, state: &str, args: Option<Args>) -> Result<(), Error> {
+        self.notify(MutationType::Add, &[state], args)
+    }
+
+    /// A no-sync remove (see [`Mirror::add_ns`]).
+    pub fn remove_ns(&self, states: &[&str], args: Option<Args>) -> Result<(), Error> {
+        self.notify(MutationType::Remove, states, args)
+    }
+
+    fn notify(&self, ty: MutationType, states: &[&str], args: Option<Args>) -> Result<(), Error> {
+        let idx = states
+            .iter()
+            .map(|s| {
+                self.machine
+                    .index(s)
+                    .map(|i| i as u16)
+                    .ok_or_else(|| Error::StateUnknown((*s).to_string()))
+            })
+            .collect::<Result<Vec<u16>, Error>>()?;
+        if self.send(Cmd::Notify { ty, states: idx, args }) {
+            Ok(())
+        } else {
+            Err(Error::Disposed)
+        }
+    }
+
+    /// Fetch the worker's full clock (upstream `Sync`): resolves once this mirror holds it, after
+    /// every mutation sent before (no-sync ones included) has run on the worker.
+    pub async fn sync(&self) -> Result<(), Error> {
+        let (reply, rx) = oneshot::channel();
+        if !self.send(Cmd::Sync(reply)) {
+            return Err(Error::Disposed);
+        }
+        rx.await.unwrap_or(Err(Error::Disposed)).map(|_| ())
+    }
+
     /// A mutation with states by index in the worker's state order (what a relay forwards:
     /// the indexes it received, never turned into names).
     pub fn mutate_indexes(

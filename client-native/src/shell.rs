@@ -34,6 +34,14 @@ pub(crate) enum Cmd {
         args: Option<Args>,
         reply: Reply,
     },
+    /// A no-sync mutation (states by index, checked on the mirror).
+    Notify {
+        ty: MutationType,
+        states: Vec<u16>,
+        args: Option<Args>,
+    },
+    /// Fetch the full clock.
+    Sync(Reply),
     Close(oneshot::Sender<()>),
 }
 
@@ -214,6 +222,12 @@ impl Shell {
                 Target::Indexes(idx) => self.conn.call_indexes(now, ty, idx, args, reply),
                 Target::Err(state, message) => self.conn.call_err(now, &state, &message, args, reply),
             },
+            Some(Cmd::Notify { ty, states, args }) => {
+                if let Err(e) = self.conn.notify_indexes(ty, states, args) {
+                    tracing::warn!(code = %e.code(), error = %e, "no-sync mutation not sent");
+                }
+            }
+            Some(Cmd::Sync(reply)) => self.conn.sync(reply),
             Some(Cmd::Close(done)) => {
                 self.closed = Some(done);
                 self.conn.close();

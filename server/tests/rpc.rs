@@ -201,6 +201,51 @@ async fn test_add_many() {
 /// Measured 11 889 B (≈22.5 B per call: Add 6.8 B + 6 B WS header up, reply 8.3 B + 2 B down).
 const ADD_MANY_BYTES: (u64, u64) = (11_850, 11_950);
 
+/// TestAddManyNoSync: pushes off, 500×AddNS(A,C) + Add1NS(D), then `Sync()`; no replies at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_add_many_no_sync() {
+    within(TEST_LIMIT, "test_add_many_no_sync", async {
+        let (h, p, c) = metered("TestAddManyNoSync", rels_worker("w-TestAddManyNoSync"), Duration::ZERO).await;
+        let when_d = tokio::spawn(c.mirror().when1("D", None));
+        for _ in 0..500 {
+            c.mirror().add_ns(&["A", "C"], None).unwrap();
+        }
+        c.mirror().add1_ns("D", None).unwrap();
+        // upstream sleeps 1 s here ("Sync arrives before +D, this can be flaky"); ours cannot:
+        // frames of one connection run in order, and Synced answers after all of them
+        within(WAIT, "Sync", c.mirror().sync()).await.unwrap();
+        assert!(c.mirror().is1("D"), "the sync carried +D");
+        within(WAIT, "When1(D)", when_d).await.unwrap().unwrap();
+        assert_eq!(c.mirror().time(None), h.w().time(None));
+
+        let total = p.total();
+        eprintln!("BYTES TestAddManyNoSync: {}", p.summary());
+        assert_eq!(p.binary(Dir::Up), 503, "Hello + 501 mutations + Sync");
+        assert_eq!(p.count(Dir::Up, cli_tag::SYNC), 1);
+        for tag in [srv_tag::EXECUTED, srv_tag::CANCELED, srv_tag::QUEUED, srv_tag::UPDATE] {
+            assert_eq!(p.count(Dir::Down, tag), 0, "no replies and no pushes (tag {tag})");
+        }
+        assert_eq!(p.count(Dir::Down, srv_tag::SYNCED), 1);
+        // upstream: 7 950..=8 150 B, about half of TestAddMany's 16 300..=16 500
+        assert!(
+            (ADD_MANY_NO_SYNC_BYTES.0..=ADD_MANY_NO_SYNC_BYTES.1).contains(&total),
+            "bytes {total}"
+        );
+        assert!(
+            total * 100 <= ADD_MANY_BYTES.1 * 60,
+            "{total} B is not well under TestAddMany's {} B",
+            ADD_MANY_BYTES.0
+        );
+        dispose(c, h, true).await;
+    })
+    .await
+}
+
+/// Measured 6 670 B, 56 % of TestAddMany (≈12.4 B per call, all upstream: Add 6.1 B + 6 B WS
+/// header; down only Welcome and Synced). Upstream's ratio is 49 %; ours is higher because our
+/// replies were already small (8.3 B + 2 B header vs gob's ≈17 B).
+const ADD_MANY_NO_SYNC_BYTES: (u64, u64) = (6_630, 6_710);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_add_many_instant_clock() {
     within(TEST_LIMIT, "test_add_many_instant_clock", async {

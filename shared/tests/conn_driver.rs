@@ -358,3 +358,39 @@ fn close_says_bye_and_fails_pending_calls() {
     r.run(2);
     assert_eq!(r.done, vec![("typo", Err(Error::StateUnknown("Nope".into())))]);
 }
+
+#[test]
+fn no_sync_mutations_run_once_without_replies_and_sync_catches_up() {
+    let mut r = Rig::new(11);
+    r.c.start(0);
+    r.run(0);
+    assert_eq!(
+        r.c.notify(MutationType::Add, &["A"], None),
+        Err(Error::NotConnected),
+        "no mirror yet"
+    );
+    r.open(1);
+    let mirror = r.c.mirror().unwrap().clone();
+    // pushes are off in the rig: a no-sync mutation runs on the worker, nothing comes back
+    r.c.notify(MutationType::Add, &["A"], None).unwrap();
+    r.c.notify(MutationType::Add, &["B"], None).unwrap();
+    r.run(2);
+    assert!(r.w.is(&["A", "B"]), "ran on the worker");
+    assert!(mirror.not1("A"), "no reply, no push");
+    assert_eq!(r.c.calls_in_flight(), 0, "nothing pending, nothing to resend");
+    assert_eq!(r.replay.outcome(amrpc_core::session::replay_key("driver", 77), 0), None);
+    assert_eq!(
+        r.c.notify(MutationType::Add, &["Nope"], None),
+        Err(Error::StateUnknown("Nope".into()))
+    );
+    // sync: the full clock, after both
+    r.c.sync("sync");
+    r.run(3);
+    assert_eq!(r.done, vec![("sync", Ok(Outcome::Executed))]);
+    assert!(mirror.is(&["A", "B"]));
+    assert_eq!(mirror.time(None), r.w.time(None));
+    // closed: no-sync mutations fail at once
+    r.c.close();
+    r.run(4);
+    assert_eq!(r.c.notify(MutationType::Add, &["A"], None), Err(Error::Disposed));
+}

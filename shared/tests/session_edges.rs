@@ -198,3 +198,43 @@ fn call_timeouts_resend_then_expire() {
     assert_eq!(cli.resend_pending(5000), vec![f2]);
     assert_eq!(cli.pending(), vec![req2]);
 }
+
+#[test]
+fn a_refused_no_sync_mutation_is_reported_without_a_request_id() {
+    let w = worker();
+    let mut srv = ServerSession::new(
+        &w,
+        ServerConfig {
+            mutable_states: Some(vec!["A".into()]),
+            ..ServerConfig::default()
+        },
+        Arc::new(ReplayCache::new(8)),
+    );
+    srv.handle_frame(&hello(3), 0, &w);
+    let before = w.time(None);
+    let ns = |states: Vec<u16>| {
+        ClientMsg::Add(MutationReq {
+            req: amrpc_core::session::NOTIFY_REQ,
+            states,
+            ..Default::default()
+        })
+        .encode()
+        .unwrap()
+    };
+    let out = srv.handle_frame(&ns(vec![1]), 1, &w);
+    let frames: Vec<ServerMsg> = out
+        .iter()
+        .filter_map(|o| match o {
+            ServerOutput::Send(b) => ServerMsg::decode(b, 1 << 20).ok(),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        matches!(frames.as_slice(), [ServerMsg::Error(e)] if e.req.is_none() && e.code == ErrorCode::Forbidden),
+        "{frames:?}"
+    );
+    assert_eq!(w.time(None), before, "not run");
+    // an allowed one runs with no reply at all
+    assert_eq!(srv.handle_frame(&ns(vec![0]), 2, &w), vec![]);
+    assert!(w.is1("A"));
+}

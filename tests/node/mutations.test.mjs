@@ -80,3 +80,21 @@ test("addErr activates Exception on the worker", async () => {
   }
   assert.equal(m.isErr(), false);
 });
+
+test("addNS sends without waiting for a reply; sync() brings the mirror up to date", async () => {
+  // pushes off: only a reply or a sync can move this mirror
+  const ns = await client({ pushIntervalMs: 0 });
+  await reset(ns);
+  assert.equal(ns.addNS(["A"]), undefined, "returns at once, nothing to await");
+  ns.add1NS("B");
+  assert.ok(!ns.is("A") && !ns.is("B"), "no reply, no push yet");
+  await within(ns.sync(), 5000, "sync");
+  assert.ok(ns.is(["A", "B"]), "the sync carried both");
+  ns.removeNS("B");
+  await within(ns.sync(), 5000, "sync again");
+  assert.ok(ns.is("A") && !ns.is("B"));
+  assert.throws(() => ns.addNS("Nope"), (e) => e.code === "StateUnknown");
+  ns.close();
+  assert.throws(() => ns.addNS("A"), (e) => e.code === "Closed");
+  assert.equal((await rejection(ns.sync(), 3000, "sync after close")).code, "Closed");
+});

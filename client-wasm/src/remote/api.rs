@@ -40,6 +40,16 @@ impl RemoteMachine {
     }
 }
 
+impl RemoteMachine {
+    fn notify(&self, ty: MutationType, states: &JsValue, args: &JsValue) -> Result<(), JsValue> {
+        let names = interop::states(states)?;
+        let args = interop::args(args)?;
+        let mut r = Ok(());
+        drive(&self.conn, |d, _| r = d.notify(ty, &interop::strs(&names), args));
+        r.map_err(|e| interop::error(&e))
+    }
+}
+
 fn result_promise(rx: oneshot::Receiver<Result<Outcome, Error>>) -> js_sys::Promise {
     wasm_bindgen_futures::future_to_promise(async move {
         match rx.await {
@@ -106,6 +116,53 @@ impl RemoteMachine {
         #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue,
     ) -> js_sys::Promise {
         self.call(MutationType::Set, states, args)
+    }
+
+    /// A no-sync add (upstream `AddNS`): sent at once, no reply, never resent (run at most
+    /// once; not at all if the connection drops first). Its change reaches the mirror with the
+    /// next push or reply, or `sync()`. Throws `StateUnknown`, `NotConnected` or `Closed`.
+    #[wasm_bindgen(js_name = addNS)]
+    pub fn add_ns(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "StateNames")] states: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue,
+    ) -> Result<(), JsValue> {
+        self.notify(MutationType::Add, &states, &args)
+    }
+
+    /// `addNS` of one state (upstream `Add1NS`).
+    #[wasm_bindgen(js_name = add1NS)]
+    pub fn add1_ns(
+        &self,
+        state: &str,
+        #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue,
+    ) -> Result<(), JsValue> {
+        self.notify(MutationType::Add, &state.into(), &args)
+    }
+
+    /// A no-sync remove (see `addNS`).
+    #[wasm_bindgen(js_name = removeNS)]
+    pub fn remove_ns(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "StateNames")] states: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue,
+    ) -> Result<(), JsValue> {
+        self.notify(MutationType::Remove, &states, &args)
+    }
+
+    /// Fetch the worker's full clock (upstream `Sync`): resolves once the mirror holds it, after
+    /// every mutation sent before (no-sync ones included) has run on the worker.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn sync(&self) -> js_sys::Promise {
+        let (tx, rx) = oneshot::channel();
+        drive(&self.conn, |d, _| d.sync(tx));
+        wasm_bindgen_futures::future_to_promise(async move {
+            match rx.await {
+                Ok(Ok(_)) => Ok(JsValue::UNDEFINED),
+                Ok(Err(e)) => Err(interop::error(&e)),
+                Err(_) => Err(js_error(ErrorCode::Closed, "the client is closed")),
+            }
+        })
     }
 
     /// Add `Exception` on the worker with an `err` arg.

@@ -155,6 +155,24 @@ impl core::fmt::Debug for ClientSession {
     }
 }
 
+/// The request id of a no-sync mutation: never a real request's (those are 1..REQ_ID_WRAP).
+pub const NOTIFY_REQ: u32 = 0;
+
+fn encode_mutation(ty: MutationType, req: u32, idx: Vec<u16>, args: Option<Args>) -> Result<Vec<u8>, Error> {
+    let m = MutationReq {
+        req,
+        states: idx,
+        args: args.unwrap_or_default(),
+    };
+    let msg = match ty {
+        MutationType::Add => ClientMsg::Add(m),
+        MutationType::Remove => ClientMsg::Remove(m),
+        MutationType::Set => ClientMsg::Set(m),
+        MutationType::Eval => return Err(Error::InvalidArgs("eval cannot be sent".into())),
+    };
+    msg.encode().map_err(|e| Error::InvalidArgs(e.0))
+}
+
 fn remote(code: ErrorCode, message: impl Into<String>) -> Error {
     Error::Rpc {
         code,
@@ -339,6 +357,56 @@ impl ClientSession {
         Ok(mirror)
     }
 
+    /// A no-sync mutation (upstream `AddNS`): request id 0, which the server runs without a reply
+    /// and without an entry in its replay cache. It is never resent (so it runs at most once: on
+    /// a lost connection it may not run at all); its clock change arrives with the next push,
+    /// reply or [`ClientSession::sync`]. Needs an open session (`NotConnected` otherwise).
+    pub fn notify_indexes(&mut self, ty: MutationType, idx: Vec<u16>, args: Option<Args>) -> Result<Vec<u8>, Error> {
+        if self.phase == Phase::Closed {
+            return Err(Error::Disposed);
+        }
+        if self.phase != Phase::Open {
+            return Err(Error::NotConnected);
+        }
+        if let Some(bad) = idx.iter().find(|i| usize::from(**i) >= self.names.len()) {
+            return Err(Error::StateUnknown(alloc::format!("index {bad}")));
+        }
+        encode_mutation(ty, NOTIFY_REQ, idx, args)
+    }
+
+    /// The state indexes of `states` in the worker's order (one lookup each, in the mirror's
+    /// index).
+    pub fn indexes(&self, states: &[&str]) -> Result<Vec<u16>, Error> {
+        let mirror = self.mirror.as_ref().ok_or(Error::NotConnected)?;
+        states
+            .iter()
+            .map(|s| {
+                mirror
+                    .index(s)
+                    .map(|i| i as u16)
+                    .ok_or_else(|| Error::StateUnknown((*s).into()))
+            })
+            .collect()
+    }
+
+    /// Ask for the worker's full clock now (upstream `Sync`): the `Sync` frame, answered with
+    /// `Synced` after every frame sent before it has run (frames of one connection are handled
+    /// in order), so the mirror then reflects every earlier no-sync mutation. `None` when a
+    /// resync is already outstanding (its `Synced` does the same) or the session is not open.
+    pub fn sync(&mut self) -> Option<Vec<u8>> {
+        if self.phase != Phase::Open || self.resync.is_some() {
+            return None;
+        }
+        let req = self.take_req();
+        self.resync = Some(req);
+        (ClientMsg::Sync { req }).encode().ok()
+    }
+
+    /// True while a resync or an explicit sync is outstanding.
+    pub fn syncing(&self) -> bool {
+        self.resync.is_some()
+    }
+
     /// [`ClientSession::mutate`] with states by index in the worker's state order (a relay
     /// forwards indexes as they arrived).
     pub fn mutate_indexes(
@@ -353,18 +421,7 @@ impl ClientSession {
             return Err(Error::StateUnknown(alloc::format!("index {bad}")));
         }
         let req = self.take_req();
-        let m = MutationReq {
-            req,
-            states: idx,
-            args: args.unwrap_or_default(),
-        };
-        let msg = match ty {
-            MutationType::Add => ClientMsg::Add(m),
-            MutationType::Remove => ClientMsg::Remove(m),
-            MutationType::Set => ClientMsg::Set(m),
-            MutationType::Eval => return Err(Error::InvalidArgs("eval cannot be sent".into())),
-        };
-        let bytes = msg.encode().map_err(|e| Error::InvalidArgs(e.0))?;
+        let bytes = encode_mutation(ty, req, idx, args)?;
         self.pending.insert(
             req,
             Pending {

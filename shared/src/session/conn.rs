@@ -133,6 +133,8 @@ pub struct Connection<T> {
     delay_ms: u64,
     rng: u64,
     calls: BTreeMap<u32, T>,
+    /// Explicit syncs waiting for the full clock.
+    syncs: Vec<T>,
     out: VecDeque<ConnOutput<T>>,
     last_status: Option<Status>,
 }
@@ -177,6 +179,7 @@ impl<T> Connection<T> {
             link: Link::Idle,
             attempts: 0,
             calls: BTreeMap::new(),
+            syncs: Vec::new(),
             out: VecDeque::new(),
             last_status: None,
         }
@@ -234,9 +237,9 @@ impl<T> Connection<T> {
         self.link == Link::Closed
     }
 
-    /// Calls waiting for their result.
+    /// Calls (and syncs) waiting for their result.
     pub fn calls_in_flight(&self) -> usize {
-        self.calls.len()
+        self.calls.len() + self.syncs.len()
     }
 
     /// Start: dial for the first time.
@@ -389,6 +392,8 @@ impl<T> Connection<T> {
                     // server's replay cache runs each at most once
                     let frames = self.session.resend_pending(now_ms);
                     self.out.extend(frames.into_iter().map(ConnOutput::Send));
+                    // a Welcome carries the full clock: what a sync cut short by the outage asked for
+                    self.finish_syncs();
                 }
                 ClientOutput::Reply { req, result } => {
                     // a reply ends a retry episode (checked first: a remove is a transition)
@@ -399,7 +404,7 @@ impl<T> Connection<T> {
                         self.out.push_back(ConnOutput::Done(done, result));
                     }
                 }
-                ClientOutput::Synced => {}
+                ClientOutput::Synced => self.finish_syncs(),
                 ClientOutput::Changed => self.out.push_back(ConnOutput::Changed),
                 ClientOutput::Payload(p) => {
                     let args = Args::new()
@@ -443,6 +448,50 @@ impl<T> Connection<T> {
             .check_open()
             .and_then(|()| self.session.mutate_indexes(ty, states, args, now_ms));
         self.queue_call(r, done);
+    }
+
+    /// A no-sync mutation by state names (upstream `AddNS`): sent now, no reply, never resent;
+    /// its change reaches the mirror with the next push, reply or [`Connection::sync`]. Fails at
+    /// once when not connected (`NotConnected`) or for an unknown state.
+    pub fn notify(&mut self, ty: MutationType, states: &[&str], args: Option<Args>) -> Result<(), Error> {
+        self.check_open()?;
+        let idx = self.session.indexes(states)?;
+        self.notify_indexes(ty, idx, args)
+    }
+
+    /// [`Connection::notify`] with states by index.
+    pub fn notify_indexes(&mut self, ty: MutationType, states: Vec<u16>, args: Option<Args>) -> Result<(), Error> {
+        self.check_open()?;
+        if self.link != Link::Open {
+            return Err(Error::NotConnected);
+        }
+        let frame = self.session.notify_indexes(ty, states, args)?;
+        self.out.push_back(ConnOutput::Send(frame));
+        Ok(())
+    }
+
+    /// Fetch the worker's full clock (upstream `Sync`); `done` completes with `Ok(Executed)` once
+    /// the mirror holds it — after every frame sent before, no-sync mutations included, has run.
+    pub fn sync(&mut self, done: T) {
+        if let Err(e) = self.check_open() {
+            self.out.push_back(ConnOutput::Done(done, Err(e)));
+            return;
+        }
+        if self.link != Link::Open || !self.session.is_ready() {
+            self.out.push_back(ConnOutput::Done(done, Err(Error::NotConnected)));
+            return;
+        }
+        if let Some(frame) = self.session.sync() {
+            self.out.push_back(ConnOutput::Send(frame));
+        }
+        // else a resync is outstanding: its Synced carries the same full clock
+        self.syncs.push(done);
+    }
+
+    fn finish_syncs(&mut self) {
+        for done in core::mem::take(&mut self.syncs) {
+            self.out.push_back(ConnOutput::Done(done, Ok(Outcome::Executed)));
+        }
     }
 
     /// Upstream's `AddErrState` on a mirror: add `state` with `Exception` (and `ErrOnClient`
@@ -496,6 +545,9 @@ impl<T> Connection<T> {
         self.link = Link::Closed;
         let _ = self.session.bye();
         for (_, done) in core::mem::take(&mut self.calls) {
+            self.out.push_back(ConnOutput::Done(done, Err(err.clone())));
+        }
+        for done in core::mem::take(&mut self.syncs) {
             self.out.push_back(ConnOutput::Done(done, Err(err.clone())));
         }
         self.set_status(Status::Closed);

@@ -147,6 +147,11 @@ fn fnv64(b: &[u8]) -> u64 {
     h
 }
 
+/// The request an error answers: none for a no-sync mutation.
+fn req_of(req: u32) -> Option<u32> {
+    (req != crate::session::client::NOTIFY_REQ).then_some(req)
+}
+
 /// A local code (e.g. a relay's upstream connection failing with `ConnRetryFailed`) goes on the
 /// wire as `Internal`, its name kept in the message.
 fn wire_code(code: ErrorCode, message: String) -> (ErrorCode, String) {
@@ -394,13 +399,25 @@ impl ServerSession {
         let n = self.names.len();
         if let Some(bad) = m.states.iter().find(|i| **i as usize >= n) {
             let msg = alloc::format!("state index {bad} out of range ({n} states)");
-            return alloc::vec![Self::error(Some(m.req), ErrorCode::InvalidParams, msg)];
+            return alloc::vec![Self::error(req_of(m.req), ErrorCode::InvalidParams, msg)];
         }
         if let Some(mutable) = &self.mutable {
             if let Some(i) = m.states.iter().find(|i| !mutable[**i as usize]) {
                 let msg = alloc::format!("client may not mutate {}", self.names[*i as usize]);
-                return alloc::vec![Self::error(Some(m.req), ErrorCode::Forbidden, msg)];
+                return alloc::vec![Self::error(req_of(m.req), ErrorCode::Forbidden, msg)];
             }
+        }
+        if m.req == crate::session::client::NOTIFY_REQ {
+            // a no-sync mutation: run it, no reply, no replay entry (the client never resends
+            // it); its change goes out with the next push, reply or Synced. A failure is
+            // reported without a request id.
+            return match worker.mutate(m.req, ty, &m.states, m.args) {
+                Mutated::Done(_) | Mutated::Forwarded => {
+                    self.dirty = true;
+                    Vec::new()
+                }
+                Mutated::Failed(code, message) => alloc::vec![Self::error(None, code, message)],
+            };
         }
         match self.replay.begin(self.instance, m.req) {
             Replay::New => match worker.mutate(m.req, ty, &m.states, m.args) {
@@ -466,6 +483,11 @@ impl ServerSession {
         now_ms: u64,
         worker: &dyn WorkerPort,
     ) -> Vec<ServerOutput> {
+        if req_of(req).is_none() {
+            // a forwarded no-sync mutation: no reply; its change goes out with the next update
+            self.dirty = true;
+            return Vec::new();
+        }
         self.replay.finish(self.instance, req, outcome);
         if self.phase != Phase::Open {
             return Vec::new();
@@ -476,11 +498,13 @@ impl ServerSession {
     /// A forwarded mutation could not run (e.g. the upstream worker is gone); the client gets an
     /// error and may retry.
     pub fn mutation_failed(&mut self, req: u32, code: ErrorCode, message: String) -> Vec<ServerOutput> {
-        self.replay.abandon(self.instance, req);
+        if req_of(req).is_some() {
+            self.replay.abandon(self.instance, req);
+        }
         if self.phase != Phase::Open {
             return Vec::new();
         }
-        alloc::vec![Self::error(Some(req), code, message)]
+        alloc::vec![Self::error(req_of(req), code, message)]
     }
 
     /// The worker changed (call from its tracer's `transition_end`, or from a mirror's update).

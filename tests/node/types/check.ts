@@ -10,6 +10,11 @@ async function remote(): Promise<void> {
   const m: RemoteMachine = await connect("ws://127.0.0.1:1/ws/test", opts);
   await connect("ws://127.0.0.1:1/ws/test"); // options are optional
   const o1: Outcome = await m.add("A");
+  const nothing: void = m.addNS(["A", "B"], { n: 1 });
+  m.add1NS("A");
+  m.removeNS("A");
+  const synced: void = await m.sync();
+  void [nothing, synced];
   const o2: Outcome = await m.add(["A", "B"], { n: 1, s: "x", bytes: new Uint8Array(1), list: [1, null], map: { k: 2n } });
   const o3: Outcome = await m.remove1("A");
   const o4: Outcome = await m.set("B", undefined);
