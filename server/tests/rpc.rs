@@ -442,8 +442,10 @@ fn blocking_d_worker(id: &str, block: Duration) -> (Machine, Arc<AtomicUsize>) {
 }
 
 /// Our TestRetryCall / TestRetryErrNetworkTimeout: a call whose reply is slower than
-/// `call_timeout` is resent with the same request id and runs once.
-async fn slow_reply_retried(id: &str) -> (Harness, Proxy, Client, Arc<AtomicUsize>) {
+/// `call_timeout` is resent with the same request id and runs once. With `inject`, first
+/// upstream's injected call error (`c.tmpTestErr`): the proxy loses the call's frame once, and the
+/// call is retried (`RetryingCall`) and still answered.
+async fn slow_reply_retried(id: &str, inject: bool) -> (Harness, Proxy, Client, Arc<AtomicUsize>) {
     let (w, runs) = blocking_d_worker(&format!("w-{id}"), Duration::from_secs(1));
     let h = Harness::start_isolated(w, ServerOpts::default());
     let p = Proxy::start(h.addr).await;
@@ -452,6 +454,23 @@ async fn slow_reply_retried(id: &str) -> (Harness, Proxy, Client, Arc<AtomicUsiz
         ..copts(id)
     };
     let c = Harness::client(&p.url(), opts).await;
+    if inject {
+        // the fault: the network loses the next call once
+        p.drop_next_up(cli_tag::ADD);
+        let retrying = c.states().when1(names::RETRYING_CALL, None);
+        // A requires C in the Rels schema: canceled, but answered after the retry
+        let r = within(WAIT, "Add1(A) after a lost frame", c.mirror().add1("A", None)).await;
+        assert_eq!(r, Ok(Outcome::Canceled));
+        within(Duration::from_secs(2), "RetryingCall", retrying).await.unwrap();
+        assert_ready(&c, &h, 1);
+        let adds = p
+            .frames()
+            .into_iter()
+            .filter(|f| f.dir == Dir::Up && f.tag() == Some(cli_tag::ADD))
+            .count();
+        assert_eq!(adds, 2, "the lost frame and its resend");
+        assert!(c.states().not1(names::RETRYING_CALL), "the reply ends the retry");
+    }
     let retrying = c.states().when1(names::RETRYING_CALL, None);
     let r = within(WAIT, "Add1(D)", c.mirror().add1("D", None)).await;
     assert_eq!(r, Ok(Outcome::Executed));
@@ -461,11 +480,12 @@ async fn slow_reply_retried(id: &str) -> (Harness, Proxy, Client, Arc<AtomicUsiz
     assert!(h.w().is1("D"), "worker state set");
     assert!(c.mirror().is1("D"), "mirror state set");
     assert_eq!(runs.load(Ordering::SeqCst), 1, "the handler ran once (at most once)");
-    // the resends are the same frame: the same request id
+    // the resends are the same frame: the same request id (after the injected part's two)
     let adds: Vec<Frame> = p
         .frames()
         .into_iter()
         .filter(|f| f.dir == Dir::Up && f.tag() == Some(cli_tag::ADD))
+        .skip(if inject { 2 } else { 0 })
         .collect();
     assert!(adds.len() >= 2, "the call was resent: {adds:?}\n{:?}", p.frames());
     assert!(
@@ -480,7 +500,7 @@ async fn slow_reply_retried(id: &str) -> (Harness, Proxy, Client, Arc<AtomicUsiz
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_retry_call() {
     within(TEST_LIMIT, "test_retry_call", async {
-        let (h, _p, c, runs) = slow_reply_retried("TestRetryCall").await;
+        let (h, _p, c, runs) = slow_reply_retried("TestRetryCall", true).await;
         // later calls are unaffected
         assert_eq!(c.mirror().add1("A", None).await, Ok(Outcome::Executed));
         assert_eq!(runs.load(Ordering::SeqCst), 1);
@@ -492,7 +512,7 @@ async fn test_retry_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_retry_err_network_timeout() {
     within(TEST_LIMIT, "test_retry_err_network_timeout", async {
-        let (h, _p, c, _runs) = slow_reply_retried("TestRetryErrNetworkTimeout").await;
+        let (h, _p, c, _runs) = slow_reply_retried("TestRetryErrNetworkTimeout", false).await;
         assert!(c.states().not1(names::RETRYING_CALL), "{}", c.states().string());
         assert!(c.states().not1(names::RETRYING_CONN), "{}", c.states().string());
         dispose(c, h, false).await;

@@ -341,6 +341,8 @@ struct Shared {
     log: Mutex<Log>,
     conns: AtomicU64,
     refuse: std::sync::atomic::AtomicBool,
+    /// Fault injection: the tag of the next client message to swallow (see [`Proxy::drop_next_up`]).
+    drop_up: Mutex<Option<u8>>,
 }
 
 /// Incremental WebSocket stream parser of one direction.
@@ -352,7 +354,11 @@ struct Parser {
 }
 
 impl Parser {
-    fn feed(&mut self, data: &[u8], shared: &Shared) {
+    /// Count and log `data`; returns the bytes to forward: the HTTP part and every complete frame
+    /// (a frame is held back until it is complete, and a frame picked by `drop_up` is swallowed).
+    fn feed(&mut self, data: &[u8], shared: &Shared) -> Vec<u8> {
+        let mut fwd = Vec::with_capacity(data.len());
+        let mut drop_up = shared.drop_up.lock().unwrap_or_else(|e| e.into_inner());
         let mut log = shared.log.lock().unwrap_or_else(|e| e.into_inner());
         let log = &mut *log;
         let bytes = match self.dir {
@@ -366,16 +372,16 @@ impl Parser {
                 match self.pending.windows(4).position(|w| w == b"\r\n\r\n") {
                     Some(p) => {
                         bytes.http += (p + 4) as u64;
-                        self.pending.drain(..p + 4);
+                        fwd.extend(self.pending.drain(..p + 4));
                         self.http_done = true;
                         continue;
                     }
-                    None => return,
+                    None => return fwd,
                 }
             }
             let p = &self.pending;
             if p.len() < 2 {
-                return;
+                return fwd;
             }
             let opcode = p[0] & 0x0f;
             let masked = p[1] & 0x80 != 0;
@@ -386,12 +392,12 @@ impl Parser {
                     b.copy_from_slice(&p[2..10]);
                     (u64::from_be_bytes(b) as usize, 10)
                 }
-                126 | 127 => return,
+                126 | 127 => return fwd,
                 n => (n as usize, 2),
             };
             let mask = if masked {
                 if p.len() < hl + 4 {
-                    return;
+                    return fwd;
                 }
                 let m = [p[hl], p[hl + 1], p[hl + 2], p[hl + 3]];
                 hl += 4;
@@ -400,13 +406,14 @@ impl Parser {
                 None
             };
             if p.len() < hl + len {
-                return;
+                return fwd;
             }
             let head: Vec<u8> = p[hl..hl + len.min(64)]
                 .iter()
                 .enumerate()
                 .map(|(i, b)| mask.map_or(*b, |m| b ^ m[i % 4]))
                 .collect();
+            let first = head.first().copied();
             bytes.ws_headers += hl as u64;
             bytes.payload += len as u64;
             if log.frames.len() < 1_000_000 {
@@ -419,7 +426,13 @@ impl Parser {
                     at: std::time::Instant::now(),
                 });
             }
-            self.pending.drain(..hl + len);
+            let swallow = self.dir == Dir::Up && opcode == 2 && drop_up.is_some() && *drop_up == first;
+            if swallow {
+                *drop_up = None;
+                self.pending.drain(..hl + len);
+            } else {
+                fwd.extend(self.pending.drain(..hl + len));
+            }
         }
     }
 }
@@ -431,17 +444,31 @@ struct Tap {
     inner: TcpStream,
     parser: Parser,
     shared: Arc<Shared>,
+    /// Parsed bytes not yet handed on.
+    out: Vec<u8>,
 }
 
 impl AsyncRead for Tap {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let before = buf.filled().len();
-        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = &r {
-            this.parser.feed(&buf.filled()[before..], &this.shared);
+        loop {
+            if !this.out.is_empty() {
+                let n = buf.remaining().min(this.out.len());
+                buf.put_slice(&this.out[..n]);
+                this.out.drain(..n);
+                return Poll::Ready(Ok(()));
+            }
+            let mut tmp = [0u8; 16 << 10];
+            let mut rb = ReadBuf::new(&mut tmp);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) if rb.filled().is_empty() => return Poll::Ready(Ok(())), // EOF
+                Poll::Ready(Ok(())) => {
+                    let fwd = this.parser.feed(rb.filled(), &this.shared);
+                    this.out.extend(fwd);
+                }
+                other => return other,
+            }
         }
-        r
     }
 }
 
@@ -475,6 +502,7 @@ impl Proxy {
             log: Mutex::new(Log::default()),
             conns: AtomicU64::new(0),
             refuse: std::sync::atomic::AtomicBool::new(false),
+            drop_up: Mutex::new(None),
         });
         let (cut, _) = watch::channel(0u64);
         let (sh, cut_tx) = (shared.clone(), cut.clone());
@@ -505,6 +533,7 @@ impl Proxy {
                             pending: Vec::new(),
                         },
                         shared: sh.clone(),
+                        out: Vec::new(),
                     };
                     let (mut up, mut down) = (tap(client, Dir::Up), tap(server, Dir::Down));
                     tokio::select! {
@@ -531,6 +560,12 @@ impl Proxy {
     /// Cut every connection open now.
     pub(crate) fn cut(&self) {
         self.cut.send_modify(|v| *v += 1);
+    }
+
+    /// Fault injection: swallow the next client message whose tag (its first byte, e.g.
+    /// [`cli_tag::ADD`]) is `tag` — the server never sees it, as if the network lost it.
+    pub(crate) fn drop_next_up(&self, tag: u8) {
+        *self.shared.drop_up.lock().unwrap_or_else(|e| e.into_inner()) = Some(tag);
     }
 
     /// While set, new connections are closed as soon as they are accepted.
