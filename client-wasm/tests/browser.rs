@@ -345,7 +345,12 @@ async fn waits_resolve_on_pushes_from_another_client() {
     // when: pending until the other client's change is pushed
     let w = m1.when(names(&["A", "B"]), None);
     assert_eq!(outcome("m2 add A", m2.add1("A", JsValue::UNDEFINED)).await, "executed");
-    sleep(100).await;
+    // barrier instead of a sleep: m1's own reply carries every change up to its mutation
+    ok("m1 sees A", m1.when("A".into(), None)).await;
+    assert_eq!(
+        outcome("m1 add A (no change)", m1.add1("A", JsValue::UNDEFINED)).await,
+        "executed"
+    );
     assert!(!is(&m1, "B"), "B still inactive");
     assert_eq!(outcome("m2 add B", m2.add1("B", JsValue::UNDEFINED)).await, "executed");
     ok("m1.when([A, B]) after m2 added them", w).await;
@@ -403,7 +408,6 @@ async fn abort_signals_cancel_waits_and_state_signals_abort() {
     // aborting a pending wait rejects it with Aborted
     let ctrl = AbortController::new().unwrap();
     let w = m.when("B".into(), Some(ctrl.signal()));
-    sleep(50).await;
     ctrl.abort();
     assert_eq!(rejects("when(B) aborted", w).await, "Aborted");
     // every wait kind takes a signal
