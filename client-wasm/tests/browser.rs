@@ -175,10 +175,6 @@ async fn activate(m: &RemoteMachine, state: &str) -> f64 {
     m.tick(state)
 }
 
-/// Resolves after `ms`.
-async fn sleep(ms: u32) {
-    gloo_timers::future::TimeoutFuture::new(ms).await;
-}
 
 // --- handshake, mutations --------------------------------------------------------------------
 
