@@ -25,6 +25,7 @@ if [ -z "${QUICK:-}" ]; then
   log "clippy (-D warnings)"
   cargo clippy --workspace --all-targets -- -D warnings
   cargo clippy -p amrpc-core --no-default-features --lib -- -D warnings
+  cargo clippy -p amrpc-wasm --target wasm32-unknown-unknown --all-targets -- -D warnings
 
   log "layers: the machine never imports the protocol (docs/ARCHITECTURE.md)"
   if grep -rnE 'crate::(wire|session)|use crate::\{[^}]*(wire|session)' shared/src/machine \
