@@ -175,7 +175,6 @@ async fn activate(m: &RemoteMachine, state: &str) -> f64 {
     m.tick(state)
 }
 
-
 // --- handshake, mutations --------------------------------------------------------------------
 
 #[wasm_bindgen_test]

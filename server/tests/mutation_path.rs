@@ -58,3 +58,54 @@ async fn a_remote_mutation_reaches_the_worker_without_a_name_lookup() {
     })
     .await
 }
+
+/// Args of `Fetching` (typed through the mirror).
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Fetch {
+    url: String,
+    retries: u8,
+}
+
+amrpc_core::schema! {
+    /// A worker with typed args.
+    pub mod fetcher {
+        Fetching: { args: Fetch },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_args_cross_the_wire() {
+    use amrpc_core::{ApiTyped, Handlers, Machine, states, struct_merge};
+    use std::sync::{Arc, Mutex};
+    within(TEST_LIMIT, "typed args", async {
+        let w = Machine::new(
+            struct_merge(&[&states::worker_schema(), &fetcher::schema()]),
+            Default::default(),
+        )
+        .unwrap();
+        let mut names: Vec<&str> = states::WORKER_STATES.to_vec();
+        names.push(fetcher::Fetching);
+        w.verify_states(&names).unwrap();
+        let seen = Arc::new(Mutex::new(None));
+        let s = seen.clone();
+        w.bind_handlers(Handlers::new("typed").enter(fetcher::Fetching, move |e| {
+            let a = e.typed_args::<fetcher::typed::Fetching>();
+            let ok = a.is_ok();
+            *s.lock().unwrap() = Some(a);
+            ok
+        }))
+        .unwrap();
+        let h = Harness::start(w, ServerOpts::default()).await;
+        let c = Harness::client(&h.url(), ClientOpts::default()).await;
+        let f = Fetch {
+            url: "https://example.invalid/a".into(),
+            retries: 3,
+        };
+        let r = c.mirror().add1_typed::<fetcher::typed::Fetching>(&f).await;
+        assert_eq!(r, Ok(Outcome::Executed));
+        assert_eq!(seen.lock().unwrap().take(), Some(Ok(f)));
+        assert!(c.mirror().is1(fetcher::Fetching));
+        h.stop().await;
+    })
+    .await
+}

@@ -51,6 +51,7 @@ pub mod states;
 mod sync;
 mod tracer;
 mod transition;
+mod typed;
 mod types;
 #[cfg(feature = "serde")]
 mod value_serde;
@@ -66,6 +67,9 @@ pub use machine::{
 pub use schema::{ANY, EXCEPTION, Schema, State, schema, struct_merge};
 pub use tracer::{NoOpTracer, Tracer};
 pub use transition::{Mutation, MutationInfo, Step, StepData, Transition};
+pub use typed::TypedState;
+#[cfg(feature = "serde")]
+pub use typed::{ApiTyped, typed_args};
 pub use types::{Args, Error, LogLevel, MutationType, Opaque, Outcome, Relation, StepType, Value};
 #[cfg(feature = "serde")]
 pub use value_serde::{ValueError, from_value, to_value};

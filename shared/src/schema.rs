@@ -413,9 +413,10 @@ impl Compiled {
 /// assert!(m.is1(door::Closed));
 /// ```
 ///
-/// Keys inside `{}` are `auto`, `multi` (flags, `auto: true`) and `require`, `add`, `remove`,
+/// Keys inside `{}` are `auto`, `multi` (flags, `auto: true`), `require`, `add`, `remove`,
 /// `after` (lists of states: names of the same module, or paths to another schema module's
-/// constants such as `super::base::Ready`). `Exception` is always available as
+/// constants such as `super::base::Ready`), and `args: T` (a serde type in scope where the macro
+/// is used: the state's typed args, see [`crate::TypedState`]). `Exception` is always available as
 /// `<module>::Exception`. To extend a schema, merge with [`crate::struct_merge`].
 #[macro_export]
 macro_rules! schema {
@@ -444,8 +445,28 @@ macro_rules! schema {
                 )*
                 s
             }
+            /// Marker types of the states with declared args (`args: T`), for typed mutations
+            /// and handlers ([`TypedState`]($crate::TypedState)).
+            pub mod typed {
+                #[allow(unused_imports)]
+                use super::super::*;
+                $( $crate::schema!(@typed $state; $($key : $val),*); )*
+            }
         }
     };
+    (@typed $s:ident; args : $t:tt $(, $k:ident : $v:tt)*) => {
+        #[doc = concat!("State `", stringify!($s), "` with its args type.")]
+        pub struct $s;
+        impl $crate::TypedState for $s {
+            const NAME: &'static str = stringify!($s);
+            type Args = $t;
+        }
+    };
+    (@typed $s:ident; $k0:ident : $v0:tt $(, $k:ident : $v:tt)*) => {
+        $crate::schema!(@typed $s; $($k : $v),*);
+    };
+    (@typed $s:ident;) => {};
+    (@rel $st:ident args $v:tt) => {};
     (@rel $st:ident auto $v:tt) => { $st.auto = $v; };
     (@rel $st:ident multi $v:tt) => { $st.multi = $v; };
     (@rel $st:ident require [$($s:path),* $(,)?]) => { $st.require = { let mut v = $crate::__alloc::vec::Vec::new(); $( v.push($crate::__alloc::string::String::from($s)); )* v }; };
