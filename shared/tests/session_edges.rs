@@ -24,6 +24,16 @@ fn worker() -> Machine {
     m
 }
 
+/// The messages among a session's outputs.
+fn sent(out: &[ServerOutput]) -> Vec<ServerMsg> {
+    out.iter()
+        .filter_map(|o| match o {
+            ServerOutput::Send(b) => ServerMsg::decode(b, 1 << 20).ok(),
+            _ => None,
+        })
+        .collect()
+}
+
 fn hello(instance: u64) -> Vec<u8> {
     ClientMsg::Hello(Hello {
         version: wire::PROTOCOL_VERSION,
@@ -121,13 +131,7 @@ fn a_deferred_retry_has_a_deadline() {
     old.mutation_done(req, outcome, 6, &w);
     let at = new.next_deadline().unwrap();
     let out = new.poll(at, &w);
-    let frames: Vec<ServerMsg> = out
-        .iter()
-        .filter_map(|o| match o {
-            ServerOutput::Send(b) => ServerMsg::decode(b, 1 << 20).ok(),
-            _ => None,
-        })
-        .collect();
+    let frames = sent(&out);
     assert!(
         matches!(frames.as_slice(), [ServerMsg::Executed(r)] if r.req == 1),
         "{frames:?}"
@@ -222,13 +226,7 @@ fn a_refused_no_sync_mutation_is_reported_without_a_request_id() {
         .unwrap()
     };
     let out = srv.handle_frame(&ns(vec![1]), 1, &w);
-    let frames: Vec<ServerMsg> = out
-        .iter()
-        .filter_map(|o| match o {
-            ServerOutput::Send(b) => ServerMsg::decode(b, 1 << 20).ok(),
-            _ => None,
-        })
-        .collect();
+    let frames = sent(&out);
     assert!(
         matches!(frames.as_slice(), [ServerMsg::Error(e)] if e.req.is_none() && e.code == ErrorCode::Forbidden),
         "{frames:?}"
