@@ -103,15 +103,7 @@ impl Mirror {
     }
 
     fn notify(&self, ty: MutationType, states: &[&str], args: Option<Args>) -> Result<(), Error> {
-        let idx = states
-            .iter()
-            .map(|s| {
-                self.machine
-                    .index(s)
-                    .map(|i| i as u16)
-                    .ok_or_else(|| Error::StateUnknown((*s).to_string()))
-            })
-            .collect::<Result<Vec<u16>, Error>>()?;
+        let idx = amrpc_core::session::state_indexes(&self.machine, states)?;
         if self.send(Cmd::Notify { ty, states: idx, args }) {
             Ok(())
         } else {

@@ -155,6 +155,20 @@ impl core::fmt::Debug for ClientSession {
     }
 }
 
+/// The wire indexes of `states` on `mirror` (one lookup each in its index; `StateUnknown`):
+/// the one place a client turns names into indexes.
+pub fn state_indexes(mirror: &Machine, states: &[&str]) -> Result<Vec<u16>, Error> {
+    states
+        .iter()
+        .map(|s| {
+            mirror
+                .index(s)
+                .map(|i| i as u16)
+                .ok_or_else(|| Error::StateUnknown((*s).into()))
+        })
+        .collect()
+}
+
 /// The request id of a no-sync mutation: never a real request's (those are 1..REQ_ID_WRAP).
 pub const NOTIFY_REQ: u32 = 0;
 
@@ -335,12 +349,7 @@ impl ClientSession {
         args: Option<Args>,
         now_ms: u64,
     ) -> Result<(u32, Vec<u8>), Error> {
-        let mirror = self.check_can_send()?;
-        let mut idx = Vec::with_capacity(states.len());
-        for s in states {
-            let i = mirror.index(s).ok_or_else(|| Error::StateUnknown((*s).into()))?;
-            idx.push(i as u16);
-        }
+        let idx = state_indexes(self.check_can_send()?, states)?;
         self.mutate_indexes(ty, idx, args, now_ms)
     }
 
@@ -368,25 +377,21 @@ impl ClientSession {
         if self.phase != Phase::Open {
             return Err(Error::NotConnected);
         }
-        if let Some(bad) = idx.iter().find(|i| usize::from(**i) >= self.names.len()) {
-            return Err(Error::StateUnknown(alloc::format!("index {bad}")));
-        }
+        self.check_indexes(&idx)?;
         encode_mutation(ty, NOTIFY_REQ, idx, args)
     }
 
     /// The state indexes of `states` in the worker's order (one lookup each, in the mirror's
     /// index).
     pub fn indexes(&self, states: &[&str]) -> Result<Vec<u16>, Error> {
-        let mirror = self.mirror.as_ref().ok_or(Error::NotConnected)?;
-        states
-            .iter()
-            .map(|s| {
-                mirror
-                    .index(s)
-                    .map(|i| i as u16)
-                    .ok_or_else(|| Error::StateUnknown((*s).into()))
-            })
-            .collect()
+        state_indexes(self.mirror.as_ref().ok_or(Error::NotConnected)?, states)
+    }
+
+    fn check_indexes(&self, idx: &[u16]) -> Result<(), Error> {
+        match idx.iter().find(|i| usize::from(**i) >= self.names.len()) {
+            Some(bad) => Err(Error::StateUnknown(alloc::format!("index {bad}"))),
+            None => Ok(()),
+        }
     }
 
     /// Ask for the worker's full clock now (upstream `Sync`): the `Sync` frame, answered with
@@ -417,9 +422,7 @@ impl ClientSession {
         now_ms: u64,
     ) -> Result<(u32, Vec<u8>), Error> {
         self.check_can_send()?;
-        if let Some(bad) = idx.iter().find(|i| usize::from(**i) >= self.names.len()) {
-            return Err(Error::StateUnknown(alloc::format!("index {bad}")));
-        }
+        self.check_indexes(&idx)?;
         let req = self.take_req();
         let bytes = encode_mutation(ty, req, idx, args)?;
         self.pending.insert(

@@ -10,7 +10,7 @@ mod replay;
 mod server;
 mod worker;
 
-pub use client::{CallTimeouts, ClientConfig, ClientOutput, ClientSession, MAX_PENDING, NOTIFY_REQ};
+pub use client::{CallTimeouts, ClientConfig, ClientOutput, ClientSession, MAX_PENDING, NOTIFY_REQ, state_indexes};
 pub use conn::{BROWSER_CLIENT_ID, ConnConfig, ConnOutput, Connection, NATIVE_CLIENT_ID, Status};
 pub use replay::{PER_INSTANCE, REQ_ID_WRAP, Replay, ReplayCache};
 pub use server::{Authorize, ServerConfig, ServerOutput, ServerSession, replay_key};
