@@ -2,10 +2,12 @@
 //! the mirrored clock; mutations go to the shell's task and return after the worker's reply (and
 //! its clock change) is applied.
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 use amrpc_core::{
-    Api, Args, BoxFuture, Clock, Ctx, Error, Machine, MutationType, Outcome, Schema, Serialized, Time, Wait, WaitError,
+    Api, Args, BoxFuture, Clock, Ctx, Error, Machine, MutationType, Outcome, Schema, Serialized, Slot, Time, Wait,
+    WaitError, WaitRegistry,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -21,6 +23,20 @@ pub struct Mirror {
     err: Arc<Mutex<Option<Error>>>,
     /// The worker's last error, as its server reported it.
     worker_err: Arc<Mutex<Option<Error>>>,
+    /// Remote waits: keys, and unbinding (a dropped or canceled `Wait` drops its worker wait).
+    waits: Arc<RemoteWaits>,
+}
+
+/// Unbinds a remote wait by telling the shell, which tells the worker.
+struct RemoteWaits {
+    cmd: mpsc::UnboundedSender<Cmd>,
+    next: AtomicU64,
+}
+
+impl WaitRegistry for RemoteWaits {
+    fn unbind(&self, key: u64) {
+        let _ = self.cmd.send(Cmd::Unwait(key));
+    }
 }
 
 impl std::fmt::Debug for Mirror {
@@ -41,10 +57,28 @@ impl Mirror {
     ) -> Mirror {
         Mirror {
             machine,
+            waits: Arc::new(RemoteWaits {
+                cmd: cmd.clone(),
+                next: AtomicU64::new(1),
+            }),
             cmd,
             err: Arc::new(Mutex::new(None)),
             worker_err,
         }
+    }
+
+    /// A remote wait: `make` builds the shell command for a key and a slot.
+    fn remote_wait(&self, ctx: Option<&Ctx>, make: impl FnOnce(u64, Arc<Slot>) -> Cmd) -> Wait {
+        if ctx.is_some_and(Ctx::is_canceled) {
+            return Wait::ready(Err(WaitError::Canceled));
+        }
+        let key = self.waits.next.fetch_add(1, Ordering::Relaxed);
+        let slot = Arc::new(Slot::default());
+        if !self.send(make(key, slot.clone())) {
+            return Wait::ready(Err(WaitError::Disposed));
+        }
+        let registry: Weak<dyn WaitRegistry> = Arc::downgrade(&self.waits) as Weak<dyn WaitRegistry>;
+        Wait::pending(slot, ctx.cloned(), Some((registry, key)))
     }
 
     /// The local machine that mirrors the worker (read-only: mutate through the mirror).
@@ -162,10 +196,20 @@ impl Api for Mirror {
         *lock(&self.err) = Some(err);
         self.call(MutationType::Add, Target::Err(state.to_string(), message), args)
     }
-    fn when_args(&self, _state: &str, _args: Args, _ctx: Option<&Ctx>) -> Wait {
-        Wait::ready(Err(WaitError::InvalidArgs(
-            "when_args is not available on a mirror yet".into(),
-        )))
+    /// Evaluated on the worker: completes once `state`'s final handler ran there with args ⊇
+    /// `args` (the mirror then shows that clock). Fails with `Disconnected` if the connection
+    /// drops first, `Remote { TooManyWaits }` past the server's per-session limit, `InvalidArgs`
+    /// for an unknown state. Dropping the wait or canceling `ctx` drops it on the worker too.
+    fn when_args(&self, state: &str, args: Args, ctx: Option<&Ctx>) -> Wait {
+        let Some(i) = self.machine.index(state) else {
+            return Wait::ready(Err(WaitError::InvalidArgs(format!("state unknown: {state}"))));
+        };
+        let state = i as u16;
+        self.remote_wait(ctx, |key, slot| Cmd::WhenArgs { key, state, args, slot })
+    }
+    /// Evaluated on the worker (see [`Mirror::when_args`] for failures and cancellation).
+    fn when_queue(&self, tick: u64, ctx: Option<&Ctx>) -> Wait {
+        self.remote_wait(ctx, |key, slot| Cmd::WhenQueue { key, tick, slot })
     }
     /// The worker's last error (upstream `Err()`), or, before the worker reported one, the last
     /// error this mirror added.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use amrpc_core::session::{ConnOutput, Connection};
 use amrpc_core::wire::Payload;
-use amrpc_core::{Args, Error, ErrorCode, Machine, MutationType, Outcome};
+use amrpc_core::{Args, Error, ErrorCode, Machine, MutationType, Outcome, Slot, WaitError};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -18,6 +18,12 @@ use crate::opts::ClientOpts;
 
 /// A call's completion.
 pub(crate) type Reply = oneshot::Sender<Result<Outcome, Error>>;
+
+/// What the driver completes: a call's reply, or a remote wait's slot.
+pub(crate) enum Completion {
+    Call(Reply),
+    Wait(Arc<Slot>),
+}
 
 /// States of a call, by name or by index (relays forward indexes as they arrived).
 pub(crate) enum Target {
@@ -42,6 +48,21 @@ pub(crate) enum Cmd {
     },
     /// Fetch the full clock.
     Sync(Reply),
+    /// A remote `WhenArgs`, completing `slot`; `key` cancels it.
+    WhenArgs {
+        key: u64,
+        state: u16,
+        args: Args,
+        slot: Arc<Slot>,
+    },
+    /// A remote `WhenQueue`.
+    WhenQueue {
+        key: u64,
+        tick: u64,
+        slot: Arc<Slot>,
+    },
+    /// Drop the remote wait `key` (its `Wait` was dropped or its ctx canceled).
+    Unwait(u64),
     Close(oneshot::Sender<()>),
 }
 
@@ -120,7 +141,7 @@ type Dialing = Pin<Box<dyn Future<Output = Result<Ws, tungstenite::Error>> + Sen
 
 struct Shell {
     url: String,
-    conn: Connection<Reply>,
+    conn: Connection<Completion>,
     cmd: mpsc::UnboundedReceiver<Cmd>,
     ready: Option<oneshot::Sender<Result<Machine, Error>>>,
     payloads: broadcast::Sender<Payload>,
@@ -182,8 +203,11 @@ impl Shell {
                         let _ = r.send(Ok(m.clone()));
                     }
                 }
-                ConnOutput::Done(reply, result) => {
+                ConnOutput::Done(Completion::Call(reply), result) => {
                     let _ = reply.send(result);
+                }
+                ConnOutput::Done(Completion::Wait(slot), result) => {
+                    slot.complete(result.map(|_| ()).map_err(WaitError::from_error));
                 }
                 ConnOutput::Changed => {}
                 ConnOutput::Payload(p) => {
@@ -217,17 +241,24 @@ impl Shell {
             }) => match target {
                 Target::Names(names) => {
                     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-                    self.conn.call(now, ty, &names, args, reply);
+                    self.conn.call(now, ty, &names, args, Completion::Call(reply));
                 }
-                Target::Indexes(idx) => self.conn.call_indexes(now, ty, idx, args, reply),
-                Target::Err(state, message) => self.conn.call_err(now, &state, &message, args, reply),
+                Target::Indexes(idx) => self.conn.call_indexes(now, ty, idx, args, Completion::Call(reply)),
+                Target::Err(state, message) => {
+                    self.conn.call_err(now, &state, &message, args, Completion::Call(reply));
+                }
             },
+            Some(Cmd::WhenArgs { key, state, args, slot }) => {
+                self.conn.when_args_index(key, state, args, Completion::Wait(slot));
+            }
+            Some(Cmd::WhenQueue { key, tick, slot }) => self.conn.when_queue(key, tick, Completion::Wait(slot)),
+            Some(Cmd::Unwait(key)) => self.conn.unwait(key),
             Some(Cmd::Notify { ty, states, args }) => {
                 if let Err(e) = self.conn.notify_indexes(ty, states, args) {
                     tracing::warn!(code = %e.code(), error = %e, "no-sync mutation not sent");
                 }
             }
-            Some(Cmd::Sync(reply)) => self.conn.sync(reply),
+            Some(Cmd::Sync(reply)) => self.conn.sync(Completion::Call(reply)),
             Some(Cmd::Close(done)) => {
                 self.closed = Some(done);
                 self.conn.close();

@@ -46,6 +46,16 @@ pub(crate) fn outcome(o: Outcome) -> JsValue {
     o.as_str().into()
 }
 
+/// `{outcome, queueTick?}`.
+pub(crate) fn mutation_result(o: Outcome) -> JsValue {
+    let r = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&r, &"outcome".into(), &outcome(o));
+    if let Some(t) = o.queue_tick() {
+        let _ = js_sys::Reflect::set(&r, &"queueTick".into(), &JsValue::from_f64(t as f64));
+    }
+    r.into()
+}
+
 /// `"A"` or `["A", "B"]` → state names.
 pub(crate) fn states(v: &JsValue) -> Result<Vec<String>, JsValue> {
     if let Some(s) = v.as_string() {

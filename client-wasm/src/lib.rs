@@ -28,6 +28,15 @@ const TS_ERROR_CODE: &str = amrpc_core::TS_ERROR_CODE;
 const TS_TYPES: &str = r#"
 /** A mutation's result. */
 export type Outcome = "executed" | "canceled" | "queued";
+/** A mutation's result with its queue tick (`mutate()`): a queued mutation can be awaited with
+ * `whenQueue(queueTick)`. */
+export interface MutationResult {
+  outcome: Outcome;
+  /** The worker's queue tick of a queued mutation. */
+  queueTick?: number;
+}
+/** A mutation type for `mutate()`. */
+export type MutationType = "add" | "remove" | "set";
 /** One state name or several. */
 export type StateNames = string | string[];
 /** An argument value: what crosses the wire. Integers above 2^53 arrive as bigint. */
@@ -83,6 +92,9 @@ export interface ConnectOptions {
   pushIntervalMs?: number;
   /** Receive only these states. */
   states?: string[];
+  /** Shallow clocks: receive only which states are active, not their ticks (fewer bytes; the
+   * mirror's ticks then count the activations it saw). */
+  shallow?: boolean;
   /** A dial that takes longer fails (and is retried), in ms (default 3000). */
   connTimeoutMs?: number;
   /** Failed connection attempts in a row before giving up (default 15). */

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use amrpc_core::session::{ClientConfig, ClientSession, ReplayCache, ServerConfig, ServerOutput, ServerSession};
 use amrpc_core::wire::clock::{self, ClockUpdate, Diff, Ticks};
 use amrpc_core::wire::{
-    Chunk, ClientMsg, ErrorCode, ErrorMsg, Hello, MutationReq, PROTOCOL_VERSION, Payload, Reply, ServerMsg,
+    Chunk, ClientMsg, ErrorCode, ErrorMsg, Hello, MutationReq, PROTOCOL_VERSION, Payload, Reply, ServerMsg, WaitArgs,
 };
 use amrpc_core::{Args, Machine, Opts, State, Value, schema};
 use amrpc_fuzz::clock_case_bytes;
@@ -46,6 +46,7 @@ fn main() {
             schema_hash: Some(0x0123_4567_89ab_cdef),
             push_interval_ms: Some(16),
             states: Some(vec!["A".into(), "B".into()]),
+            shallow: true,
         }),
     );
     write(
@@ -85,6 +86,16 @@ fn main() {
     );
     client("sync", ClientMsg::Sync { req: 9 });
     client("bye", ClientMsg::Bye);
+    client(
+        "when-args",
+        ClientMsg::WhenArgs(WaitArgs {
+            req: 10,
+            state: 1,
+            args: Args::new().with("id", "job-7"),
+        }),
+    );
+    client("when-queue", ClientMsg::WhenQueue { req: 11, tick: 42 });
+    client("unwait", ClientMsg::Unwait { req: 10 });
 
     // --- server frames: a real Welcome, then one of each other variant
     let worker = Machine::new(
@@ -125,9 +136,19 @@ fn main() {
     server("canceled", ServerMsg::Canceled(Reply { req: 2, update: None }));
     server(
         "queued",
-        ServerMsg::Queued(Reply {
-            req: 3,
-            update: Some(update(2, &t1, &[2, 5, 1, 0, 1])),
+        ServerMsg::Queued {
+            reply: Reply {
+                req: 3,
+                update: Some(update(2, &t1, &[2, 5, 1, 0, 1])),
+            },
+            queue_tick: 17,
+        },
+    );
+    server(
+        "signaled",
+        ServerMsg::Signaled(Reply {
+            req: 10,
+            update: Some(update(3, &[2, 5, 1, 0, 1], &[2, 7, 1, 0, 1])),
         }),
     );
     server(

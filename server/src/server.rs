@@ -53,6 +53,9 @@ pub struct ServerOpts {
     pub chunk_size: usize,
     /// Client instances the at-most-once replay cache remembers per worker. Default: 4096.
     pub replay_instances: usize,
+    /// Most remote waits (`when_args`, `when_queue`) one session may hold; more are refused
+    /// with `TooManyWaits`. Each is a binding the worker checks per transition. Default: 64.
+    pub max_waits: usize,
 }
 
 impl Default for ServerOpts {
@@ -69,6 +72,7 @@ impl Default for ServerOpts {
             mutable_states: None,
             chunk_size: 64 << 10,
             replay_instances: 4096,
+            max_waits: 64,
         }
     }
 }
@@ -539,6 +543,28 @@ impl WorkerPort for RelayPort<'_> {
         });
         Mutated::Forwarded
     }
+    fn when_args(&self, state: u16, args: amrpc_core::Args) -> Result<amrpc_core::Wait, (ErrorCode, String)> {
+        let names = self.mirror.machine().state_names();
+        let name = names
+            .get(usize::from(state))
+            .ok_or_else(|| (ErrorCode::InvalidParams, format!("state index {state} out of range")))?;
+        Ok(amrpc_core::Api::when_args(self.mirror, name, args, None))
+    }
+    fn when_queue(&self, tick: u64) -> amrpc_core::Wait {
+        amrpc_core::Api::when_queue(self.mirror, tick, None)
+    }
+}
+
+/// Wakes a session's task when one of its remote waits completes.
+struct WaitWaker(tokio::sync::Notify);
+
+impl std::task::Wake for WaitWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.notify_one();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.notify_one();
+    }
 }
 
 /// One session's machine: upstream's server states, observable per connection.
@@ -577,6 +603,7 @@ async fn run_session(srv: Server, worker: Worker, socket: WebSocket, url_token: 
         mutable_states: opts.mutable_states.clone(),
         chunk_size: opts.chunk_size,
         epoch,
+        max_waits: opts.max_waits,
         ..Default::default()
     };
     let machine = worker.machine.clone();
@@ -588,6 +615,8 @@ async fn run_session(srv: Server, worker: Worker, socket: WebSocket, url_token: 
         None => &machine,
     };
     let mut sess = ServerSession::new(port, cfg, worker.replay.clone());
+    let waits = Arc::new(WaitWaker(tokio::sync::Notify::new()));
+    sess.set_waker(std::task::Waker::from(waits.clone()));
     let states = session_machine(&format!("session-{epoch:x}"));
     worker.live.lock().unwrap_or_else(|e| e.into_inner()).push(SessionInfo {
         epoch,
@@ -640,6 +669,8 @@ async fn run_session(srv: Server, worker: Worker, socket: WebSocket, url_token: 
                 sess.poll(now_ms(), port)
             }
             () = sleep => sess.poll(now_ms(), port),
+            // a remote wait completed (on the worker's thread): signal it
+            () = waits.0.notified() => sess.poll(now_ms(), port),
             Some((req, res)) = done_rx.recv() => match res {
                 Ok(outcome) => sess.mutation_done(req, outcome, now_ms(), port),
                 Err(e) => {

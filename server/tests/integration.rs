@@ -96,7 +96,7 @@ async fn fifty_clients_converge_after_10k_mixed_mutations() {
                         match r.expect("mutation succeeds") {
                             Outcome::Executed => outcomes[0] += 1,
                             Outcome::Canceled => outcomes[1] += 1,
-                            Outcome::Queued => outcomes[2] += 1,
+                            Outcome::Queued(_) => outcomes[2] += 1,
                         }
                     }
                 }

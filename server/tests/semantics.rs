@@ -8,6 +8,8 @@
 mod cases;
 #[path = "semantics/fixture.rs"]
 mod fixture;
+#[path = "semantics/waits.rs"]
+mod waits;
 
 use std::future::Future;
 
@@ -34,6 +36,16 @@ macro_rules! both {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $remote() {
             run(Backend::Remote, cases::$case).await
+        }
+    };
+    ($m:ident :: $case:ident => $local:ident, $remote:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $local() {
+            run(Backend::Local, $m::$case).await
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $remote() {
+            run(Backend::Remote, $m::$case).await
         }
     };
 }
@@ -79,3 +91,18 @@ both!(string => local_string, remote_string);
 both!(nested_mutation => local_nested_mutation, remote_nested_mutation);
 both!(is_clock => local_is_clock, remote_is_clock);
 both!(is_time => local_is_time, remote_is_time);
+
+// remote waits (issue 10 items 3, 4): the same cases locally and through the mirror
+both!(waits::when_args_matches_a_subset => local_when_args_matches_a_subset, remote_when_args_matches_a_subset);
+both!(waits::when_args_cancel_unbinds => local_when_args_cancel_unbinds, remote_when_args_cancel_unbinds);
+both!(waits::when_queue_resolves_when_it_ran => local_when_queue_resolves_when_it_ran, remote_when_queue_resolves_when_it_ran);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_wait_limit() {
+    run(Backend::Remote, waits::remote_wait_limit).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_wait_disconnect() {
+    run(Backend::Remote, waits::remote_wait_disconnect).await
+}

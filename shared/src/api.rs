@@ -48,6 +48,9 @@ pub trait Api: Send + Sync {
     }
     /// Completes when `state`'s final handler runs with matching args (remote on a mirror).
     fn when_args(&self, state: &str, args: Args, ctx: Option<&Ctx>) -> Wait;
+    /// Completes once the worker processed the mutation with queue tick `tick` (from
+    /// [`Outcome::Queued`]); on a mirror, evaluated on the worker (upstream `WhenQueue`).
+    fn when_queue(&self, tick: u64, ctx: Option<&Ctx>) -> Wait;
     /// The last error.
     fn err(&self) -> Option<Error>;
 
@@ -198,6 +201,9 @@ impl Api for Machine {
     }
     fn when_args(&self, state: &str, args: Args, ctx: Option<&Ctx>) -> Wait {
         Machine::when_args(self, state, args, ctx)
+    }
+    fn when_queue(&self, tick: u64, ctx: Option<&Ctx>) -> Wait {
+        Machine::when_queue(self, tick, ctx)
     }
     fn err(&self) -> Option<Error> {
         Machine::err(self)

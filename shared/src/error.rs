@@ -1,5 +1,5 @@
 //! One error taxonomy for every layer and language: [`ErrorCode`] is the single list of stable
-//! codes. The wire carries them (the first 15, by variant index), the Rust errors report them
+//! codes. The wire carries them (the first 16, by variant index), the Rust errors report them
 //! ([`crate::Error::code`]), the JS errors carry [`ErrorCode::as_str`] as their `code`, and the
 //! TypeScript union ([`TS_ERROR_CODE`]) is generated from the same list, so the three cannot drift.
 
@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 macro_rules! error_codes {
     ($( $(#[$doc:meta])* $name:ident = $n:literal, )*) => {
-        /// Stable error codes. The discriminants (variant order) of the first 15 are part of the
+        /// Stable error codes. The discriminants (variant order) of the first 16 are part of the
         /// protocol; codes after them are raised locally (by a client, a mirror or a binding) and
         /// never need to cross the wire, though a peer may send them.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -80,47 +80,50 @@ error_codes! {
     /// No worker of that name on this server (sent on an accepted upgrade, since browsers cannot
     /// see an HTTP 404 on a WebSocket).
     UnknownWorker = 14,
+    /// A session has registered as many remote waits (`whenArgs`, `whenQueue`) as the server
+    /// allows; cancel one first (protocol version 2).
+    TooManyWaits = 15,
     /// A state name is not in the schema.
-    StateUnknown = 15,
+    StateUnknown = 16,
     /// States are missing (e.g. handlers naming unknown states, a served machine without the
     /// worker states).
-    StateMissing = 16,
+    StateMissing = 17,
     /// A relation is invalid (a Require cycle, a relation to an unknown state).
-    Relation = 17,
+    Relation = 18,
     /// Arguments of an API call are invalid.
-    InvalidArgs = 18,
+    InvalidArgs = 19,
     /// A handler ran longer than the handler timeout.
-    HandlerTimeout = 19,
+    HandlerTimeout = 20,
     /// A transition was canceled.
-    Canceled = 20,
+    Canceled = 21,
     /// A transition was queued.
-    Queued = 21,
+    Queued = 22,
     /// A call or a wait ran out of time (a call: after all its resends).
-    Timeout = 22,
+    Timeout = 23,
     /// The client has no mirror yet (no handshake has completed).
-    NotConnected = 23,
+    NotConnected = 24,
     /// Too many calls are in flight (the server's replay window per client).
-    TooManyInFlight = 24,
+    TooManyInFlight = 25,
     /// Every connection attempt failed.
-    ConnRetryFailed = 25,
+    ConnRetryFailed = 26,
     /// The caller aborted (an `AbortSignal`, a canceled context).
-    Aborted = 26,
+    Aborted = 27,
     /// The server URL is malformed (retrying cannot help).
-    InvalidUrl = 27,
+    InvalidUrl = 28,
     /// No WebSocket implementation is available (retrying cannot help).
-    NoWebSocket = 28,
+    NoWebSocket = 29,
     /// A remote mirror lost its connection.
-    Disconnected = 29,
+    Disconnected = 30,
     /// Any other failure: a handler panic, an error added with `add_err`.
-    Other = 30,
+    Other = 31,
 }
 
 impl ErrorCode {
-    /// The codes a server sends (the first 15). The others are raised locally; a server maps
+    /// The codes a server sends (the first 16). The others are raised locally; a server maps
     /// them to [`ErrorCode::Internal`] before they reach the wire, so older peers can decode
     /// everything it sends.
     pub const fn is_wire(self) -> bool {
-        (self as u8) <= ErrorCode::UnknownWorker as u8
+        (self as u8) <= ErrorCode::TooManyWaits as u8
     }
 
     /// Codes after which reconnecting cannot help: a client stops instead of retrying.

@@ -70,6 +70,9 @@ pub struct Mutation {
     pub(crate) auto: bool,
     pub(crate) eval: Option<(String, EvalFn, Arc<Slot>)>,
     pub(crate) ctx: Option<Ctx>,
+    /// Upstream's queue tick: the queue's tick once this mutation leaves the queue (0: none —
+    /// evals, auto states and prepended exceptions get none).
+    pub(crate) queue_tick: u64,
 }
 
 impl Mutation {
@@ -82,6 +85,7 @@ impl Mutation {
             auto: false,
             eval: None,
             ctx: None,
+            queue_tick: 0,
         }
     }
 

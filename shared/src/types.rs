@@ -14,8 +14,11 @@ pub enum Outcome {
     Executed,
     /// Rejected by relations, canceled by a negotiation handler, timed out or panicked.
     Canceled,
-    /// Another call is draining the queue; the mutation will run later.
-    Queued,
+    /// Another call is draining the queue; the mutation will run later. It carries the
+    /// mutation's queue tick (upstream returns it as the `Result`): wait for it with
+    /// `when_queue(tick)`. Ticks count from 2 (the first mutation ever queued); a mutation
+    /// merged into an identical queued one gets that one's tick.
+    Queued(u64),
 }
 
 impl Outcome {
@@ -24,7 +27,20 @@ impl Outcome {
         match self {
             Outcome::Executed => "executed",
             Outcome::Canceled => "canceled",
-            Outcome::Queued => "queued",
+            Outcome::Queued(_) => "queued",
+        }
+    }
+
+    /// True for [`Outcome::Queued`].
+    pub fn is_queued(self) -> bool {
+        matches!(self, Outcome::Queued(_))
+    }
+
+    /// The queue tick of a queued mutation.
+    pub fn queue_tick(self) -> Option<u64> {
+        match self {
+            Outcome::Queued(t) => Some(t),
+            _ => None,
         }
     }
 }

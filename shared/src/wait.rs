@@ -26,6 +26,14 @@ pub enum WaitError {
     /// A remote mirror lost its connection.
     #[error("disconnected: {0}")]
     Disconnected(String),
+    /// The remote side refused the wait (its code says why: `TooManyWaits`, `InvalidParams` …).
+    #[error("remote error {code}: {message}")]
+    Remote {
+        /// Stable code.
+        code: crate::error::ErrorCode,
+        /// Detail.
+        message: String,
+    },
 }
 
 /// What a state context carries (upstream `CtxValue`).
@@ -405,6 +413,31 @@ impl WaitError {
             W::Disposed => ErrorCode::Closed,
             W::InvalidArgs(_) => ErrorCode::InvalidArgs,
             W::Disconnected(_) => ErrorCode::Disconnected,
+            W::Remote { code, .. } => *code,
+        }
+    }
+
+    /// A remote wait's failure as a wait error: `Disposed` and `Closed` → `Disposed`, `Aborted`
+    /// → `Canceled`, `Disconnected` → `Disconnected`, anything else → `Remote` with its code.
+    pub fn from_error(e: crate::error::Error) -> WaitError {
+        use crate::error::{Error, ErrorCode};
+        match e {
+            Error::Disposed => WaitError::Disposed,
+            Error::Aborted => WaitError::Canceled,
+            Error::InvalidArgs(m) => WaitError::InvalidArgs(m),
+            Error::Rpc {
+                code: ErrorCode::Closed,
+                ..
+            } => WaitError::Disposed,
+            Error::Rpc {
+                code: ErrorCode::Disconnected,
+                message,
+            } => WaitError::Disconnected(message),
+            Error::Rpc { code, message } => WaitError::Remote { code, message },
+            other => WaitError::Remote {
+                code: other.code(),
+                message: alloc::string::ToString::to_string(&other),
+            },
         }
     }
 }

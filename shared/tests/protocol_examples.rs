@@ -83,15 +83,15 @@ fn session_walk_through() {
 
     // Hello → Welcome
     let hello = cli.hello();
-    check("Hello", &hello, "00 01 03 63 6c 69 ac 02 00 00 00 00");
+    check("Hello", &hello, "00 02 03 63 6c 69 ac 02 00 00 00 00 00");
     assert!(matches!(client_frame(&hello), ClientMsg::Hello(_)));
     let f = sends(srv.handle_frame(&hello, 0, &w));
     assert_eq!(f.len(), 1);
     check(
         "Welcome",
         &f[0],
-        "00 01 01 77 07 02 05 53 74 61 72 74 09 45 78 63 65 70 74 69 6f 6e 02 00 00 00 01 01 00 00 02 00 00 00 00 00 \
-         96 f9 b7 ff 99 94 d1 cc a1 01 00 10 00 00 01 02 00 00 00",
+        "00 02 01 77 07 02 05 53 74 61 72 74 09 45 78 63 65 70 74 69 6f 6e 02 00 00 00 01 01 00 00 02 00 00 00 00 00 \
+         96 f9 b7 ff 99 94 d1 cc a1 01 00 10 00 00 01 02 00 00 00 00 40",
     );
     let ServerMsg::Welcome(welcome) = server_frame(&f[0]) else {
         panic!("not a Welcome")
@@ -250,20 +250,21 @@ fn hello_with_options() {
     let w = tiny_worker();
     let hash = ServerSession::new(&w, ServerConfig::default(), Arc::new(ReplayCache::new(1))).schema_hash();
     let h = ClientMsg::Hello(Hello {
-        version: 1,
+        version: 2,
         client_id: "cli".into(),
         instance: 300,
         token: Some("t0k".into()),
         schema_hash: Some(hash),
         push_interval_ms: Some(50),
         states: Some(vec!["Start".into()]),
+        shallow: true,
     })
     .encode()
     .unwrap();
     check(
         "Hello (options)",
         &h,
-        "00 01 03 63 6c 69 ac 02 01 03 74 30 6b 01 96 f9 b7 ff 99 94 d1 cc a1 01 01 32 01 01 05 53 74 61 72 74",
+        "00 02 03 63 6c 69 ac 02 01 03 74 30 6b 01 96 f9 b7 ff 99 94 d1 cc a1 01 01 32 01 01 05 53 74 61 72 74 01",
     );
     client_frame(&h);
 }
@@ -340,4 +341,76 @@ fn values_and_diff_words() {
     check("Update (escape)", &f, "04 09 f1 00 03 08 a3 01 ac 02");
     server_frame(&f);
     assert_eq!(clock::checksum(&after), 0xf1);
+}
+
+/// Version 2: a remote `WhenArgs` met by the client's own mutation (its `Signaled` follows the
+/// reply), `Unwait`, `WhenQueue` and a `Queued` reply with its queue tick.
+#[test]
+fn remote_waits() {
+    let w = tiny_worker();
+    let mut srv = ServerSession::new(&w, ServerConfig::default(), Arc::new(ReplayCache::new(8)));
+    let mut cli = ClientSession::new(ClientConfig::default());
+    let f = sends(srv.handle_frame(&cli.hello(), 0, &w));
+    assert_eq!(cli.handle_frame(&f[0]), vec![ClientOutput::Ready]);
+
+    let (wait, frame) = cli.wait_args(0, Args::new().with("n", 1)).unwrap();
+    check("WhenArgs", &frame, "06 01 00 01 01 6e 02 02");
+    client_frame(&frame);
+    assert!(
+        sends(srv.handle_frame(&frame, 1, &w)).is_empty(),
+        "pending: no reply yet"
+    );
+    assert_eq!(srv.waits(), 1);
+
+    let (req, add) = cli
+        .mutate(MutationType::Add, &["Start"], Some(Args::new().with("n", 1)), 2)
+        .unwrap();
+    let f = sends(srv.handle_frame(&add, 2, &w));
+    assert_eq!(f.len(), 2, "the reply, then the signal");
+    check("Signaled", &f[1], "0a 01 01 02 01 00 00");
+    server_frame(&f[1]);
+    assert_eq!(srv.waits(), 0);
+    let mut out = cli.handle_frame(&f[0]);
+    out.extend(cli.handle_frame(&f[1]));
+    assert_eq!(
+        out,
+        vec![
+            ClientOutput::Reply {
+                req,
+                result: Ok(Outcome::Executed)
+            },
+            ClientOutput::Changed,
+            ClientOutput::Reply {
+                req: wait,
+                result: Ok(Outcome::Executed)
+            },
+        ]
+    );
+
+    let (q, frame) = cli.wait_queue(9).unwrap();
+    check("WhenQueue", &frame, "07 03 09");
+    client_frame(&frame);
+    assert!(sends(srv.handle_frame(&frame, 3, &w)).is_empty());
+    let unwait = cli.unwait(q).unwrap();
+    check("Unwait", &unwait, "08 03");
+    assert!(sends(srv.handle_frame(&unwait, 4, &w)).is_empty());
+    assert_eq!(srv.waits(), 0, "dropped on the worker too");
+    assert_eq!(w.wait_bindings(), 0);
+
+    let queued = ServerMsg::Queued {
+        reply: amrpc_core::wire::Reply {
+            req: 4,
+            update: Some(ClockUpdate {
+                seq: 3,
+                checksum: 1,
+                ticks: Ticks::Diff(Diff::default()),
+            }),
+        },
+        queue_tick: 9,
+    }
+    .encode()
+    .unwrap();
+    check("Queued", &queued, "03 04 01 03 01 00 00 09");
+    server_frame(&queued);
+    w.dispose();
 }

@@ -7,7 +7,7 @@ use amrpc_core::session::{
     ClientConfig, ClientOutput, ClientSession, MAX_PENDING, PER_INSTANCE, ReplayCache, ServerConfig, ServerOutput,
     ServerSession,
 };
-use amrpc_core::wire::{self, ClientMsg, ErrorCode, Hello, MutationReq, ServerMsg};
+use amrpc_core::wire::{self, ClientMsg, ErrorCode, Hello, MutationReq, PROTOCOL_VERSION, ServerMsg};
 use amrpc_core::{Machine, MutationType, Opts, Outcome, State, schema};
 
 #[path = "common/held.rs"]
@@ -145,9 +145,9 @@ fn a_deferred_retry_has_a_deadline() {
 fn a_newer_hello_that_does_not_decode_gets_version_mismatch() {
     let w = worker();
     let mut srv = ServerSession::new(&w, ServerConfig::default(), Arc::new(ReplayCache::new(8)));
-    // version 2 with a field this version does not know (trailing bytes)
+    // the next version with a field this version does not know (trailing bytes)
     let mut bytes = ClientMsg::Hello(Hello {
-        version: 2,
+        version: PROTOCOL_VERSION + 1,
         client_id: "c".into(),
         ..Default::default()
     })
@@ -168,7 +168,7 @@ fn a_newer_hello_that_does_not_decode_gets_version_mismatch() {
     // and the client side: a Welcome it cannot decode but with another version
     let mut cli = ClientSession::new(ClientConfig::default());
     let _ = cli.hello();
-    let out = cli.handle_frame(&[0, 2, 0xff, 0xff]);
+    let out = cli.handle_frame(&[0, PROTOCOL_VERSION as u8 + 1, 0xff, 0xff]);
     assert!(
         matches!(out.as_slice(), [ClientOutput::Closed(e)] if e.code() == ErrorCode::VersionMismatch),
         "{out:?}"

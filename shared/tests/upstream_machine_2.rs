@@ -572,7 +572,7 @@ fn test_queue_limit() {
 
     assert_eq!(
         *results.lock().unwrap(),
-        [(Outcome::Queued, 1), (Outcome::Queued, 2), (Outcome::Canceled, 2)]
+        [(Outcome::Queued(3), 1), (Outcome::Queued(4), 2), (Outcome::Canceled, 2)]
     );
     assert_states(&m, &["A", "B", "C"]);
     dispose(&m);

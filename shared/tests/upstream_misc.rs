@@ -46,7 +46,7 @@ fn test_with_opts() {
 fn test_result_string() {
     assert_eq!(Outcome::Executed.to_string(), "executed");
     assert_eq!(Outcome::Canceled.to_string(), "canceled");
-    assert_eq!(Outcome::Queued.to_string(), "queued");
+    assert_eq!(Outcome::Queued(2).to_string(), "queued");
 }
 
 #[test]

@@ -28,7 +28,7 @@ use amrpc_core::session::{
 use amrpc_core::wire::clock::{self, ClockUpdate, Diff, Ticks};
 use amrpc_core::wire::{
     Chunk, ClientMsg, DEFAULT_MAX_FRAME, DecodeError, ErrorCode, ErrorMsg, Hello, MAX_VALUE_DEPTH, MutationReq,
-    PROTOCOL_VERSION, Payload, Reply, ServerMsg, Welcome, WireState, schema_hash,
+    PROTOCOL_VERSION, Payload, Reply, ServerMsg, WaitArgs, Welcome, WireState, schema_hash,
 };
 use amrpc_core::{Args, Machine, MutationType, Opts, State, Value, schema};
 
@@ -199,16 +199,27 @@ fn gen_client(r: &mut Rng, variant: usize) -> ClientMsg {
             schema_hash: gen_opt(r, gen_u64),
             push_interval_ms: gen_opt(r, |r| r.next() as u32),
             states: gen_opt(r, |r| (0..r.below(4)).map(|_| gen_string(r)).collect()),
+            shallow: r.chance(50),
         }),
         1 => ClientMsg::Add(gen_mutation(r)),
         2 => ClientMsg::Remove(gen_mutation(r)),
         3 => ClientMsg::Set(gen_mutation(r)),
         4 => ClientMsg::Sync { req: r.next() as u32 },
-        _ => ClientMsg::Bye,
+        5 => ClientMsg::Bye,
+        6 => ClientMsg::WhenArgs(WaitArgs {
+            req: r.next() as u32,
+            state: r.next() as u16,
+            args: gen_args(r),
+        }),
+        7 => ClientMsg::WhenQueue {
+            req: r.next() as u32,
+            tick: gen_u64(r),
+        },
+        _ => ClientMsg::Unwait { req: r.next() as u32 },
     }
 }
 
-const CODES: [ErrorCode; 15] = [
+const CODES: [ErrorCode; 16] = [
     ErrorCode::VersionMismatch,
     ErrorCode::SchemaMismatch,
     ErrorCode::AccessDenied,
@@ -224,6 +235,7 @@ const CODES: [ErrorCode; 15] = [
     ErrorCode::Closed,
     ErrorCode::WorkerError,
     ErrorCode::UnknownWorker,
+    ErrorCode::TooManyWaits,
 ];
 
 fn gen_error(r: &mut Rng) -> ErrorMsg {
@@ -263,10 +275,15 @@ fn gen_server(r: &mut Rng, variant: usize) -> ServerMsg {
             worker_err: gen_opt(r, gen_string),
             push_interval_ms: r.next() as u32,
             update: gen_update(r),
+            shallow: r.chance(50),
+            max_waits: r.next() as u32,
         }),
         1 => ServerMsg::Executed(gen_reply(r)),
         2 => ServerMsg::Canceled(gen_reply(r)),
-        3 => ServerMsg::Queued(gen_reply(r)),
+        3 => ServerMsg::Queued {
+            reply: gen_reply(r),
+            queue_tick: gen_u64(r),
+        },
         4 => ServerMsg::Update(gen_update(r)),
         5 => ServerMsg::Synced {
             req: r.next() as u32,
@@ -287,7 +304,8 @@ fn gen_server(r: &mut Rng, variant: usize) -> ServerMsg {
             data: r.bytes_below(40),
         }),
         8 => ServerMsg::Error(gen_error(r)),
-        _ => ServerMsg::Bye(gen_error(r)),
+        9 => ServerMsg::Bye(gen_error(r)),
+        _ => ServerMsg::Signaled(gen_reply(r)),
     }
 }
 
@@ -296,10 +314,10 @@ fn valid_frames(r: &mut Rng, per_variant: usize) -> (Vec<Vec<u8>>, Vec<Vec<u8>>)
     let mut client = Vec::new();
     let mut server = Vec::new();
     for _ in 0..per_variant {
-        for v in 0..6 {
+        for v in 0..9 {
             client.push(gen_client(r, v).encode().expect("no opaque values: encodes"));
         }
-        for v in 0..10 {
+        for v in 0..11 {
             server.push(gen_server(r, v).encode().expect("server messages always encode"));
         }
     }
@@ -1042,7 +1060,11 @@ fn hostile_welcomes_never_panic() {
                 .map(|_| gen_u64(&mut r))
                 .collect();
             ServerMsg::Welcome(Welcome {
-                version: if r.chance(95) { 1 } else { r.next() as u16 },
+                version: if r.chance(95) {
+                    PROTOCOL_VERSION
+                } else {
+                    r.next() as u16
+                },
                 worker_id: gen_string(&mut r),
                 epoch: r.next(),
                 schema_hash: schema_hash(&names, &schema),
@@ -1051,6 +1073,8 @@ fn hostile_welcomes_never_panic() {
                 tracked: None,
                 push_interval_ms: 16,
                 worker_err: None,
+                shallow: false,
+                max_waits: r.below(100) as u32,
                 update: ClockUpdate {
                     seq: 0,
                     checksum: clock::checksum(&time),
@@ -1131,7 +1155,7 @@ fn server_session_survives_random_and_mutated_client_frames() {
             .filter(|o| {
                 matches!(o, ServerOutput::Send(b) if matches!(
                     ServerMsg::decode(b, DEFAULT_MAX_FRAME),
-                    Ok(ServerMsg::Executed(_) | ServerMsg::Canceled(_) | ServerMsg::Queued(_))
+                    Ok(ServerMsg::Executed(_) | ServerMsg::Canceled(_) | ServerMsg::Queued { .. })
                 ))
             })
             .count();

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use amrpc_core::wire::clock::{self, ClockError, ClockUpdate, Diff, Ticks};
 use amrpc_core::wire::{
     Chunk, ClientMsg, DEFAULT_MAX_FRAME, DecodeError, ErrorCode, ErrorMsg, Hello, MAX_VALUE_DEPTH, MutationReq,
-    Payload, Reply, ServerMsg, Welcome, WireState,
+    Payload, Reply, ServerMsg, WaitArgs, Welcome, WireState,
 };
 use amrpc_core::{Args, Opaque, Value};
 use proptest::prelude::*;
@@ -32,7 +32,7 @@ use proptest::test_runner::{TestCaseError, TestRunner};
 
 /// The codes a server sends, in declaration (= wire) order (the rest of [`ErrorCode::ALL`] are
 /// raised locally by clients and bindings).
-const CODES: [ErrorCode; 15] = [
+const CODES: [ErrorCode; 16] = [
     ErrorCode::VersionMismatch,
     ErrorCode::SchemaMismatch,
     ErrorCode::AccessDenied,
@@ -48,6 +48,7 @@ const CODES: [ErrorCode; 15] = [
     ErrorCode::Closed,
     ErrorCode::WorkerError,
     ErrorCode::UnknownWorker,
+    ErrorCode::TooManyWaits,
 ];
 
 /// The wire index of a code; the server's codes are spelled out so their indexes cannot move.
@@ -68,6 +69,7 @@ fn code_index(c: ErrorCode) -> usize {
         ErrorCode::Closed => 12,
         ErrorCode::WorkerError => 13,
         ErrorCode::UnknownWorker => 14,
+        ErrorCode::TooManyWaits => 15,
         local => {
             assert!(local as usize >= CODES.len(), "{local:?}");
             local as usize
@@ -83,6 +85,9 @@ fn client_variant(m: &ClientMsg) -> usize {
         ClientMsg::Set(_) => 3,
         ClientMsg::Sync { .. } => 4,
         ClientMsg::Bye => 5,
+        ClientMsg::WhenArgs(_) => 6,
+        ClientMsg::WhenQueue { .. } => 7,
+        ClientMsg::Unwait { .. } => 8,
     }
 }
 
@@ -91,13 +96,14 @@ fn server_variant(m: &ServerMsg) -> usize {
         ServerMsg::Welcome(_) => 0,
         ServerMsg::Executed(_) => 1,
         ServerMsg::Canceled(_) => 2,
-        ServerMsg::Queued(_) => 3,
+        ServerMsg::Queued { .. } => 3,
         ServerMsg::Update(_) => 4,
         ServerMsg::Synced { .. } => 5,
         ServerMsg::Payload(_) => 6,
         ServerMsg::Chunk(_) => 7,
         ServerMsg::Error(_) => 8,
         ServerMsg::Bye(_) => 9,
+        ServerMsg::Signaled(_) => 10,
     }
 }
 
@@ -221,9 +227,10 @@ fn arb_hello() -> impl Strategy<Value = Hello> {
         prop::option::of(any::<u64>()),
         prop::option::of(any::<u32>()),
         prop::option::of(prop::collection::vec(arb_string(), 0..5)),
+        any::<bool>(),
     )
         .prop_map(
-            |(version, client_id, instance, token, schema_hash, push_interval_ms, states)| Hello {
+            |(version, client_id, instance, token, schema_hash, push_interval_ms, states, shallow)| Hello {
                 version,
                 client_id,
                 instance,
@@ -231,6 +238,7 @@ fn arb_hello() -> impl Strategy<Value = Hello> {
                 schema_hash,
                 push_interval_ms,
                 states,
+                shallow,
             },
         )
 }
@@ -247,6 +255,13 @@ fn arb_client_msg() -> impl Strategy<Value = ClientMsg> {
         arb_mutation().prop_map(ClientMsg::Set),
         any::<u32>().prop_map(|req| ClientMsg::Sync { req }),
         Just(ClientMsg::Bye),
+        (any::<u32>(), any::<u16>(), arb_args()).prop_map(|(req, state, args)| ClientMsg::WhenArgs(WaitArgs {
+            req,
+            state,
+            args
+        })),
+        (any::<u32>(), any::<u64>()).prop_map(|(req, tick)| ClientMsg::WhenQueue { req, tick }),
+        any::<u32>().prop_map(|req| ClientMsg::Unwait { req }),
     ]
 }
 
@@ -262,9 +277,22 @@ fn arb_welcome() -> impl Strategy<Value = Welcome> {
         any::<u32>(),
         arb_update(),
         prop::option::of(arb_string()),
+        (any::<bool>(), any::<u32>()),
     )
         .prop_map(
-            |(version, worker_id, epoch, names, schema, schema_hash, tracked, push_interval_ms, update, worker_err)| {
+            |(
+                version,
+                worker_id,
+                epoch,
+                names,
+                schema,
+                schema_hash,
+                tracked,
+                push_interval_ms,
+                update,
+                worker_err,
+                (shallow, max_waits),
+            )| {
                 Welcome {
                     version,
                     worker_id,
@@ -276,6 +304,8 @@ fn arb_welcome() -> impl Strategy<Value = Welcome> {
                     push_interval_ms,
                     update,
                     worker_err,
+                    shallow,
+                    max_waits,
                 }
             },
         )
@@ -331,13 +361,14 @@ fn arb_server_msg() -> impl Strategy<Value = ServerMsg> {
         arb_welcome().prop_map(ServerMsg::Welcome),
         arb_reply().prop_map(ServerMsg::Executed),
         arb_reply().prop_map(ServerMsg::Canceled),
-        arb_reply().prop_map(ServerMsg::Queued),
+        (arb_reply(), any::<u64>()).prop_map(|(reply, queue_tick)| ServerMsg::Queued { reply, queue_tick }),
         arb_update().prop_map(ServerMsg::Update),
         (any::<u32>(), arb_update()).prop_map(|(req, update)| ServerMsg::Synced { req, update }),
         arb_payload().prop_map(ServerMsg::Payload),
         arb_chunk().prop_map(ServerMsg::Chunk),
         arb_error().prop_map(ServerMsg::Error),
         arb_error().prop_map(ServerMsg::Bye),
+        arb_reply().prop_map(ServerMsg::Signaled),
     ]
 }
 
@@ -609,7 +640,7 @@ fn sample<T: std::fmt::Debug>(s: impl Strategy<Value = T>, n: usize) -> Vec<T> {
 fn strategies_cover_every_variant() {
     let client = sample(arb_client_msg(), 3000);
     let kinds: BTreeSet<usize> = client.iter().map(client_variant).collect();
-    assert_eq!(kinds.len(), 6, "client variants seen: {kinds:?}");
+    assert_eq!(kinds.len(), 9, "client variants seen: {kinds:?}");
     let mut seen = Seen::default();
     for m in &client {
         if let ClientMsg::Add(r) | ClientMsg::Remove(r) | ClientMsg::Set(r) = m {
@@ -623,7 +654,7 @@ fn strategies_cover_every_variant() {
 
     let server = sample(arb_server_msg(), 3000);
     let kinds: BTreeSet<usize> = server.iter().map(server_variant).collect();
-    assert_eq!(kinds.len(), 10, "server variants seen: {kinds:?}");
+    assert_eq!(kinds.len(), 11, "server variants seen: {kinds:?}");
     let mut codes = BTreeSet::new();
     let (mut head, mut no_head, mut full, mut diff, mut max_delta, mut big_delta) =
         (false, false, false, false, false, false);

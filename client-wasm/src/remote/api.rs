@@ -4,6 +4,7 @@
 use amrpc_core::{Error, ErrorCode, MutationType, Outcome};
 use futures_channel::oneshot;
 use js_sys::Function;
+use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
 use super::{Shared, drive};
@@ -41,6 +42,40 @@ impl RemoteMachine {
 }
 
 impl RemoteMachine {
+    /// A remote wait: `register` sends it under a fresh key; an abort of `signal` cancels it.
+    fn remote_wait(
+        &self,
+        signal: Option<web_sys::AbortSignal>,
+        register: impl FnOnce(&mut amrpc_core::session::Connection<super::Done>, u64, super::Done),
+    ) -> js_sys::Promise {
+        if signal.as_ref().is_some_and(web_sys::AbortSignal::aborted) {
+            return js_sys::Promise::reject(&interop::error(&Error::Aborted));
+        }
+        let key = {
+            let mut c = self.conn.borrow_mut();
+            c.next_wait += 1;
+            c.next_wait
+        };
+        let (tx, rx) = oneshot::channel();
+        drive(&self.conn, |d, _| register(d, key, tx));
+        if let Some(signal) = signal {
+            let weak = std::rc::Rc::downgrade(&self.conn);
+            let cb = Closure::once_into_js(move || {
+                if let Some(s) = weak.upgrade() {
+                    drive(&s, |d, _| d.unwait(key));
+                }
+            });
+            let _ = signal.add_event_listener_with_callback("abort", cb.unchecked_ref());
+        }
+        wasm_bindgen_futures::future_to_promise(async move {
+            match rx.await {
+                Ok(Ok(_)) => Ok(JsValue::UNDEFINED),
+                Ok(Err(e)) => Err(interop::error(&e)),
+                Err(_) => Err(js_error(ErrorCode::Closed, "the client is closed")),
+            }
+        })
+    }
+
     fn notify(&self, ty: MutationType, states: &JsValue, args: &JsValue) -> Result<(), JsValue> {
         let names = interop::states(states)?;
         let args = interop::args(args)?;
@@ -51,9 +86,13 @@ impl RemoteMachine {
 }
 
 fn result_promise(rx: oneshot::Receiver<Result<Outcome, Error>>) -> js_sys::Promise {
+    result_promise_with(rx, interop::outcome)
+}
+
+fn result_promise_with(rx: oneshot::Receiver<Result<Outcome, Error>>, ok: fn(Outcome) -> JsValue) -> js_sys::Promise {
     wasm_bindgen_futures::future_to_promise(async move {
         match rx.await {
-            Ok(Ok(o)) => Ok(interop::outcome(o)),
+            Ok(Ok(o)) => Ok(ok(o)),
             Ok(Err(e)) => Err(interop::error(&e)),
             Err(_) => Err(js_error(ErrorCode::Closed, "the client is closed")),
         }
@@ -148,6 +187,63 @@ impl RemoteMachine {
         #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue,
     ) -> Result<(), JsValue> {
         self.notify(MutationType::Remove, &states, &args)
+    }
+
+    /// A mutation by type (`"add"`, `"remove"`, `"set"`), resolving to `{outcome, queueTick}`:
+    /// a queued mutation's `queueTick` can be awaited with `whenQueue`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<MutationResult>")]
+    pub fn mutate(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "MutationType")] ty: &str,
+        #[wasm_bindgen(unchecked_param_type = "StateNames")] states: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue,
+    ) -> js_sys::Promise {
+        let ty = match ty {
+            "add" => MutationType::Add,
+            "remove" => MutationType::Remove,
+            "set" => MutationType::Set,
+            other => {
+                let msg = format!("unknown mutation type {other:?} (add, remove, set)");
+                return js_sys::Promise::reject(&js_error(ErrorCode::InvalidArgs, &msg));
+            }
+        };
+        let (names, args) = match interop::states(&states).and_then(|n| Ok((n, interop::args(&args)?))) {
+            Ok(v) => v,
+            Err(e) => return js_sys::Promise::reject(&e),
+        };
+        let (tx, rx) = oneshot::channel();
+        drive(&self.conn, |d, now| d.call(now, ty, &interop::strs(&names), args, tx));
+        result_promise_with(rx, interop::mutation_result)
+    }
+
+    /// Evaluated on the worker: resolves once `state`'s final handler ran there with args that
+    /// hold all of `args` (the mirror then shows that clock). Rejects with `Aborted` when
+    /// `signal` aborts (the worker drops the wait), `Disconnected` when the connection drops,
+    /// `TooManyWaits` past the server's per-session limit, `StateUnknown`.
+    #[wasm_bindgen(js_name = whenArgs, unchecked_return_type = "Promise<void>")]
+    pub fn when_args(
+        &self,
+        state: &str,
+        #[wasm_bindgen(unchecked_param_type = "Args")] args: JsValue,
+        signal: Option<web_sys::AbortSignal>,
+    ) -> js_sys::Promise {
+        let args = match interop::args(&args) {
+            Ok(a) => a.unwrap_or_default(),
+            Err(e) => return js_sys::Promise::reject(&e),
+        };
+        let state = state.to_string();
+        self.remote_wait(signal, move |d, key, tx| d.when_args(key, &state, args, tx))
+    }
+
+    /// Evaluated on the worker: resolves once its mutation with queue tick `tick` (from
+    /// `mutate()`'s `queueTick`) has been processed; rejects as `whenArgs`.
+    #[wasm_bindgen(js_name = whenQueue, unchecked_return_type = "Promise<void>")]
+    pub fn when_queue(&self, tick: f64, signal: Option<web_sys::AbortSignal>) -> js_sys::Promise {
+        if !(tick.is_finite() && tick >= 0.0) {
+            return js_sys::Promise::reject(&js_error(ErrorCode::InvalidArgs, "queue tick must be a number ≥ 0"));
+        }
+        let tick = tick as u64;
+        self.remote_wait(signal, move |d, key, tx| d.when_queue(key, tick, tx))
     }
 
     /// Fetch the worker's full clock (upstream `Sync`): resolves once the mirror holds it, after

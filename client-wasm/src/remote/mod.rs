@@ -49,6 +49,7 @@ fn options(o: &JsValue) -> Result<ConnConfig, JsValue> {
             schema_hash,
             push_interval_ms: get("pushIntervalMs").as_f64().map(|v| v as u32),
             states: interop::opt_states(&get("states"))?,
+            shallow: get("shallow").as_bool().unwrap_or(false),
             ..Default::default()
         },
         conn_timeout_ms: num("connTimeoutMs", d.conn_timeout_ms),
@@ -74,6 +75,8 @@ pub(crate) struct Conn {
     /// The deadline `timer` is armed for.
     timer_at: Option<u64>,
     window_hooks: Vec<WindowHook>,
+    /// Keys of remote waits (to cancel them).
+    pub(crate) next_wait: u64,
 }
 
 pub(crate) type Shared = Rc<RefCell<Conn>>;
@@ -254,6 +257,7 @@ pub fn connect(
         timer: None,
         timer_at: None,
         window_hooks: Vec::new(),
+        next_wait: 1,
     }));
     hook_window(&shared);
     drive(&shared, |d, now| d.start(now));

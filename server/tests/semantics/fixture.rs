@@ -36,6 +36,8 @@ pub(crate) struct Fixture {
     initial: Option<Vec<String>>,
     rels: Vec<(String, State)>,
     handlers: Option<Handlers>,
+    handler_timeout: Option<Duration>,
+    server_opts: ServerOpts,
 }
 
 impl Fixture {
@@ -73,7 +75,21 @@ impl Fixture {
             initial: None,
             rels: Vec::new(),
             handlers: None,
+            handler_timeout: None,
+            server_opts: ServerOpts::default(),
         }
+    }
+
+    /// No handler timeout: for handlers that block on a test's barrier.
+    pub(crate) fn no_handler_timeout(mut self) -> Fixture {
+        self.handler_timeout = Some(Duration::ZERO);
+        self
+    }
+
+    /// Server options of the remote backend.
+    pub(crate) fn server_opts(mut self, opts: ServerOpts) -> Fixture {
+        self.server_opts = opts;
+        self
     }
 
     /// "init X": the worker is `Set(X)` before the connection.
@@ -111,6 +127,7 @@ impl Fixture {
             schema,
             Opts {
                 id: Some(format!("t-{}", self.name)),
+                handler_timeout: self.handler_timeout,
                 ..Default::default()
             },
         )
@@ -146,7 +163,7 @@ impl Fixture {
                 remote: None,
             },
             Backend::Remote => {
-                let server = Server::new(ServerOpts::default());
+                let server = Server::new(self.server_opts.clone());
                 let served = server.add_worker(&self.name, worker.clone()).expect("add_worker");
                 let addr = server.spawn("127.0.0.1:0").await.expect("server spawn");
                 let url = format!("ws://{addr}/ws/{}", self.name);
@@ -167,7 +184,7 @@ impl Fixture {
                     backend,
                     api: Box::new(client.mirror().clone()),
                     worker,
-                    remote: Some(Remote { server, client }),
+                    remote: Some(Remote { server, client, served }),
                 }
             }
         }
@@ -177,6 +194,7 @@ impl Fixture {
 struct Remote {
     server: Server,
     client: Client,
+    served: amrpc_server::Worker,
 }
 
 /// A started fixture.
@@ -196,6 +214,20 @@ impl Env {
     /// The worker machine (for the local backend, the same machine as `api`).
     pub(crate) fn worker(&self) -> &Machine {
         &self.worker
+    }
+
+    /// The remote backend's client and served worker.
+    pub(crate) fn remote(&self) -> Option<(&Client, &amrpc_server::Worker)> {
+        self.remote.as_ref().map(|r| (&r.client, &r.served))
+    }
+
+    /// A barrier: on the remote backend one round trip (`sync`), after which every frame the
+    /// server sent before has been applied — so a wait that would have been signaled by then
+    /// is ready. Local waits complete synchronously: nothing to do.
+    pub(crate) async fn round_trip(&self) {
+        if let Some(r) = &self.remote {
+            within("sync", r.client.mirror().sync()).await.expect("sync");
+        }
     }
 
     /// Upstream's `disposeTest(c, s, true)`: `Exception` never ticked on the worker nor on the
@@ -236,6 +268,16 @@ impl Env {
             r.server.shutdown();
             self.worker.dispose();
         }
+    }
+}
+
+/// Poll `cond` until it holds, for at most [`WAIT`] (for effects no event reports, such as a
+/// closed session dropping its worker bindings).
+pub(crate) async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < WAIT, "{what}: not within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

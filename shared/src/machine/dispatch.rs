@@ -217,6 +217,7 @@ impl Machine {
                 auto: true,
                 eval: None,
                 ctx: None,
+                queue_tick: 0,
             });
             self.0.queue_len.store(q.len(), Ordering::Release);
         }
@@ -480,6 +481,7 @@ impl Machine {
             auto: false,
             eval: None,
             ctx: None,
+            queue_tick: 0,
         });
         self.0.queue_len.store(q.len(), Ordering::Release);
     }

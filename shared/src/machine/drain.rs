@@ -23,7 +23,7 @@ impl Machine {
         if self.queue_len() == 0 {
             // Another caller's drain took our item in between: it ran or runs there. Upstream
             // returns Canceled here (a race, spec §3.2); Queued is what happened.
-            return Outcome::Queued;
+            return Outcome::Queued(0);
         }
         if self
             .0
@@ -38,7 +38,7 @@ impl Machine {
                     if n == 1 { "item" } else { "items" }
                 )
             });
-            return Outcome::Queued;
+            return Outcome::Queued(0);
         }
         let mut first: Option<Outcome> = None;
         loop {
@@ -53,11 +53,18 @@ impl Machine {
                     let mut q = self.0.queue.lock();
                     let it = q.pop_front();
                     self.0.queue_len.store(q.len(), Ordering::Release);
+                    if it.as_ref().is_some_and(|m| m.queue_tick > 0) {
+                        let mut t = self.0.ticks.lock();
+                        t.pending = t.pending.saturating_sub(1);
+                        t.tick += 1;
+                    }
                     it
                 };
                 let Some(mut item) = item else { break };
+                let queue_tick = item.queue_tick;
                 if item.ctx.as_ref().is_some_and(|c| c.is_canceled()) {
                     first.get_or_insert(Outcome::Executed);
+                    self.queue_processed(queue_tick);
                     continue;
                 }
                 if let Some((_, f, slot)) = item.eval.take() {
@@ -70,6 +77,7 @@ impl Machine {
                 }
                 let r = self.run_transition(&mut ds, item);
                 first.get_or_insert(r);
+                self.queue_processed(queue_tick);
             }
             self.0.in_transition.store(false, Ordering::Release);
             self.put_drain_state(ds);

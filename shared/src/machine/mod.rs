@@ -71,6 +71,8 @@ struct Core {
     when_args: Vec<WhenArgsBinding>,
     state_ctx: Vec<(Id, Ctx)>,
     queue_end: Vec<(u64, Arc<Slot>)>,
+    /// `when_queue` bindings: (binding id, queue tick, slot).
+    when_queue: Vec<(u64, u64, Arc<Slot>)>,
 }
 
 impl Core {
@@ -84,6 +86,17 @@ impl Core {
         self.is_active.resize(n, false);
         self.c = Arc::new(c);
     }
+}
+
+/// Upstream's queue ticks.
+struct QueueTicks {
+    /// Starts at 1; +1 each time a mutation holding a queue tick leaves the queue.
+    tick: u64,
+    /// Queued mutations holding a queue tick (upstream `queueTicksPending`).
+    pending: u64,
+    /// The queue tick of the last such mutation whose transition (handlers included) finished:
+    /// `when_queue(t)` completes once it reaches `t`.
+    done: u64,
 }
 
 /// Buffers a drain reuses from transition to transition (and from drain to drain).
@@ -106,6 +119,11 @@ pub(crate) struct Inner {
     n_bindings: AtomicUsize,
     /// WhenArgs bindings, readable without the core lock.
     n_when_args: AtomicUsize,
+    /// `when_queue` bindings, readable without the core lock.
+    n_when_queue: AtomicUsize,
+    /// Queue ticks; locked inside the queue lock, never the other way round (no 64-bit
+    /// atomics: the core runs on targets without them).
+    ticks: Mutex<QueueTicks>,
     /// Whether any breakpoint is set (skips a lock per mutation).
     has_breakpoints: AtomicBool,
     id: RwLock<Arc<str>>,
@@ -148,6 +166,8 @@ impl WaitRegistry for Inner {
         core.when_time.retain(|b| b.id != id);
         core.when_args.retain(|b| b.id != id);
         core.queue_end.retain(|(i, _)| *i != id);
+        core.when_queue.retain(|(i, _, _)| *i != id);
+        self.n_when_queue.store(core.when_queue.len(), Ordering::Release);
         self.n_bindings.store(core.n_bindings(), Ordering::Release);
         self.n_when_args.store(core.when_args.len(), Ordering::Release);
     }
@@ -223,6 +243,12 @@ impl Machine {
             dispatch_gen: AtomicUsize::new(0),
             n_bindings: AtomicUsize::new(0),
             n_when_args: AtomicUsize::new(0),
+            n_when_queue: AtomicUsize::new(0),
+            ticks: Mutex::new(QueueTicks {
+                tick: 1,
+                pending: 0,
+                done: 1,
+            }),
             has_breakpoints: AtomicBool::new(false),
             id: RwLock::new(Arc::from(id.as_str())),
             parent_id,
@@ -239,6 +265,7 @@ impl Machine {
                 when_args: Vec::new(),
                 state_ctx: Vec::new(),
                 queue_end: Vec::new(),
+                when_queue: Vec::new(),
             }),
             queue: Mutex::new(VecDeque::new()),
             queue_len: AtomicUsize::new(0),
@@ -376,6 +403,8 @@ impl Machine {
             slots.extend(core.when_time.drain(..).map(|b| b.slot));
             slots.extend(core.when_args.drain(..).map(|b| b.slot));
             self.0.n_when_args.store(0, Ordering::Release);
+            slots.extend(core.when_queue.drain(..).map(|(_, _, s)| s));
+            self.0.n_when_queue.store(0, Ordering::Release);
             let qe: Vec<Arc<Slot>> = core.queue_end.drain(..).map(|(_, s)| s).collect();
             let ctxs: Vec<Ctx> = core.state_ctx.drain(..).map(|(_, c)| c).collect();
             self.0.n_bindings.store(0, Ordering::Release);

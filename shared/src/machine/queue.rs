@@ -54,6 +54,12 @@ impl Machine {
         self.0.queue_len.load(Ordering::Acquire)
     }
 
+    /// Upstream's `QueueTick`: starts at 1 and counts the mutations that left the queue (those
+    /// returned as [`Outcome::Queued`] carry the value it will have when they do).
+    pub fn queue_tick(&self) -> u64 {
+        self.0.ticks.lock().tick
+    }
+
     /// True while a transition of a queue drain is running (upstream `Transition() != nil`).
     #[inline]
     pub fn transition_running(&self) -> bool {
@@ -221,6 +227,7 @@ impl Machine {
             auto: false,
             eval: Some((String::from(source), f, slot.clone())),
             ctx: None,
+            queue_tick: 0,
         };
         {
             let mut q = self.0.queue.lock();
@@ -271,8 +278,11 @@ impl Machine {
         if ty == MutationType::Remove && self.remove_is_noop(|core| !ids.iter().any(|id| core.is_active[*id])) {
             return Ok(Outcome::Executed);
         }
-        self.queue_mutation(ty, ids, multi, args.unwrap_or_default());
-        Ok(self.process_queue())
+        let tick = self.queue_mutation(ty, ids, multi, args.unwrap_or_default());
+        Ok(match self.process_queue() {
+            Outcome::Queued(_) => Outcome::Queued(tick),
+            o => o,
+        })
     }
 
     /// Disposed, or the queue is at its limit: a mutation is dropped as `Canceled`.
@@ -320,9 +330,16 @@ impl Machine {
         self.0.name_lookups.load(Ordering::Relaxed)
     }
 
-    fn queue_mutation(&self, ty: MutationType, ids: Ids, multi: bool, args: Args) {
+    /// Queue a mutation; returns its queue tick (a skipped duplicate: the queued twin's).
+    fn queue_mutation(&self, ty: MutationType, ids: Ids, multi: bool, args: Args) -> u64 {
         let mut q = self.0.queue.lock();
-        if !multi && args.is_empty() && detect_duplicates(&q, ty, &ids) {
+        let dup = if !multi && args.is_empty() {
+            detect_duplicates(&q, ty, &ids)
+        } else {
+            None
+        };
+        if let Some(i) = dup {
+            let tick = q[i].queue_tick;
             drop(q);
             self.log_fmt(LogLevel::Ops, || {
                 format!(
@@ -330,7 +347,7 @@ impl Machine {
                     self.compiled().join(&ids)
                 )
             });
-            return;
+            return tick;
         }
         let log_ids = if self.log_level() >= LogLevel::Ops {
             Some(ids.clone())
@@ -342,6 +359,11 @@ impl Machine {
         } else {
             Some(ids.clone())
         };
+        let queue_tick = {
+            let mut t = self.0.ticks.lock();
+            t.pending += 1;
+            t.tick + t.pending
+        };
         q.push_back(Mutation {
             ty,
             called: ids,
@@ -349,6 +371,7 @@ impl Machine {
             auto: false,
             eval: None,
             ctx: None,
+            queue_tick,
         });
         self.0.queue_len.store(q.len(), Ordering::Release);
         drop(q);
@@ -358,6 +381,7 @@ impl Machine {
         if let Some(ids) = bp_ids {
             self.check_breakpoints(&self.compiled(), ty, &ids);
         }
+        queue_tick
     }
 
     fn check_breakpoints(&self, c: &Compiled, ty: MutationType, ids: &[Id]) {
@@ -411,15 +435,16 @@ fn is_queued(
     None
 }
 
-fn detect_duplicates(q: &VecDeque<Mutation>, ty: MutationType, ids: &[Id]) -> bool {
-    let Some(idx) = is_queued(q, ty, ids, true, true, 0) else {
-        return false;
-    };
+/// The index of a queued mutation that makes this one redundant (upstream's duplicate detection).
+fn detect_duplicates(q: &VecDeque<Mutation>, ty: MutationType, ids: &[Id]) -> Option<usize> {
+    let idx = is_queued(q, ty, ids, true, true, 0)?;
     let counter = match ty {
         MutationType::Add => MutationType::Remove,
         MutationType::Remove => MutationType::Add,
-        MutationType::Set => return idx > 0 && q.len() > 1,
-        MutationType::Eval => return false,
+        MutationType::Set => return (idx > 0 && q.len() > 1).then_some(idx),
+        MutationType::Eval => return None,
     };
-    is_queued(q, counter, ids, false, false, idx + 1).is_none()
+    is_queued(q, counter, ids, false, false, idx + 1)
+        .is_none()
+        .then_some(idx)
 }

@@ -215,6 +215,7 @@ impl Machine {
                     auto: false,
                     eval: None,
                     ctx: None,
+                    queue_tick: 0,
                 },
                 time_before: time_before.clone(),
                 time_after: None,

@@ -119,6 +119,37 @@ impl Machine {
         }
     }
 
+    /// The mutation with queue tick `tick` (0: none) finished: complete `when_queue` waits up to it.
+    pub(super) fn queue_processed(&self, tick: u64) {
+        if tick == 0 {
+            return;
+        }
+        let mut done = Vec::new();
+        {
+            let mut core = self.0.core.lock();
+            let upto = {
+                let mut t = self.0.ticks.lock();
+                t.done = t.done.max(tick);
+                t.done
+            };
+            if self.0.n_when_queue.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            core.when_queue.retain(|(_, t, slot)| {
+                let met = *t <= upto;
+                if met {
+                    done.push(slot.clone());
+                }
+                !met
+            });
+            self.0.n_when_queue.store(core.when_queue.len(), Ordering::Release);
+        }
+        for s in done {
+            self.log_fmt(LogLevel::Ops, || format!("[whenQueue:match] {tick}"));
+            s.complete(Ok(()));
+        }
+    }
+
     // ----- waiting -----
 
     fn binding_id(&self) -> u64 {
@@ -293,10 +324,30 @@ impl Machine {
         let s = c
             .id(state)
             .unwrap_or_else(|| panic!("{}", Error::StateUnknown(state.into())));
+        self.when_args_id(s, args, ctx)
+    }
+
+    /// [`Machine::when_args`] with the state by index in the state order (a server session's
+    /// remote wait); `StateUnknown` for an index out of range.
+    pub fn when_args_index(&self, index: usize, args: Args, ctx: Option<&Ctx>) -> Result<Wait, Error> {
+        if self.is_disposed() {
+            return Ok(Wait::ready(Err(WaitError::Disposed)));
+        }
+        let c = self.compiled();
+        let s = *c
+            .order
+            .get(index)
+            .ok_or_else(|| Error::StateUnknown(format!("index {index}")))?;
+        Ok(self.when_args_id(s, args, ctx))
+    }
+
+    fn when_args_id(&self, s: Id, args: Args, ctx: Option<&Ctx>) -> Wait {
         let id = self.binding_id();
         let slot = Arc::new(Slot::default());
-        let keys: Vec<&String> = args.0.keys().collect();
-        self.log_fmt(LogLevel::Ops, || format!("[whenArgs:new] {state} ({keys:?})"));
+        self.log_fmt(LogLevel::Ops, || {
+            let keys: Vec<&String> = args.0.keys().collect();
+            format!("[whenArgs:new] {} ({keys:?})", self.compiled().name(s))
+        });
         {
             let mut core = self.0.core.lock();
             core.when_args.push(WhenArgsBinding {
@@ -307,6 +358,30 @@ impl Machine {
             });
             self.0.n_when_args.store(core.when_args.len(), Ordering::Release);
         }
+        Wait::pending(slot, ctx.cloned(), self.registry(id))
+    }
+
+    /// Completes once the mutation with queue tick `tick` (from [`Outcome::Queued`]) has been
+    /// processed — its transition and handlers finished, whether it was accepted or canceled —
+    /// or at once if it already was (upstream `WhenQueue`). Upstream checks only after accepted
+    /// transitions and completes at once while that mutation is still running; here the wait
+    /// always ends right after that mutation's transition.
+    ///
+    /// [`Outcome::Queued`]: crate::Outcome::Queued
+    pub fn when_queue(&self, tick: u64, ctx: Option<&Ctx>) -> Wait {
+        if self.is_disposed() {
+            return Wait::ready(Err(WaitError::Disposed));
+        }
+        let mut core = self.0.core.lock();
+        if self.0.ticks.lock().done >= tick {
+            return Wait::ready(Ok(()));
+        }
+        let slot = Arc::new(Slot::default());
+        let id = self.binding_id();
+        core.when_queue.push((id, tick, slot.clone()));
+        self.0.n_when_queue.store(core.when_queue.len(), Ordering::Release);
+        drop(core);
+        self.log_fmt(LogLevel::Ops, || format!("[whenQueue:new] {tick}"));
         Wait::pending(slot, ctx.cloned(), self.registry(id))
     }
 
@@ -329,7 +404,10 @@ impl Machine {
     /// Number of live wait bindings (When, WhenNot, WhenTime, WhenArgs), for tests and metrics.
     pub fn wait_bindings(&self) -> usize {
         let core = self.0.core.lock();
-        core.when.len() + core.when_time.len() + core.when_args.iter().filter(|b| b.state != usize::MAX).count()
+        core.when.len()
+            + core.when_time.len()
+            + core.when_queue.len()
+            + core.when_args.iter().filter(|b| b.state != usize::MAX).count()
     }
 
     /// A context canceled by the first transition that deactivates `state` (or by disposal);

@@ -11,7 +11,8 @@ use crate::machine::{Machine, Opts};
 use crate::session::replay::REQ_ID_WRAP;
 use crate::types::{Args, Error, MutationType, Outcome};
 use crate::wire::{
-    self, Chunk, ClientMsg, ClockUpdate, ErrorMsg, Hello, MutationReq, Payload, Reply, ServerMsg, Ticks, Welcome, clock,
+    self, Chunk, ClientMsg, ClockUpdate, ErrorMsg, Hello, MutationReq, Payload, Reply, ServerMsg, Ticks, WaitArgs,
+    Welcome, clock,
 };
 
 /// Most requests a client keeps in flight: the server's replay window per client
@@ -33,6 +34,9 @@ pub struct ClientConfig {
     pub push_interval_ms: Option<u32>,
     /// States to receive (`None`: all).
     pub states: Option<Vec<String>>,
+    /// Shallow clocks ([`Hello::shallow`]): the mirror learns which states are active, not how
+    /// often they ticked.
+    pub shallow: bool,
     /// Largest server frame accepted.
     pub max_frame: usize,
     /// Largest reassembled payload accepted.
@@ -51,6 +55,7 @@ impl Default for ClientConfig {
             schema_hash: None,
             push_interval_ms: None,
             states: None,
+            shallow: false,
             max_frame: wire::DEFAULT_MAX_FRAME,
             max_payload: 16 << 20,
             max_states: 4096,
@@ -65,7 +70,8 @@ pub enum ClientOutput {
     Send(Vec<u8>),
     /// The handshake is done and the mirror holds the worker's clock.
     Ready,
-    /// A mutation finished; its clock change is already applied to the mirror.
+    /// A mutation finished, or a remote wait was signaled (`Ok(Executed)`) or refused; its
+    /// clock change is already applied to the mirror.
     Reply {
         /// Request id.
         req: u32,
@@ -143,6 +149,13 @@ pub struct ClientSession {
     worker_err: Option<String>,
     /// The mirror's clock moved during the current frame.
     changed: bool,
+    /// Remote waits registered on the worker (their request ids), until signaled or refused.
+    waits: BTreeSet<u32>,
+    /// Shallow clocks only: added to the server's ticks so the mirror stays monotonic across
+    /// reconnects (a new session numbers shallow ticks from 0 again).
+    offset: Vec<u64>,
+    /// Most waits the server accepts (from `Welcome`).
+    max_waits: u32,
 }
 
 impl core::fmt::Debug for ClientSession {
@@ -215,6 +228,9 @@ impl ClientSession {
             resyncs: 0,
             worker_err: None,
             changed: false,
+            waits: BTreeSet::new(),
+            offset: Vec::new(),
+            max_waits: 0,
         }
     }
 
@@ -234,6 +250,7 @@ impl ClientSession {
                 .or((self.mirror.is_some()).then_some(self.schema_hash)),
             push_interval_ms: self.cfg.push_interval_ms,
             states: self.cfg.states.clone(),
+            shallow: self.cfg.shallow,
         };
         ClientMsg::Hello(h).encode().unwrap_or_default()
     }
@@ -328,13 +345,75 @@ impl ClientSession {
         self.pending.remove(&req);
     }
 
-    /// The connection is gone: waits and the mirror stay; pending requests stay for resending.
-    pub fn disconnected(&mut self) {
+    /// The connection is gone: local waits and the mirror stay; pending requests stay for
+    /// resending. Remote waits are gone with the server's session: their ids are returned (an
+    /// event may happen while disconnected, so they fail rather than re-register).
+    pub fn disconnected(&mut self) -> Vec<u32> {
+        self.lose_link();
+        core::mem::take(&mut self.waits).into_iter().collect()
+    }
+
+    fn lose_link(&mut self) {
         if self.phase != Phase::Closed {
             self.phase = Phase::AwaitWelcome;
         }
         // replies held for a resync stay held: the next Welcome's full clock releases them
         self.resync = None;
+    }
+
+    /// Register a remote `WhenArgs` (state by index): its request id and frame. Signaled with a
+    /// [`ClientOutput::Reply`] of `Ok(Executed)`; refused with the server's error (e.g.
+    /// `TooManyWaits`). Needs an open session (`NotConnected`).
+    pub fn wait_args(&mut self, state: u16, args: Args) -> Result<(u32, Vec<u8>), Error> {
+        self.check_wait()?;
+        self.check_indexes(&[state])?;
+        let req = self.take_req();
+        let frame = ClientMsg::WhenArgs(WaitArgs { req, state, args })
+            .encode()
+            .map_err(|e| Error::InvalidArgs(e.0))?;
+        self.waits.insert(req);
+        Ok((req, frame))
+    }
+
+    /// Register a remote `WhenQueue` of the worker's queue tick `tick` (from
+    /// [`Outcome::Queued`]).
+    pub fn wait_queue(&mut self, tick: u64) -> Result<(u32, Vec<u8>), Error> {
+        self.check_wait()?;
+        let req = self.take_req();
+        let frame = (ClientMsg::WhenQueue { req, tick })
+            .encode()
+            .map_err(|e| Error::InvalidArgs(e.0))?;
+        self.waits.insert(req);
+        Ok((req, frame))
+    }
+
+    fn check_wait(&self) -> Result<(), Error> {
+        match self.phase {
+            Phase::Closed => Err(Error::Disposed),
+            Phase::AwaitWelcome => Err(Error::NotConnected),
+            Phase::Open if self.waits.len() >= self.max_waits as usize => Err(remote(
+                ErrorCode::TooManyWaits,
+                alloc::format!(
+                    "{} waits registered, the server's limit is {}",
+                    self.waits.len(),
+                    self.max_waits
+                ),
+            )),
+            Phase::Open => Ok(()),
+        }
+    }
+
+    /// Drop a registered wait: the `Unwait` frame to send (`None` if it is not registered).
+    pub fn unwait(&mut self, req: u32) -> Option<Vec<u8>> {
+        if !self.waits.remove(&req) || self.phase != Phase::Open {
+            return None;
+        }
+        (ClientMsg::Unwait { req }).encode().ok()
+    }
+
+    /// Remote waits registered now.
+    pub fn waits(&self) -> usize {
+        self.waits.len()
     }
 
     /// Encode a mutation by state names, sent at `now_ms`; returns its request id and frame
@@ -441,7 +520,7 @@ impl ClientSession {
         loop {
             let req = self.next_req;
             self.next_req = if req + 1 >= REQ_ID_WRAP { 1 } else { req + 1 };
-            if !self.pending.contains_key(&req) {
+            if !self.pending.contains_key(&req) && !self.waits.contains(&req) {
                 return req;
             }
         }
@@ -504,8 +583,31 @@ impl ClientSession {
 
     fn push_time(&mut self) -> Result<(), Error> {
         let Some(m) = &self.mirror else { return Ok(()) };
-        m.apply_time(&self.time)
-            .map_err(|e| remote(ErrorCode::Malformed, alloc::format!("clock went backwards: {e}")))
+        let r = if self.offset.is_empty() {
+            m.apply_time(&self.time)
+        } else {
+            let t: Vec<u64> = self.time.iter().zip(&self.offset).map(|(t, o)| t + o).collect();
+            m.apply_time(&t)
+        };
+        r.map_err(|e| remote(ErrorCode::Malformed, alloc::format!("clock went backwards: {e}")))
+    }
+
+    /// Shallow clocks: a new session numbers ticks from 0, so re-base the mirror on `t` —
+    /// each state keeps its mirrored tick if the activation is the same, else moves by one.
+    fn rebase_shallow(&mut self, t: &[u64]) {
+        let mirrored: Vec<u64> = if self.offset.is_empty() {
+            self.time.clone()
+        } else {
+            self.time.iter().zip(&self.offset).map(|(t, o)| t + o).collect()
+        };
+        self.offset = mirrored
+            .iter()
+            .zip(t)
+            .map(|(m, n)| {
+                let target = if m % 2 == n % 2 { *m } else { m + 1 };
+                target.saturating_sub(*n)
+            })
+            .collect();
     }
 
     fn apply_full(&mut self, u: &ClockUpdate) -> Result<(), Error> {
@@ -518,9 +620,9 @@ impl ClientSession {
         if clock::checksum(t) != u.checksum {
             return Err(remote(ErrorCode::Malformed, "full clock fails its checksum"));
         }
-        // a reconnect to a restarted worker may go backwards: keep the mirror monotonic by
-        // rebuilding it (waits on the old one end with Disposed)
-        if t.iter().zip(&self.time).any(|(new, old)| new < old) {
+        if self.cfg.shallow {
+            self.rebase_shallow(t);
+        } else if t.iter().zip(&self.time).any(|(new, old)| new < old) {
             return Err(remote(ErrorCode::Malformed, "worker clock went backwards"));
         }
         if *t != self.time {
@@ -593,7 +695,14 @@ impl ClientSession {
             self.schema_hash = hash;
             self.mirror = Some(m);
         }
+        if w.shallow != self.cfg.shallow {
+            return self.close(remote(
+                ErrorCode::Malformed,
+                "the server ignored the shallow-clock option",
+            ));
+        }
         self.epoch = w.epoch;
+        self.max_waits = w.max_waits;
         if w.worker_err.is_some() {
             self.worker_err = w.worker_err;
         }
@@ -647,8 +756,9 @@ impl ClientSession {
                 if e.code.is_final() {
                     return self.close(remote(e.code, e.message));
                 }
-                // a recoverable goodbye (shutdown, overload, kick): reconnect and carry on
-                self.disconnected();
+                // a recoverable goodbye (shutdown, overload, kick): reconnect and carry on; the
+                // shell's `disconnected` collects the lost waits
+                self.lose_link();
                 return alloc::vec![ClientOutput::Disconnected(remote(e.code, e.message))];
             }
             _ if self.phase != Phase::Open => {
@@ -656,7 +766,8 @@ impl ClientSession {
             }
             ServerMsg::Executed(r) => self.reply(Outcome::Executed, r, &mut out),
             ServerMsg::Canceled(r) => self.reply(Outcome::Canceled, r, &mut out),
-            ServerMsg::Queued(r) => self.reply(Outcome::Queued, r, &mut out),
+            ServerMsg::Queued { reply, queue_tick } => self.reply(Outcome::Queued(queue_tick), reply, &mut out),
+            ServerMsg::Signaled(r) => self.signaled(r, &mut out),
             ServerMsg::Update(u) => {
                 if let Err(e) = self.apply_update(&u, &mut out) {
                     return self.close(e);
@@ -707,6 +818,26 @@ impl ClientSession {
         }
     }
 
+    fn signaled(&mut self, r: Reply, out: &mut Vec<ClientOutput>) {
+        if let Some(u) = &r.update {
+            if let Err(e) = self.apply_update(u, out) {
+                out.extend(self.close(e));
+                return;
+            }
+        }
+        if !self.waits.remove(&r.req) {
+            return; // canceled meanwhile
+        }
+        if self.resync.is_some() {
+            self.held.push((r.req, Ok(Outcome::Executed)));
+        } else {
+            out.push(ClientOutput::Reply {
+                req: r.req,
+                result: Ok(Outcome::Executed),
+            });
+        }
+    }
+
     fn error(&mut self, e: ErrorMsg, out: &mut Vec<ClientOutput>) {
         let err = remote(e.code, e.message);
         match e.req {
@@ -714,6 +845,7 @@ impl ClientSession {
                 self.resync = None;
                 out.push(ClientOutput::Error(err));
             }
+            Some(req) if self.waits.remove(&req) => out.push(ClientOutput::Reply { req, result: Err(err) }),
             Some(req) => {
                 if self.pending.remove(&req).is_some() {
                     out.push(ClientOutput::Reply { req, result: Err(err) });

@@ -133,6 +133,8 @@ pub struct Connection<T> {
     delay_ms: u64,
     rng: u64,
     calls: BTreeMap<u32, T>,
+    /// Remote waits: request id → the shell's key for it (completions are in `calls`).
+    waits: BTreeMap<u32, u64>,
     /// Explicit syncs waiting for the full clock.
     syncs: Vec<T>,
     out: VecDeque<ConnOutput<T>>,
@@ -179,6 +181,7 @@ impl<T> Connection<T> {
             link: Link::Idle,
             attempts: 0,
             calls: BTreeMap::new(),
+            waits: BTreeMap::new(),
             syncs: Vec::new(),
             out: VecDeque::new(),
             last_status: None,
@@ -307,7 +310,16 @@ impl<T> Connection<T> {
 
     /// A connection was lost or an attempt failed: back off and retry, or give up.
     fn lost(&mut self, now_ms: u64, why: &str) {
-        self.session.disconnected();
+        for req in self.session.disconnected() {
+            self.waits.remove(&req);
+            if let Some(done) = self.calls.remove(&req) {
+                let e = Error::Rpc {
+                    code: ErrorCode::Disconnected,
+                    message: alloc::format!("{why}: the remote wait is gone with the session"),
+                };
+                self.out.push_back(ConnOutput::Done(done, Err(e)));
+            }
+        }
         self.states.add1(ss::DISCONNECTED, None);
         let handshaken = self.session.mirror().is_some();
         if !self.cfg.reconnect && handshaken {
@@ -400,6 +412,7 @@ impl<T> Connection<T> {
                     if self.states.is1(ss::RETRYING_CALL) {
                         self.states.remove1(ss::RETRYING_CALL, None);
                     }
+                    self.waits.remove(&req);
                     if let Some(done) = self.calls.remove(&req) {
                         self.out.push_back(ConnOutput::Done(done, result));
                     }
@@ -488,6 +501,82 @@ impl<T> Connection<T> {
         self.syncs.push(done);
     }
 
+    /// A remote `WhenArgs` (upstream's `WhenArgs` on the worker, which it lacks remotely):
+    /// `done` completes with `Ok(Executed)` once `state`'s final handler ran on the worker with
+    /// args ⊇ `args` — the mirror then already shows that clock — or with an error: the server's
+    /// limit (`TooManyWaits`), `Disconnected` when the connection drops (the session's waits
+    /// are gone with it), `Aborted` after [`Connection::unwait`]. `key` is the shell's handle for
+    /// canceling it.
+    pub fn when_args(&mut self, key: u64, state: &str, args: Args, done: T) {
+        let r = self
+            .check_wait_link()
+            .and_then(|()| self.session.indexes(&[state]))
+            .and_then(|idx| self.session.wait_args(idx[0], args));
+        self.queue_wait(key, r, done);
+    }
+
+    /// [`Connection::when_args`] with the state by index.
+    pub fn when_args_index(&mut self, key: u64, state: u16, args: Args, done: T) {
+        let r = self
+            .check_wait_link()
+            .and_then(|()| self.session.wait_args(state, args));
+        self.queue_wait(key, r, done);
+    }
+
+    /// A remote `WhenQueue`: `done` completes once the worker processed the mutation with queue
+    /// tick `tick` (from [`Outcome::Queued`]); errors as [`Connection::when_args`].
+    pub fn when_queue(&mut self, key: u64, tick: u64, done: T) {
+        let r = self.check_wait_link().and_then(|()| self.session.wait_queue(tick));
+        self.queue_wait(key, r, done);
+    }
+
+    /// Cancel the remote wait `key`: the worker drops it, `done` completes with `Aborted`.
+    pub fn unwait(&mut self, key: u64) {
+        let Some(req) = self.waits.iter().find(|(_, k)| **k == key).map(|(r, _)| *r) else {
+            return;
+        };
+        self.waits.remove(&req);
+        if let Some(frame) = self.session.unwait(req) {
+            self.out.push_back(ConnOutput::Send(frame));
+        }
+        if let Some(done) = self.calls.remove(&req) {
+            self.out.push_back(ConnOutput::Done(done, Err(Error::Aborted)));
+        }
+    }
+
+    /// Remote waits registered now.
+    pub fn waits(&self) -> usize {
+        self.waits.len()
+    }
+
+    /// A remote wait needs a live session: it cannot be queued for later, since what it waits
+    /// for may happen meanwhile.
+    fn check_wait_link(&self) -> Result<(), Error> {
+        self.check_open()?;
+        if self.link == Link::Open && self.session.is_ready() {
+            return Ok(());
+        }
+        if self.session.mirror().is_some() {
+            Err(Error::Rpc {
+                code: ErrorCode::Disconnected,
+                message: "not connected: a remote wait needs a live session".into(),
+            })
+        } else {
+            Err(Error::NotConnected)
+        }
+    }
+
+    fn queue_wait(&mut self, key: u64, r: Result<(u32, Vec<u8>), Error>, done: T) {
+        match r {
+            Ok((req, frame)) => {
+                self.calls.insert(req, done);
+                self.waits.insert(req, key);
+                self.out.push_back(ConnOutput::Send(frame));
+            }
+            Err(e) => self.out.push_back(ConnOutput::Done(done, Err(e))),
+        }
+    }
+
     fn finish_syncs(&mut self) {
         for done in core::mem::take(&mut self.syncs) {
             self.out.push_back(ConnOutput::Done(done, Ok(Outcome::Executed)));
@@ -543,6 +632,7 @@ impl<T> Connection<T> {
 
     fn give_up(&mut self, err: Error) {
         self.link = Link::Closed;
+        self.waits.clear();
         let _ = self.session.bye();
         for (_, done) in core::mem::take(&mut self.calls) {
             self.out.push_back(ConnOutput::Done(done, Err(err.clone())));

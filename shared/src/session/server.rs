@@ -4,12 +4,18 @@
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll, Waker};
 
 use crate::error::ErrorCode;
 use crate::session::replay::{Replay, ReplayCache};
 use crate::session::worker::{Mutated, WorkerPort};
 use crate::types::{MutationType, Outcome};
-use crate::wire::{self, Chunk, ClientMsg, ErrorMsg, Hello, MutationReq, Payload, Reply, ServerMsg, Welcome, clock};
+use crate::wait::{Wait, WaitError};
+use crate::wire::{
+    self, Chunk, ClientMsg, ErrorMsg, Hello, MutationReq, Payload, Reply, ServerMsg, WaitArgs, Welcome, clock,
+};
 
 /// Decides whether a client may open a session: `(client_id, token) -> allowed`.
 pub type Authorize = Arc<dyn Fn(&str, Option<&str>) -> bool + Send + Sync>;
@@ -35,6 +41,10 @@ pub struct ServerConfig {
     pub chunk_size: usize,
     /// This session's epoch (unique per session; the shell picks it).
     pub epoch: u64,
+    /// Most remote waits (`WhenArgs`, `WhenQueue`) a session may hold at once; past it a new
+    /// one is refused with [`ErrorCode::TooManyWaits`]. Each is one binding on the worker, so
+    /// this bounds what one client can make the worker check per transition.
+    pub max_waits: usize,
 }
 
 impl Default for ServerConfig {
@@ -49,6 +59,7 @@ impl Default for ServerConfig {
             mutable_states: None,
             chunk_size: 64 * 1024,
             epoch: 0,
+            max_waits: 64,
         }
     }
 }
@@ -117,6 +128,12 @@ pub struct ServerSession {
     exception_idx: Option<usize>,
     /// The last worker error sent.
     last_err: Option<String>,
+    /// Remote waits by request id; dropping one unbinds it from the worker.
+    waits: Vec<(u32, Wait)>,
+    /// Woken when a wait completes (the shell then calls `poll`).
+    waker: Waker,
+    /// Shallow clocks (see [`Hello::shallow`]).
+    shallow: bool,
 }
 
 /// How often a deferred retry (its original runs in another session) is rechecked, in ms.
@@ -207,7 +224,22 @@ impl ServerSession {
             last_poll_at: 0,
             next_token: 1,
             last_err: None,
+            waits: Vec::new(),
+            waker: Waker::noop().clone(),
+            shallow: false,
         }
+    }
+
+    /// The waker to wake when a remote wait completes: the shell then calls
+    /// [`ServerSession::poll`], which sends its `Signaled`. Without one, waits are only checked
+    /// when a frame or a poll comes anyway.
+    pub fn set_waker(&mut self, waker: Waker) {
+        self.waker = waker;
+    }
+
+    /// Remote waits this session holds.
+    pub fn waits(&self) -> usize {
+        self.waits.len()
     }
 
     /// The worker's state names (index = wire identity).
@@ -237,6 +269,7 @@ impl ServerSession {
 
     fn close(&mut self, req: Option<u32>, code: ErrorCode, message: String) -> Vec<ServerOutput> {
         self.phase = Phase::Closed;
+        self.waits.clear();
         let (code, message) = wire_code(code, message);
         let bye = ServerMsg::Bye(ErrorMsg {
             req,
@@ -278,7 +311,7 @@ impl ServerSession {
                 return self.close(None, ErrorCode::Malformed, e.to_string());
             }
         };
-        match (self.phase, msg) {
+        let mut out = match (self.phase, msg) {
             (Phase::AwaitHello, ClientMsg::Hello(h)) => self.hello(h, now_ms, worker),
             (Phase::AwaitHello, _) => self.close(None, ErrorCode::NotReady, "the first message must be Hello".into()),
             (Phase::Open, ClientMsg::Hello(_)) => self.close(None, ErrorCode::NotReady, "Hello sent twice".into()),
@@ -286,22 +319,42 @@ impl ServerSession {
             (Phase::Open, ClientMsg::Remove(m)) => self.mutation(MutationType::Remove, m, now_ms, worker),
             (Phase::Open, ClientMsg::Set(m)) => self.mutation(MutationType::Set, m, now_ms, worker),
             (Phase::Open, ClientMsg::Sync { req }) => {
-                let now = worker.time();
+                // waits met before this Sync are signaled before its answer: a sync is a barrier
+                let mut out = self.check_waits(now_ms, worker);
+                let now = self.observed(worker.time());
                 self.seq = self.seq.wrapping_add(1);
                 let update = clock::full_update(&mut self.last_sent, &now, self.tracked.as_deref(), self.seq);
                 self.last_push_at = now_ms;
                 self.dirty = false;
-                alloc::vec![frame(&ServerMsg::Synced { req, update })]
+                out.push(frame(&ServerMsg::Synced { req, update }));
+                out
+            }
+            (Phase::Open, ClientMsg::WhenArgs(w)) => self.when_args(w, now_ms, worker),
+            (Phase::Open, ClientMsg::WhenQueue { req, tick }) => match self.check_wait(req) {
+                Err(e) => alloc::vec![e],
+                Ok(()) => self.add_wait(req, worker.when_queue(tick), now_ms, worker),
+            },
+            (Phase::Open, ClientMsg::Unwait { req }) => {
+                // dropping the wait unbinds it from the worker; an unknown id (already
+                // signaled) needs nothing
+                self.waits.retain(|(r, _)| *r != req);
+                Vec::new()
             }
             (Phase::Open, ClientMsg::Bye) => {
                 self.phase = Phase::Closed;
+                self.waits.clear();
                 alloc::vec![ServerOutput::Close {
                     code: ErrorCode::Closed,
                     reason: "client said bye".into(),
                 }]
             }
             (Phase::Closed, _) => Vec::new(),
+        };
+        // a mutation may have met a wait: signal it right after the reply
+        if self.phase == Phase::Open && !self.waits.is_empty() {
+            out.extend(self.check_waits(now_ms, worker));
         }
+        out
     }
 
     fn hello(&mut self, h: Hello, now_ms: u64, worker: &dyn WorkerPort) -> Vec<ServerOutput> {
@@ -362,7 +415,8 @@ impl ServerSession {
         };
         self.instance = replay_key(&h.client_id, h.instance);
         self.client_id = h.client_id;
-        let now = worker.time();
+        self.shallow = h.shallow;
+        let now = self.observed(worker.time());
         self.seq = 0;
         let update = clock::full_update(&mut self.last_sent, &now, self.tracked.as_deref(), 0);
         self.last_push_at = now_ms;
@@ -379,6 +433,8 @@ impl ServerSession {
             push_interval_ms: self.push_interval_ms,
             update,
             worker_err: worker.err(),
+            shallow: self.shallow,
+            max_waits: u32::try_from(self.cfg.max_waits).unwrap_or(u32::MAX),
         };
         self.last_err.clone_from(&welcome.worker_err);
         alloc::vec![
@@ -387,6 +443,72 @@ impl ServerSession {
             },
             frame(&ServerMsg::Welcome(welcome)),
         ]
+    }
+
+    /// A new wait may be registered under `req`: it is a real request id, not in use, and the
+    /// session is under its limit.
+    fn check_wait(&self, req: u32) -> Result<(), ServerOutput> {
+        if req_of(req).is_none() || self.waits.iter().any(|(r, _)| *r == req) {
+            let msg = alloc::format!("wait request id {req} is reserved or in use");
+            return Err(Self::error(req_of(req), ErrorCode::InvalidParams, msg));
+        }
+        if self.waits.len() >= self.cfg.max_waits {
+            let msg = alloc::format!(
+                "{} waits registered, the limit is {}",
+                self.waits.len(),
+                self.cfg.max_waits
+            );
+            return Err(Self::error(Some(req), ErrorCode::TooManyWaits, msg));
+        }
+        Ok(())
+    }
+
+    fn when_args(&mut self, w: WaitArgs, now_ms: u64, worker: &dyn WorkerPort) -> Vec<ServerOutput> {
+        if let Err(e) = self.check_wait(w.req) {
+            return alloc::vec![e];
+        }
+        let n = self.names.len();
+        if usize::from(w.state) >= n {
+            let msg = alloc::format!("state index {} out of range ({n} states)", w.state);
+            return alloc::vec![Self::error(Some(w.req), ErrorCode::InvalidParams, msg)];
+        }
+        match worker.when_args(w.state, w.args) {
+            Ok(wait) => self.add_wait(w.req, wait, now_ms, worker),
+            Err((code, message)) => alloc::vec![Self::error(Some(w.req), code, message)],
+        }
+    }
+
+    fn add_wait(&mut self, req: u32, wait: Wait, now_ms: u64, worker: &dyn WorkerPort) -> Vec<ServerOutput> {
+        self.waits.push((req, wait));
+        self.check_waits(now_ms, worker)
+    }
+
+    /// Poll every wait with the shell's waker; answer the finished ones.
+    fn check_waits(&mut self, now_ms: u64, worker: &dyn WorkerPort) -> Vec<ServerOutput> {
+        let mut finished: Vec<(u32, Result<(), WaitError>)> = Vec::new();
+        let mut cx = Context::from_waker(&self.waker);
+        self.waits.retain_mut(|(req, w)| match Pin::new(w).poll(&mut cx) {
+            Poll::Ready(r) => {
+                finished.push((*req, r));
+                false
+            }
+            Poll::Pending => true,
+        });
+        let mut out = Vec::new();
+        for (req, r) in finished {
+            match r {
+                Ok(()) => {
+                    let (err, update) = self.sequenced_update(now_ms, worker);
+                    out.extend(err);
+                    out.push(frame(&ServerMsg::Signaled(Reply {
+                        req,
+                        update: Some(update),
+                    })));
+                }
+                Err(e) => out.push(Self::error(Some(req), e.code(), e.to_string())),
+            }
+        }
+        out
     }
 
     fn mutation(
@@ -450,12 +572,14 @@ impl ServerSession {
         Some(Self::error(None, ErrorCode::WorkerError, msg))
     }
 
-    fn reply(&mut self, req: u32, outcome: Outcome, now_ms: u64, worker: &dyn WorkerPort) -> Vec<ServerOutput> {
-        let now = worker.time();
+    /// The clock change up to now for a reply or a signal (and a worker error frame to send
+    /// before it, if the error changed). Every reply is sequenced, even without a change (an
+    /// empty diff: 4 bytes), so a client that lost an earlier push notices the gap before it
+    /// trusts the reply.
+    fn sequenced_update(&mut self, now_ms: u64, worker: &dyn WorkerPort) -> (Option<ServerOutput>, wire::ClockUpdate) {
+        let now = self.observed(worker.time());
         let err = self.worker_error(&now, worker);
         let seq = self.seq.wrapping_add(1);
-        // Every reply is sequenced, even without a change (an empty diff: 4 bytes), so a client
-        // that lost an earlier push notices the gap before it trusts the reply.
         let update =
             clock::update_from(&mut self.last_sent, &now, self.tracked.as_deref(), seq).unwrap_or(wire::ClockUpdate {
                 seq,
@@ -463,11 +587,30 @@ impl ServerSession {
                 ticks: wire::Ticks::Diff(wire::Diff::default()),
             });
         self.seq = seq;
-        let update = Some(update);
-        // the reply carries everything up to now: a pending push has nothing left to say
+        // the update carries everything up to now: a pending push has nothing left to say
         self.last_push_at = now_ms;
         self.dirty = false;
-        let reply = frame(&ServerMsg::reply(outcome, Reply { req, update }));
+        (err, update)
+    }
+
+    /// The worker's time as this session sends it: as is, or shallow (each state's tick moves
+    /// by one when its activation differs from what was last sent).
+    fn observed(&self, now: Vec<u64>) -> Vec<u64> {
+        if !self.shallow {
+            return now;
+        }
+        clock::shallow(&self.last_sent, &now)
+    }
+
+    fn reply(&mut self, req: u32, outcome: Outcome, now_ms: u64, worker: &dyn WorkerPort) -> Vec<ServerOutput> {
+        let (err, update) = self.sequenced_update(now_ms, worker);
+        let reply = frame(&ServerMsg::reply(
+            outcome,
+            Reply {
+                req,
+                update: Some(update),
+            },
+        ));
         match err {
             Some(e) => alloc::vec![e, reply],
             None => alloc::vec![reply],
@@ -549,9 +692,12 @@ impl ServerSession {
                 out.extend(self.reply(req, o, now_ms, worker));
             }
         }
+        if !self.waits.is_empty() {
+            out.extend(self.check_waits(now_ms, worker));
+        }
         if self.dirty && self.push_interval_ms > 0 && now_ms >= self.last_push_at + u64::from(self.push_interval_ms) {
             self.dirty = false;
-            let now = worker.time();
+            let now = self.observed(worker.time());
             if let Some(e) = self.worker_error(&now, worker) {
                 out.push(e);
             }

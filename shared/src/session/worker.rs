@@ -12,6 +12,7 @@ use crate::error::ErrorCode;
 use crate::machine::{Machine, Time};
 use crate::schema::Schema;
 use crate::types::{Args, MutationType, Outcome};
+use crate::wait::Wait;
 
 /// What [`WorkerPort::mutate`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +41,12 @@ pub trait WorkerPort: Send + Sync {
     /// Run mutation `req` with states given by index (already checked against the state
     /// count and the session's mutable states).
     fn mutate(&self, req: u32, ty: MutationType, states: &[u16], args: Args) -> Mutated;
+    /// A remote `WhenArgs` of the state at `state` (an index already checked against the state
+    /// count). The session keeps the wait and drops it (unbinding it) when the client cancels
+    /// it or the session ends.
+    fn when_args(&self, state: u16, args: Args) -> Result<Wait, (ErrorCode, String)>;
+    /// A remote `WhenQueue` of the worker's queue tick `tick`.
+    fn when_queue(&self, tick: u64) -> Wait;
 }
 
 impl WorkerPort for Machine {
@@ -64,5 +71,12 @@ impl WorkerPort for Machine {
             Ok(o) => Mutated::Done(o),
             Err(e) => Mutated::Failed(ErrorCode::InvalidParams, e.to_string()),
         }
+    }
+    fn when_args(&self, state: u16, args: Args) -> Result<Wait, (ErrorCode, String)> {
+        self.when_args_index(usize::from(state), args, None)
+            .map_err(|e| (ErrorCode::InvalidParams, e.to_string()))
+    }
+    fn when_queue(&self, tick: u64) -> Wait {
+        Machine::when_queue(self, tick, None)
     }
 }

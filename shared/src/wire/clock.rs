@@ -223,6 +223,17 @@ pub fn full_update(last_sent: &mut [u64], after: &[u64], tracked: Option<&[bool]
     }
 }
 
+/// A shallow view of `now` for a client holding `last_sent`: each state's tick moves by one
+/// when its activation (odd = active) differs from what was last sent, else stays. Monotonic,
+/// and only activation changes ever show up in a diff.
+pub fn shallow(last_sent: &[u64], now: &[u64]) -> Vec<u64> {
+    last_sent
+        .iter()
+        .zip(now)
+        .map(|(s, n)| if s % 2 == n % 2 { *s } else { s + 1 })
+        .collect()
+}
+
 /// Apply `ticks` to `time` and verify `expected` checksum. On any error `time` is unchanged.
 pub fn apply(time: &mut [u64], ticks: &Ticks, expected: u8) -> Result<(), ClockError> {
     let mut next = time.to_vec();

@@ -22,7 +22,10 @@ use crate::schema::{Schema, State};
 use crate::types::{Args, Outcome};
 
 /// The protocol version this build speaks (in `Hello` and `Welcome`).
-pub const PROTOCOL_VERSION: u16 = 1;
+///
+/// Version 2 added remote waits (`WhenArgs`, `WhenQueue`, `Unwait`, `Signaled`), the queue tick
+/// of a `Queued` reply, shallow clocks (`Hello::shallow`) and the wait limit in `Welcome`.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Default largest frame a decoder accepts, in bytes.
 pub const DEFAULT_MAX_FRAME: usize = 1 << 20;
@@ -45,6 +48,33 @@ pub enum ClientMsg {
     },
     /// Closing; no reply.
     Bye,
+    /// Register a remote `WhenArgs` on the worker: answered with `Signaled` (same `req`) when
+    /// the state's final handler runs with args ⊇ these, or with an `Error` (same `req`).
+    WhenArgs(WaitArgs),
+    /// Register a remote `WhenQueue`: `Signaled` once the worker's mutation with queue tick
+    /// `tick` has been processed (at once if it already was).
+    WhenQueue {
+        /// Request id (the wait's identity until it is signaled or dropped).
+        req: u32,
+        /// A queue tick from a `Queued` reply.
+        tick: u64,
+    },
+    /// Drop a registered wait (aborted by the caller); no reply.
+    Unwait {
+        /// The wait's request id.
+        req: u32,
+    },
+}
+
+/// A remote `WhenArgs`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WaitArgs {
+    /// Request id (the wait's identity until it is signaled or dropped).
+    pub req: u32,
+    /// State index.
+    pub state: u16,
+    /// The args the state's final handler must carry (a subset match).
+    pub args: Args,
 }
 
 /// `Hello`: who the client is and what it wants.
@@ -65,6 +95,10 @@ pub struct Hello {
     pub push_interval_ms: Option<u32>,
     /// Names of the states to receive (`None`: all).
     pub states: Option<Vec<String>>,
+    /// Shallow clocks: receive only whether each state is active, not its ticks. Each state's
+    /// tick then counts the activations and deactivations the session has seen (odd = active);
+    /// changes that cancel out between two updates are not sent at all.
+    pub shallow: bool,
 }
 
 /// A mutation request: states by index in the worker's state order.
@@ -88,7 +122,12 @@ pub enum ServerMsg {
     /// A mutation was canceled.
     Canceled(Reply),
     /// A mutation was queued behind another drain.
-    Queued(Reply),
+    Queued {
+        /// Request id and clock change.
+        reply: Reply,
+        /// The mutation's queue tick on the worker (wait for it with `WhenQueue`).
+        queue_tick: u64,
+    },
     /// A clock push (changes made by others).
     Update(ClockUpdate),
     /// The full clock, answering `Sync`.
@@ -106,6 +145,8 @@ pub enum ServerMsg {
     Error(ErrorMsg),
     /// The server closes the session.
     Bye(ErrorMsg),
+    /// A remote wait (`WhenArgs`, `WhenQueue`) is met; `update` brings the clock up to now.
+    Signaled(Reply),
 }
 
 impl ServerMsg {
@@ -114,7 +155,7 @@ impl ServerMsg {
         match outcome {
             Outcome::Executed => ServerMsg::Executed(reply),
             Outcome::Canceled => ServerMsg::Canceled(reply),
-            Outcome::Queued => ServerMsg::Queued(reply),
+            Outcome::Queued(queue_tick) => ServerMsg::Queued { reply, queue_tick },
         }
     }
 }
@@ -154,6 +195,11 @@ pub struct Welcome {
     /// The worker's last error (its `err()`), if any; later changes come as `Error` frames with
     /// [`ErrorCode::WorkerError`].
     pub worker_err: Option<String>,
+    /// Clocks are shallow (the client asked for it in `Hello`).
+    pub shallow: bool,
+    /// Most remote waits this session may have registered at once (past it:
+    /// [`ErrorCode::TooManyWaits`]).
+    pub max_waits: u32,
 }
 
 /// A state definition with relations as indexes.

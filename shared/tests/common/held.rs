@@ -50,4 +50,10 @@ impl WorkerPort for Held<'_> {
         self.held.lock().unwrap().push((req, ty, idx, args));
         Mutated::Forwarded
     }
+    fn when_args(&self, state: u16, args: Args) -> Result<amrpc_core::Wait, (amrpc_core::ErrorCode, String)> {
+        WorkerPort::when_args(self.w, state, args)
+    }
+    fn when_queue(&self, tick: u64) -> amrpc_core::Wait {
+        WorkerPort::when_queue(self.w, tick)
+    }
 }
