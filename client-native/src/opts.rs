@@ -18,6 +18,9 @@ pub struct ClientOpts {
     pub push_interval_ms: Option<u32>,
     /// States to receive. Default: all.
     pub states: Option<Vec<String>>,
+    /// Shallow clocks: receive only which states are active, not their ticks (the mirror's
+    /// ticks then count the activations it saw). Default: false.
+    pub shallow: bool,
     /// Dial timeout. Default: 3 s.
     pub conn_timeout: Duration,
     /// Failed connection attempts in a row before giving up. Default: 15.
@@ -47,6 +50,7 @@ impl Default for ClientOpts {
             schema_hash: None,
             push_interval_ms: None,
             states: None,
+            shallow: false,
             conn_timeout: Duration::from_millis(c.conn_timeout_ms),
             conn_retries: c.conn_retries,
             conn_retry_delay: Duration::from_millis(c.retry_delay_ms),
@@ -70,6 +74,7 @@ impl ClientOpts {
                 schema_hash: self.schema_hash,
                 push_interval_ms: self.push_interval_ms,
                 states: self.states.clone(),
+                shallow: self.shallow,
                 max_frame: self.max_frame,
                 ..Default::default()
             },

@@ -4,8 +4,8 @@
 //! server), `AMRPC_TEST_URL_LOCKED` (client id `allowed-client`, token `secret`, Origin
 //! `http://allowed.test`) and, if the server offers it, `AMRPC_TEST_URL_AUTH` (the same id and
 //! token checks without the Origin list), which are read here at compile time (rustc records them,
-//! so cargo rebuilds this test when they change). Without them the server tests log why and pass
-//! without checking.
+//! so cargo rebuilds this test when they change). Built without them, every server test fails
+//! loudly.
 //!
 //! Tests run one at a time (wasm-bindgen-test's concurrency is 1) and share the server's `test`
 //! worker, so each one starts from the states it needs and closes its connections. Every wait is
@@ -452,6 +452,89 @@ async fn abort_signals_cancel_waits_and_state_signals_abort() {
         "Closed"
     );
     m2.close();
+}
+
+// --- remote waits (protocol 2) ---------------------------------------------------------------
+
+/// A worker of the open server other than `test` (the queue workers).
+fn worker_url(name: &str) -> String {
+    match URL {
+        Some(u) => format!("{u}/ws/{name}"),
+        None => panic!("AMRPC_TEST_URL was not set at build time: run scripts/web/browser.sh"),
+    }
+}
+
+/// True when `p` has not settled yet (an already settled promise wins the race against a 0 ms
+/// timer: its reaction runs as a microtask, before any timer).
+async fn pending(p: &Promise) -> bool {
+    matches!(within(0, "pending", p).await, Err(e) if code_of(&e) == "TestTimeout")
+}
+
+#[wasm_bindgen_test]
+async fn remote_when_args_is_evaluated_on_the_worker() {
+    let m = open(&test_url(), r#"{"clientId": "wasm-when-args"}"#).await;
+    outcome("an earlier D", m.add1("D", js(r#"{"id": "b"}"#))).await;
+    let w = m.when_args("D", js(r#"{"id": "b"}"#), None);
+    ok("sync", m.sync()).await;
+    assert!(pending(&w).await, "never satisfied by an earlier transition");
+    outcome("other args", m.add1("D", js(r#"{"id": "a"}"#))).await;
+    ok("sync", m.sync()).await;
+    assert!(pending(&w).await, "other args do not match");
+    let before = m.tick("D");
+    outcome("matching args", m.add1("D", js(r#"{"id": "b", "n": 2}"#))).await;
+    ok("whenArgs", w).await;
+    assert!(
+        m.tick("D") > before,
+        "the mirror shows the transition when the wait resolves"
+    );
+
+    let ctrl = AbortController::new().unwrap();
+    let w = m.when_args("D", js(r#"{"id": "never"}"#), Some(ctrl.signal()));
+    ctrl.abort();
+    assert_eq!(rejects("an aborted whenArgs", w).await, "Aborted");
+    assert_eq!(
+        rejects("an unknown state", m.when_args("Nope", js("{}"), None)).await,
+        "StateUnknown"
+    );
+    m.close();
+}
+
+#[wasm_bindgen_test]
+async fn remote_when_queue_resolves_right_after_the_queued_mutation() {
+    let holder = open(&worker_url("queue"), r#"{"clientId": "wasm-holder"}"#).await;
+    let m = open(&worker_url("queue"), r#"{"clientId": "wasm-queue"}"#).await;
+    let ctl = open(&worker_url("queue-ctl"), r#"{"clientId": "wasm-ctl"}"#).await;
+    let held = holder.add1("Hold", JsValue::UNDEFINED);
+    // probe until a mutation lands behind Hold's handler (each probe is one round trip)
+    let mut result = JsValue::UNDEFINED;
+    for i in 0..500 {
+        result = ok(
+            "probe",
+            m.mutate("add", "Job".into(), js(&format!(r#"{{"probe": {i}}}"#))),
+        )
+        .await;
+        if Reflect::get(&result, &"outcome".into()).unwrap() == "queued" {
+            break;
+        }
+    }
+    assert_eq!(Reflect::get(&result, &"outcome".into()).unwrap(), "queued");
+    let tick = Reflect::get(&result, &"queueTick".into())
+        .unwrap()
+        .as_f64()
+        .expect("a queue tick");
+    let ticks = m.tick("Job");
+    let w = m.when_queue(tick, None);
+    ok("sync", m.sync()).await;
+    assert!(pending(&w).await, "the queued Job has not run");
+    assert_eq!(m.tick("Job"), ticks);
+    outcome("release", ctl.add1("Release", JsValue::UNDEFINED)).await;
+    ok("whenQueue", w).await;
+    assert!(m.tick("Job") > ticks, "the mirror shows Job when its wait resolves");
+    assert_eq!(outcome("Hold's own call", held).await, "executed");
+    ok("a processed tick", m.when_queue(tick, None)).await;
+    for c in [holder, m, ctl] {
+        c.close();
+    }
 }
 
 // --- payloads --------------------------------------------------------------------------------

@@ -127,3 +127,52 @@ pub fn test_worker(server: &crate::Server, name: &str) -> Result<crate::Worker, 
     )?;
     Ok(worker)
 }
+
+/// Two workers for queue-tick tests of the clients (`whenQueue`): on `name`, `Hold`'s handler
+/// blocks its worker's queue until `Release` is added on `<name>-ctl` (or 10 s pass), so a client
+/// can get a mutation `Queued` behind it and wait for its queue tick; `Job` (Multi) and `Done`
+/// are free states. The handler timeout is off (`Hold` blocks on purpose).
+pub fn queue_workers(server: &crate::Server, name: &str) -> Result<(), crate::ServerError> {
+    let own = schema([
+        ("Hold", State::new()),
+        ("Job", State::new().multi()),
+        ("Done", State::new()),
+    ]);
+    let m = Machine::new(
+        struct_merge(&[&states::worker_schema(), &own]),
+        Opts {
+            id: Some(name.to_string()),
+            handler_timeout: Some(Duration::ZERO),
+            ..Default::default()
+        },
+    )?;
+    let mut names = vec!["Hold", "Job", "Done"];
+    names.extend(states::WORKER_STATES);
+    m.verify_states(&names)?;
+    let ctl = Machine::new(
+        struct_merge(&[&states::worker_schema(), &schema([("Release", State::new().multi())])]),
+        Opts {
+            id: Some(format!("{name}-ctl")),
+            ..Default::default()
+        },
+    )?;
+    let mut names = vec!["Release"];
+    names.extend(states::WORKER_STATES);
+    ctl.verify_states(&names)?;
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let rx = std::sync::Mutex::new(rx);
+    m.bind_handlers(Handlers::new("hold").state("Hold", move |e| {
+        // each Release lets one Hold through (one sent early lets the next Hold pass at once)
+        let rx = rx.lock().unwrap_or_else(|p| p.into_inner());
+        if rx.recv_timeout(Duration::from_secs(10)).is_err() {
+            e.machine().log("Hold: no Release within 10 s");
+        }
+        e.machine().remove1("Hold", None);
+    }))?;
+    ctl.bind_handlers(Handlers::new("release").state("Release", move |_| {
+        let _ = tx.send(());
+    }))?;
+    server.add_worker(name, m)?;
+    server.add_worker(&format!("{name}-ctl"), ctl)?;
+    Ok(())
+}

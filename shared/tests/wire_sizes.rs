@@ -284,3 +284,68 @@ fn op_size_target_holds_past_the_request_id_wrap() {
         "an op took {worst} B after {ops} ops, target {TARGET} B"
     );
 }
+
+/// What a push-only observer of the benchmark worker receives, in bytes: one push per
+/// worker-side op (every op lets a push interval pass), and the `Welcome` of an observer that
+/// joins after the ops (when ticks are large); full vs shallow clocks.
+fn observe(ops: usize, shallow: bool) -> (usize, usize, usize) {
+    let (worker, bw) = demo::bench_worker(7).unwrap();
+    let mut srv = ServerSession::new(&worker, ServerConfig::default(), Arc::new(ReplayCache::new(4)));
+    let mut cli = ClientSession::new(ClientConfig {
+        shallow,
+        ..Default::default()
+    });
+    let mut counts = Counts::default();
+    let welcome = frames(srv.handle_frame(&cli.hello(), 0, &worker), &mut counts);
+    assert_eq!(cli.handle_frame(&welcome[0]), vec![ClientOutput::Ready]);
+    let mirror = cli.mirror().unwrap().clone();
+    let mut now = 0;
+    let mut bytes = 0;
+    worker.add1(START, None);
+    for i in 0..=ops {
+        if i > 0 {
+            let op = demo::op_of(worker.switch(&[&VALUES])).expect("a value is active");
+            worker.add1(CALL_OP, Some(demo::op_args(op)));
+        }
+        srv.worker_changed();
+        now += u64::from(srv.push_interval_ms()) + 1;
+        for f in frames(srv.poll(now, &worker), &mut counts) {
+            bytes += f.len();
+            cli.handle_frame(&f);
+        }
+        assert_eq!(
+            mirror.active_states(),
+            worker.active_states(),
+            "op {i}: activation follows"
+        );
+        if !shallow {
+            assert_eq!(mirror.time(None), worker.time(None));
+        }
+    }
+    assert_eq!(cli.resyncs(), 0);
+    let mut late = ServerSession::new(&worker, ServerConfig::default(), Arc::new(ReplayCache::new(4)));
+    let hello = ClientSession::new(ClientConfig {
+        shallow,
+        ..Default::default()
+    })
+    .hello();
+    let late_welcome = frames(late.handle_frame(&hello, now, &worker), &mut Counts::default());
+    bw.unsubscribe();
+    worker.dispose();
+    (late_welcome[0].len(), bytes, counts.pushes)
+}
+
+/// Shallow clocks (issue 10): the same observer with `Hello::shallow` receives only activation
+/// changes. Figures: `docs/BENCHMARKS.md` "Shallow clocks".
+#[test]
+fn shallow_clock_bytes() {
+    let (fw, fb, fp) = observe(OPS, false);
+    let (sw, sb, sp) = observe(OPS, true);
+    println!("push-only observer of {OPS} worker-side benchmark ops (postcard frames):");
+    println!("  full clocks:    {fp} pushes, {fb} B pushed; a late joiner's Welcome {fw} B");
+    println!("  shallow clocks: {sp} pushes, {sb} B pushed; a late joiner's Welcome {sw} B");
+    println!("  shallow / full: {:.2} of the push bytes", sb as f64 / fb as f64);
+    assert!(sb < fb, "shallow pushes fewer bytes");
+    assert!(sp <= fp, "and never more pushes");
+    assert!(sw < fw, "the Welcome clock is one byte per state");
+}

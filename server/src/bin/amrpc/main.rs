@@ -109,6 +109,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Cmd::ServeTest { web, pkg } => {
             let open = Server::new(ServerOpts::default());
             demo::test_worker(&open, "test")?;
+            demo::queue_workers(&open, "queue")?;
             open.add_worker("downloads", demo::download_worker(Duration::from_millis(200))?)?;
             let locked = Server::new(ServerOpts {
                 allow_ids: Some(vec!["allowed-client".into()]),
