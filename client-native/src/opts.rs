@@ -21,6 +21,9 @@ pub struct ClientOpts {
     /// Shallow clocks: receive only which states are active, not their ticks (the mirror's
     /// ticks then count the activations it saw). Default: false.
     pub shallow: bool,
+    /// Ask for the states' args types (the mirror's schema then carries them, see
+    /// `State::args_ts`); `amrpc types` uses it. Default: false.
+    pub types: bool,
     /// Dial timeout. Default: 3 s.
     pub conn_timeout: Duration,
     /// Failed connection attempts in a row before giving up. Default: 15.
@@ -51,6 +54,7 @@ impl Default for ClientOpts {
             push_interval_ms: None,
             states: None,
             shallow: false,
+            types: false,
             conn_timeout: Duration::from_millis(c.conn_timeout_ms),
             conn_retries: c.conn_retries,
             conn_retry_delay: Duration::from_millis(c.retry_delay_ms),
@@ -75,6 +79,7 @@ impl ClientOpts {
                 push_interval_ms: self.push_interval_ms,
                 states: self.states.clone(),
                 shallow: self.shallow,
+                types: self.types,
                 max_frame: self.max_frame,
                 ..Default::default()
             },

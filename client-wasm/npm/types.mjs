@@ -39,6 +39,54 @@ export interface RemoteEventMap {
 }
 `;
 
+const TYPED = `
+/** A worker's typings, for \`connect<Schema>()\`: \`amrpc types ws://…/ws/NAME\` writes one as
+ * \`Schema\` (its state names as a union, each state's args type). */
+export interface SchemaTypes {
+  names: string;
+  args: { [state: string]: object };
+}
+/** One state name of \`S\` or several. */
+export type StateNamesOf<S extends SchemaTypes> = S["names"] | S["names"][];
+/** The args of the states \`K\` of \`S\`. */
+export type ArgsOf<S extends SchemaTypes, K extends S["names"]> = S["args"][K];
+/** A RemoteMachine whose state names and args the compiler checks (\`connect<Schema>()\`): a
+ * misspelt state or a wrong args shape is a type error. Otherwise the same object. */
+export type TypedRemoteMachine<S extends SchemaTypes> = Omit<
+  RemoteMachine,
+  | "add" | "add1" | "remove" | "remove1" | "set" | "mutate" | "addNS" | "add1NS" | "removeNS"
+  | "is" | "not" | "has" | "any" | "when" | "whenNot" | "whenArgs" | "whenTime" | "whenTicks"
+  | "whenTicksEq" | "tick" | "stateSignal" | "switch" | "clock" | "time" | "inspect"
+> & {
+  add<K extends S["names"]>(states: K | K[], args?: ArgsOf<S, K>): Promise<Outcome>;
+  add1<K extends S["names"]>(state: K, args?: ArgsOf<S, K>): Promise<Outcome>;
+  remove<K extends S["names"]>(states: K | K[], args?: ArgsOf<S, K>): Promise<Outcome>;
+  remove1<K extends S["names"]>(state: K, args?: ArgsOf<S, K>): Promise<Outcome>;
+  set<K extends S["names"]>(states: K | K[], args?: ArgsOf<S, K>): Promise<Outcome>;
+  mutate<K extends S["names"]>(type: MutationType, states: K | K[], args?: ArgsOf<S, K>): Promise<MutationResult>;
+  addNS<K extends S["names"]>(states: K | K[], args?: ArgsOf<S, K>): void;
+  add1NS<K extends S["names"]>(state: K, args?: ArgsOf<S, K>): void;
+  removeNS<K extends S["names"]>(states: K | K[], args?: ArgsOf<S, K>): void;
+  /** Resolves when \`state\`'s handler runs on the worker with args that hold all of \`args\`. */
+  whenArgs<K extends S["names"]>(state: K, args: Partial<ArgsOf<S, K>>, signal?: AbortSignal | null): Promise<void>;
+  is(states: StateNamesOf<S>): boolean;
+  not(states: StateNamesOf<S>): boolean;
+  has(states: StateNamesOf<S>): boolean;
+  any(...groups: StateNamesOf<S>[]): boolean;
+  when(states: StateNamesOf<S>, signal?: AbortSignal | null): Promise<void>;
+  whenNot(states: StateNamesOf<S>, signal?: AbortSignal | null): Promise<void>;
+  whenTime(states: StateNamesOf<S>, times: Float64Array | number[], signal?: AbortSignal | null): Promise<void>;
+  whenTicks(state: S["names"], ticks: number, signal?: AbortSignal | null): Promise<void>;
+  whenTicksEq(state: S["names"], tick: number, signal?: AbortSignal | null): Promise<void>;
+  tick(state: S["names"]): number;
+  stateSignal(state: S["names"]): AbortSignal;
+  switch<K extends S["names"]>(...groups: (K | K[])[]): K | undefined;
+  clock(states?: StateNamesOf<S>): Record<S["names"], number>;
+  time(states?: StateNamesOf<S>): number[];
+  inspect(states?: StateNamesOf<S>): string;
+};
+`;
+
 let failed = false;
 for (const file of process.argv.slice(2)) {
   let text = readFileSync(file, "utf8");
@@ -85,6 +133,25 @@ for (const file of process.argv.slice(2)) {
     if (text === before) break;
   }
   if (n) done.push(`${n} parameter(s) made optional`);
+
+  // connect<Schema>(): the typed overload, after the untyped one (so `connect(url)` keeps
+  // returning a RemoteMachine)
+  const untyped = "export function connect(url: string, options?: ConnectOptions): Promise<RemoteMachine>;\n";
+  if (!text.includes("TypedRemoteMachine<S>>")) {
+    if (text.includes(untyped)) {
+      text = text.replace(
+        untyped,
+        untyped +
+          "/** Connect with a worker's typings (`amrpc types` writes them): names and args are checked. */\n" +
+          "export function connect<S extends SchemaTypes>(url: string, options?: ConnectOptions): Promise<TypedRemoteMachine<S>>;\n",
+      );
+      text = text.replace(/^export interface AmrpcError[^\n]*\n/m, (m) => m + TYPED);
+      done.push("added SchemaTypes, TypedRemoteMachine and connect<S>()");
+    } else {
+      console.error(`${file}: no connect() declaration for the typed overload`);
+      failed = true;
+    }
+  }
 
   writeFileSync(file, text);
 

@@ -244,6 +244,7 @@ pub(crate) fn schema(v: &JsValue) -> Result<Schema, JsValue> {
             remove: list("remove")?,
             after: list("after")?,
             tags: list("tags")?,
+            args_ts: None,
         };
         out.insert(name, state);
     }

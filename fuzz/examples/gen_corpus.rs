@@ -47,6 +47,7 @@ fn main() {
             push_interval_ms: Some(16),
             states: Some(vec!["A".into(), "B".into()]),
             shallow: true,
+            types: true,
         }),
     );
     write(

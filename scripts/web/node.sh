@@ -16,6 +16,8 @@ TARBALL=$("$ROOT/scripts/web/pack.sh" | tail -n 1)
 echo "package: $TARBALL"
 # out_of_the_box.test.mjs installs it again into an empty project
 export AMRPC_TARBALL="$TARBALL"
+# types.test.mjs runs `amrpc types` against the test server (built by setup.sh)
+export AMRPC_BIN="$ROOT/target/release/amrpc"
 
 WORK="$ROOT/target/node-tests"
 mkdir -p "$WORK"

@@ -176,3 +176,59 @@ pub fn queue_workers(server: &crate::Server, name: &str) -> Result<(), crate::Se
     server.add_worker(&format!("{name}-ctl"), ctl)?;
     Ok(())
 }
+
+/// How [`typed::Fetch`] retries (an enum, to show its TypeScript union).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, ts_rs::TS)]
+#[serde(rename_all = "lowercase")]
+pub enum Backoff {
+    /// The same delay every time.
+    Fixed,
+    /// Doubling delays.
+    Exponential,
+}
+
+/// The args of [`typed::Fetch`].
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, ts_rs::TS)]
+pub struct FetchArgs {
+    /// What to fetch.
+    pub url: String,
+    /// Attempts after the first.
+    pub retries: u8,
+    /// How to retry (a nested type: inlined into the state's TypeScript type).
+    pub backoff: Backoff,
+    /// An optional label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub label: Option<String>,
+}
+
+/// The args of [`typed::Tag`].
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, ts_rs::TS)]
+pub struct TagArgs {
+    /// The tag.
+    pub name: String,
+}
+
+amrpc_core::schema! {
+    /// The `typed` test worker: states with declared args types, for `amrpc types` and the
+    /// TypeScript checks of the Node tests.
+    pub mod typed {
+        Fetch: { args: FetchArgs },
+        Tag: { multi: true, args: TagArgs },
+        Plain: {},
+    }
+}
+
+/// The `typed` worker: [`typed`] plus the worker states; `Fetch`'s handler checks its args
+/// (`Event::typed_args`) and cancels a wrong shape.
+pub fn typed_worker() -> Result<Machine, Error> {
+    let m = Machine::new(
+        struct_merge(&[&states::worker_schema(), &typed::schema()]),
+        Opts::default(),
+    )?;
+    let mut names = typed::NAMES.to_vec();
+    names.extend(states::WORKER_STATES);
+    m.verify_states(&names)?;
+    m.bind_handlers(Handlers::new("typed").enter(typed::Fetch, |e| e.typed_args::<typed::typed::Fetch>().is_ok()))?;
+    Ok(m)
+}

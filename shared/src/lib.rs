@@ -51,6 +51,7 @@ pub mod states;
 mod sync;
 mod tracer;
 mod transition;
+pub mod ts;
 mod typed;
 mod types;
 #[cfg(feature = "serde")]

@@ -42,6 +42,11 @@ pub struct State {
     /// Free-form tags, stored and never interpreted.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// The TypeScript type of the state's args, when declared (`schema!` with `args: T` and the
+    /// `ts` feature, or set by hand). Not a relation: the machine never reads it, the schema
+    /// hash ignores it; clients that ask for it get it in `Welcome` (`amrpc types`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args_ts: Option<String>,
 }
 
 impl State {
@@ -83,6 +88,11 @@ impl State {
     /// Builder: append to `tags`.
     pub fn tags(mut self, tags: &[&str]) -> Self {
         self.tags.extend(tags.iter().map(|s| String::from(*s)));
+        self
+    }
+    /// Builder: the TypeScript type of the args (see [`State::args_ts`]).
+    pub fn args_ts(mut self, ts: &str) -> Self {
+        self.args_ts = Some(String::from(ts));
         self
     }
 }
@@ -466,7 +476,7 @@ macro_rules! schema {
         $crate::schema!(@typed $s; $($k : $v),*);
     };
     (@typed $s:ident;) => {};
-    (@rel $st:ident args $v:tt) => {};
+    (@rel $st:ident args $v:tt) => { $st.args_ts = $crate::__args_ts!(super::$v); };
     (@rel $st:ident auto $v:tt) => { $st.auto = $v; };
     (@rel $st:ident multi $v:tt) => { $st.multi = $v; };
     (@rel $st:ident require [$($s:path),* $(,)?]) => { $st.require = { let mut v = $crate::__alloc::vec::Vec::new(); $( v.push($crate::__alloc::string::String::from($s)); )* v }; };

@@ -114,6 +114,7 @@ fn replay(case: &Case) -> Result<(), String> {
                 remove: r.remove.clone(),
                 after: r.after.clone(),
                 tags: vec![],
+                args_ts: None,
             };
             (k.clone(), s)
         })

@@ -200,6 +200,7 @@ fn gen_client(r: &mut Rng, variant: usize) -> ClientMsg {
             push_interval_ms: gen_opt(r, |r| r.next() as u32),
             states: gen_opt(r, |r| (0..r.below(4)).map(|_| gen_string(r)).collect()),
             shallow: r.chance(50),
+            types: r.chance(50),
         }),
         1 => ClientMsg::Add(gen_mutation(r)),
         2 => ClientMsg::Remove(gen_mutation(r)),
@@ -277,6 +278,9 @@ fn gen_server(r: &mut Rng, variant: usize) -> ServerMsg {
             update: gen_update(r),
             shallow: r.chance(50),
             max_waits: r.next() as u32,
+            args_types: gen_opt(r, |r| {
+                (0..r.below(3)).map(|_| (r.next() as u16, gen_string(r))).collect()
+            }),
         }),
         1 => ServerMsg::Executed(gen_reply(r)),
         2 => ServerMsg::Canceled(gen_reply(r)),
@@ -1075,6 +1079,7 @@ fn hostile_welcomes_never_panic() {
                 worker_err: None,
                 shallow: false,
                 max_waits: r.below(100) as u32,
+                args_types: None,
                 update: ClockUpdate {
                     seq: 0,
                     checksum: clock::checksum(&time),

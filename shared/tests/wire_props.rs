@@ -227,10 +227,10 @@ fn arb_hello() -> impl Strategy<Value = Hello> {
         prop::option::of(any::<u64>()),
         prop::option::of(any::<u32>()),
         prop::option::of(prop::collection::vec(arb_string(), 0..5)),
-        any::<bool>(),
+        (any::<bool>(), any::<bool>()),
     )
         .prop_map(
-            |(version, client_id, instance, token, schema_hash, push_interval_ms, states, shallow)| Hello {
+            |(version, client_id, instance, token, schema_hash, push_interval_ms, states, (shallow, types))| Hello {
                 version,
                 client_id,
                 instance,
@@ -239,6 +239,7 @@ fn arb_hello() -> impl Strategy<Value = Hello> {
                 push_interval_ms,
                 states,
                 shallow,
+                types,
             },
         )
 }
@@ -277,7 +278,11 @@ fn arb_welcome() -> impl Strategy<Value = Welcome> {
         any::<u32>(),
         arb_update(),
         prop::option::of(arb_string()),
-        (any::<bool>(), any::<u32>()),
+        (
+            any::<bool>(),
+            any::<u32>(),
+            prop::option::of(prop::collection::vec((any::<u16>(), arb_string()), 0..3)),
+        ),
     )
         .prop_map(
             |(
@@ -291,7 +296,7 @@ fn arb_welcome() -> impl Strategy<Value = Welcome> {
                 push_interval_ms,
                 update,
                 worker_err,
-                (shallow, max_waits),
+                (shallow, max_waits, args_types),
             )| {
                 Welcome {
                     version,
@@ -306,6 +311,7 @@ fn arb_welcome() -> impl Strategy<Value = Welcome> {
                     worker_err,
                     shallow,
                     max_waits,
+                    args_types,
                 }
             },
         )

@@ -10,7 +10,14 @@ import { dirname, join } from "node:path";
 const here = fileURLToPath(new URL(".", import.meta.url));
 const pkgDir = fileURLToPath(new URL("..", import.meta.resolve("amrpc")));
 
-test("tsc --noEmit accepts correct uses and rejects wrong ones (types/check.ts)", () => {
+test("tsc --noEmit accepts correct uses and rejects wrong ones (types/check.ts, types/typed.ts)", () => {
+  // typed.ts checks connect<Schema>() against typings `amrpc types` writes from a live worker
+  const bin = process.env.AMRPC_BIN;
+  assert.ok(bin, "AMRPC_BIN is not set: run scripts/web/node.sh");
+  const url = `${process.env.AMRPC_TEST_URL.replace(/\/$/, "")}/ws/typed`;
+  execFileSync(bin, ["types", url, "--out", `${here}types/typed-worker.d.ts`], { encoding: "utf8", timeout: 30_000 });
+  const generated = readFileSync(`${here}types/typed-worker.d.ts`, "utf8");
+  assert.match(generated, /"Fetch": \{ url: string, retries: number, backoff: \("fixed" \| "exponential"\), label\?: string \};/);
   const require = createRequire(import.meta.url);
   const tsPkg = require.resolve("typescript/package.json");
   const tsc = join(dirname(tsPkg), require(tsPkg).bin.tsc);

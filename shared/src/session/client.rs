@@ -37,6 +37,9 @@ pub struct ClientConfig {
     /// Shallow clocks ([`Hello::shallow`]): the mirror learns which states are active, not how
     /// often they ticked.
     pub shallow: bool,
+    /// Ask for the states' args types: the mirror's schema then carries them
+    /// ([`crate::State::args_ts`]), for generating typings.
+    pub types: bool,
     /// Largest server frame accepted.
     pub max_frame: usize,
     /// Largest reassembled payload accepted.
@@ -56,6 +59,7 @@ impl Default for ClientConfig {
             push_interval_ms: None,
             states: None,
             shallow: false,
+            types: false,
             max_frame: wire::DEFAULT_MAX_FRAME,
             max_payload: 16 << 20,
             max_states: 4096,
@@ -251,6 +255,7 @@ impl ClientSession {
             push_interval_ms: self.cfg.push_interval_ms,
             states: self.cfg.states.clone(),
             shallow: self.cfg.shallow,
+            types: self.cfg.types,
         };
         ClientMsg::Hello(h).encode().unwrap_or_default()
     }
@@ -672,10 +677,15 @@ impl ClientSession {
             ));
         }
         if self.mirror.is_none() {
-            let schema = match wire::schema_from_wire(&w.names, &w.schema) {
+            let mut schema = match wire::schema_from_wire(&w.names, &w.schema) {
                 Ok(s) => s,
                 Err(e) => return self.close(remote(ErrorCode::Malformed, e.to_string())),
             };
+            for (i, ts) in w.args_types.iter().flatten() {
+                if let Some(st) = w.names.get(usize::from(*i)).and_then(|n| schema.get_mut(n)) {
+                    st.args_ts = Some(ts.clone());
+                }
+            }
             // upstream: the mirror's id is `<client>-<worker>`, its parent the client
             let opts = Opts {
                 id: Some(alloc::format!("{}-{}", self.cfg.client_id, w.worker_id)),

@@ -435,6 +435,17 @@ impl ServerSession {
             worker_err: worker.err(),
             shallow: self.shallow,
             max_waits: u32::try_from(self.cfg.max_waits).unwrap_or(u32::MAX),
+            args_types: h.types.then(|| {
+                let schema = worker.schema();
+                self.names
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, n)| {
+                        let ts = schema.get(n)?.args_ts.clone()?;
+                        Some((i as u16, ts))
+                    })
+                    .collect()
+            }),
         };
         self.last_err.clone_from(&welcome.worker_err);
         alloc::vec![

@@ -24,7 +24,8 @@ use crate::types::{Args, Outcome};
 /// The protocol version this build speaks (in `Hello` and `Welcome`).
 ///
 /// Version 2 added remote waits (`WhenArgs`, `WhenQueue`, `Unwait`, `Signaled`), the queue tick
-/// of a `Queued` reply, shallow clocks (`Hello::shallow`) and the wait limit in `Welcome`.
+/// of a `Queued` reply, shallow clocks (`Hello::shallow`), the wait limit in `Welcome` and the
+/// args types on request (`Hello::types`).
 pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Default largest frame a decoder accepts, in bytes.
@@ -99,6 +100,8 @@ pub struct Hello {
     /// tick then counts the activations and deactivations the session has seen (odd = active);
     /// changes that cancel out between two updates are not sent at all.
     pub shallow: bool,
+    /// Ask for the states' args types (`Welcome::args_types`), e.g. to generate typings.
+    pub types: bool,
 }
 
 /// A mutation request: states by index in the worker's state order.
@@ -200,6 +203,9 @@ pub struct Welcome {
     /// Most remote waits this session may have registered at once (past it:
     /// [`ErrorCode::TooManyWaits`]).
     pub max_waits: u32,
+    /// When `Hello::types` asked for them: `(state index, TypeScript type of its args)` for the
+    /// states that declare one ([`crate::State::args_ts`]).
+    pub args_types: Option<Vec<(u16, String)>>,
 }
 
 /// A state definition with relations as indexes.
@@ -409,6 +415,7 @@ pub fn schema_from_wire(names: &[String], states: &[WireState]) -> Result<Schema
             )));
         }
         let st = State {
+            args_ts: None,
             auto: w.flags & 1 != 0,
             multi: w.flags & 2 != 0,
             require: list(&w.require)?,

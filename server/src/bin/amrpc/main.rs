@@ -52,6 +52,21 @@ enum Cmd {
         #[arg(long)]
         pkg: Option<PathBuf>,
     },
+    /// Write TypeScript typings of a worker (`.d.ts`): its state names as a union and each
+    /// state's args type, for `connect<Schema>(url)` of the npm package `amrpc`.
+    Types {
+        /// Worker URL, e.g. ws://127.0.0.1:8080/ws/downloads
+        url: String,
+        /// Output file [default: standard output].
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        /// Client id.
+        #[arg(long, default_value = "rc-types")]
+        id: String,
+        /// Auth token.
+        #[arg(long)]
+        token: Option<String>,
+    },
     /// Connect to a worker and type commands (`help` lists them).
     Repl {
         /// Worker URL, e.g. ws://127.0.0.1:8080/ws/downloads
@@ -110,6 +125,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let open = Server::new(ServerOpts::default());
             demo::test_worker(&open, "test")?;
             demo::queue_workers(&open, "queue")?;
+            open.add_worker("typed", demo::typed_worker()?)?;
             open.add_worker("downloads", demo::download_worker(Duration::from_millis(200))?)?;
             let locked = Server::new(ServerOpts {
                 allow_ids: Some(vec!["allowed-client".into()]),
@@ -158,6 +174,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let client = Client::connect(&url, opts).await?;
             repl::run(client.mirror().clone()).await?;
             client.close().await;
+        }
+        Cmd::Types { url, out, id, token } => {
+            let opts = ClientOpts {
+                client_id: id,
+                token,
+                types: true,
+                conn_retries: 2,
+                reconnect: false,
+                ..Default::default()
+            };
+            let client = Client::connect(&url, opts).await?;
+            let m = client.mirror().machine();
+            let names = m.state_names();
+            let schema = m.get_struct();
+            let hash = amrpc_core::wire::schema_hash(&names, &amrpc_core::wire::schema_to_wire(&schema, &names));
+            let worker = url.rsplit('/').next().unwrap_or(&url);
+            let text = amrpc_core::ts::declaration(worker, &names, &schema, hash);
+            client.close().await;
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, text)?;
+                    eprintln!("wrote {} ({} states)", path.display(), names.len());
+                }
+                None => print!("{text}"),
+            }
         }
     }
     Ok(())
