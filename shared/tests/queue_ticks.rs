@@ -153,3 +153,43 @@ fn when_queue_unbinds_and_ends_on_dispose() {
     m.dispose();
     assert_eq!(w.try_result(), Some(Err(WaitError::Disposed)));
 }
+
+/// Upstream head's `TestWhenQueue` (machine_test.go, v0.19): `AState` adds B, C and D (all
+/// queued behind A's transition); a thread waits on D's queue tick and then sees all four
+/// active.
+#[test]
+fn test_when_queue() {
+    let m = Machine::new(
+        schema(["A", "B", "C", "D"].map(|s| (s, State::new()))),
+        Opts::default(),
+    )
+    .unwrap();
+    m.verify_states(&["A", "B", "C", "D", "Exception"]).unwrap();
+    let (done_tx, done) = std::sync::mpsc::channel();
+    let done_tx = Mutex::new(Some(done_tx));
+    m.bind_handlers(Handlers::new("h").state("A", move |e| {
+        let m = e.machine();
+        m.add1("B", None);
+        m.add1("C", None);
+        let Outcome::Queued(res) = m.add1("D", None) else {
+            panic!("D is queued behind A")
+        };
+        let wait = m.when_queue(res, None);
+        let m = m.clone();
+        let tx = done_tx.lock().unwrap().take().unwrap();
+        let (waiting_tx, waiting) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            waiting_tx.send(()).unwrap();
+            futures::executor::block_on(wait).unwrap();
+            let mut active = m.active_states();
+            active.sort();
+            tx.send(active).unwrap();
+        });
+        waiting.recv().unwrap();
+    }))
+    .unwrap();
+    m.add1("A", None);
+    let active = done.recv_timeout(std::time::Duration::from_secs(5)).expect("WhenQueue(D)");
+    assert_eq!(active, ["A", "B", "C", "D"]);
+    m.dispose();
+}
