@@ -531,20 +531,17 @@ async fn test_retry_call_same_runtime() {
             ..copts("TestRetryCallSameRuntime")
         };
         let c = Harness::client(&h.url(), opts).await;
-        // watch for RetryingCall from a plain thread (not subject to the runtime's stalls)
-        let states = c.states().clone();
-        let watcher = std::thread::spawn(move || {
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(3) {
-                if states.is1(names::RETRYING_CALL) {
-                    return Some(start.elapsed());
-                }
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            None
-        });
+        // RetryingCall's handler reports when it activates (evented: no polling)
+        let start = Instant::now();
+        let (tx, retried) = std::sync::mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        c.states()
+            .bind_handlers(Handlers::new("watch").state(names::RETRYING_CALL, move |_| {
+                let _ = tx.lock().unwrap().send(start.elapsed());
+            }))
+            .unwrap();
         let r = within(WAIT, "Add1(D)", c.mirror().add1("D", None)).await;
-        let retried_at = watcher.join().unwrap();
+        let retried_at = retried.try_recv().ok();
         eprintln!("TestRetryCall (same runtime): RetryingCall at {retried_at:?}");
         assert_eq!(r, Ok(Outcome::Executed));
         assert_eq!(runs.load(Ordering::SeqCst), 1);

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use amrpc_core::{Ctx, Error, Handlers, Machine, Opts, Outcome, State, WaitError, schema};
 
@@ -115,9 +114,9 @@ fn concurrent_mutations_from_threads_all_run() {
 fn waits_complete_from_another_thread() {
     let m = abcd();
     let w = m.when(&["A", "B"], None);
+    assert!(!w.is_ready());
     let m2 = m.clone();
     let t = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(5));
         m2.add1("A", None);
         m2.add1("B", None);
     });

@@ -159,11 +159,7 @@ fn when_queue_unbinds_and_ends_on_dispose() {
 /// active.
 #[test]
 fn test_when_queue() {
-    let m = Machine::new(
-        schema(["A", "B", "C", "D"].map(|s| (s, State::new()))),
-        Opts::default(),
-    )
-    .unwrap();
+    let m = Machine::new(schema(["A", "B", "C", "D"].map(|s| (s, State::new()))), Opts::default()).unwrap();
     m.verify_states(&["A", "B", "C", "D", "Exception"]).unwrap();
     let (done_tx, done) = std::sync::mpsc::channel();
     let done_tx = Mutex::new(Some(done_tx));
@@ -189,7 +185,9 @@ fn test_when_queue() {
     }))
     .unwrap();
     m.add1("A", None);
-    let active = done.recv_timeout(std::time::Duration::from_secs(5)).expect("WhenQueue(D)");
+    let active = done
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .expect("WhenQueue(D)");
     assert_eq!(active, ["A", "B", "C", "D"]);
     m.dispose();
 }

@@ -13,19 +13,19 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use amrpc_core::compat::new_args_mapper;
 use amrpc_core::{Args, ArgsMapper, Error, Handlers, Opaque, Outcome, Relation, State, Value, Wait, WaitError, schema};
 
 /// Block on a wait, but fail the test instead of hanging if it does not finish within `timeout`.
 fn block_on_bounded(w: Wait, timeout: Duration) -> Result<(), WaitError> {
-    let deadline = Instant::now() + timeout;
-    while !w.is_ready() {
-        assert!(Instant::now() < deadline, "wait did not finish within {timeout:?}");
-        thread::sleep(Duration::from_millis(1));
-    }
-    futures::executor::block_on(w)
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(futures::executor::block_on(w));
+    });
+    rx.recv_timeout(timeout)
+        .unwrap_or_else(|_| panic!("wait did not finish within {timeout:?}"))
 }
 
 /// A copy of the captured log.
@@ -844,19 +844,26 @@ fn test_when() {
     let m = new_no_rels(None);
     let workers: Arc<Mutex<Vec<thread::JoinHandle<()>>>> = Arc::default();
     let workers2 = workers.clone();
+    // upstream's goroutine sleeps 10 ms before each add so the test's When is bound first; here
+    // it waits for that instead
+    let (bound_tx, bound) = std::sync::mpsc::channel::<()>();
+    let bound = Arc::new(Mutex::new(bound));
     m.bind_handlers(Handlers::new("TestWhenHandlers").state("A", move |e| {
         let m = e.machine().clone();
+        let bound = bound.clone();
         workers2.lock().unwrap().push(thread::spawn(move || {
-            thread::sleep(Duration::from_millis(10));
+            bound.lock().unwrap().recv().unwrap();
             m.add(&["B"], None);
-            thread::sleep(Duration::from_millis(10));
             m.add(&["C"], None);
         }));
     }))
     .unwrap();
 
     m.set(&["A"], None);
-    block_on_bounded(m.when(&["B", "C"], None), Duration::from_secs(5)).unwrap();
+    let w = m.when(&["B", "C"], None);
+    assert!(!w.is_ready());
+    bound_tx.send(()).unwrap();
+    block_on_bounded(w, Duration::from_secs(5)).unwrap();
 
     assert_states(&m, &["A", "B", "C"]);
 

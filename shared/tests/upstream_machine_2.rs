@@ -169,19 +169,26 @@ fn test_when_dups() {
 #[test]
 fn test_when_not() {
     let m = new_no_rels(Some(&["B", "C"]));
-    let h = Handlers::new("TestWhenNotHandlers").state("A", |e| {
+    // upstream's goroutine sleeps 10 ms before each remove so the test's WhenNot is bound
+    // first; here it waits for that instead
+    let (bound_tx, bound) = mpsc::channel::<()>();
+    let bound = Arc::new(Mutex::new(bound));
+    let h = Handlers::new("TestWhenNotHandlers").state("A", move |e| {
         let m = e.machine().clone();
+        let bound = bound.clone();
         thread::spawn(move || {
-            sleep_ms(10);
+            bound.lock().unwrap().recv().unwrap();
             m.remove1("B", None);
-            sleep_ms(10);
             m.remove1("C", None);
         });
     });
     m.bind_handlers(h).unwrap();
 
     m.add(&["A"], None);
-    assert_eq!(await_within(m.when_not(&["B", "C"], None)), Ok(()));
+    let w = m.when_not(&["B", "C"], None);
+    assert!(!w.is_ready());
+    bound_tx.send(()).unwrap();
+    assert_eq!(await_within(w), Ok(()));
 
     assert_states(&m, &["A"]);
     assert_no_exception(&m);
