@@ -91,6 +91,23 @@ async fn a_mirror_served_by_another_server_relays_both_ways() {
         .unwrap()
         .unwrap();
     assert_eq!(m.time(None), w.machine().time(None));
+    // a leaf's remote wait is registered through the relay on the root worker; the mutation
+    // after it takes the same path (leaf session, then the relay's upstream connection), so it
+    // reaches the root after the wait
+    assert_eq!(m.remove1("B", None).await, Ok(Outcome::Executed));
+    let args = amrpc_core::Args::new().with("id", "x");
+    let when_args = m.when_args("B", args.clone(), None);
+    assert_eq!(m.add1("B", Some(args)).await, Ok(Outcome::Executed));
+    tokio::time::timeout(std::time::Duration::from_secs(2), when_args)
+        .await
+        .expect("signaled through the relay")
+        .unwrap();
+    assert!(m.is1("B"));
+    assert_eq!(
+        w.machine().wait_bindings(),
+        0,
+        "the met wait left no binding on the root"
+    );
     leaf.close().await;
     upstream.close().await;
     relay.shutdown();
