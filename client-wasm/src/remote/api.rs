@@ -31,13 +31,24 @@ impl RemoteMachine {
     }
 
     fn call(&self, ty: MutationType, states: JsValue, args: JsValue) -> js_sys::Promise {
+        self.call_with(ty, states, args, interop::outcome)
+    }
+
+    /// A mutation whose outcome `ok` turns into the promise's value.
+    fn call_with(
+        &self,
+        ty: MutationType,
+        states: JsValue,
+        args: JsValue,
+        ok: fn(Outcome) -> JsValue,
+    ) -> js_sys::Promise {
         let (names, args) = match interop::states(&states).and_then(|n| Ok((n, interop::args(&args)?))) {
             Ok(v) => v,
             Err(e) => return js_sys::Promise::reject(&e),
         };
         let (tx, rx) = oneshot::channel();
         drive(&self.conn, |d, now| d.call(now, ty, &interop::strs(&names), args, tx));
-        result_promise(rx)
+        result_promise_with(rx, ok)
     }
 }
 
@@ -207,13 +218,7 @@ impl RemoteMachine {
                 return js_sys::Promise::reject(&js_error(ErrorCode::InvalidArgs, &msg));
             }
         };
-        let (names, args) = match interop::states(&states).and_then(|n| Ok((n, interop::args(&args)?))) {
-            Ok(v) => v,
-            Err(e) => return js_sys::Promise::reject(&e),
-        };
-        let (tx, rx) = oneshot::channel();
-        drive(&self.conn, |d, now| d.call(now, ty, &interop::strs(&names), args, tx));
-        result_promise_with(rx, interop::mutation_result)
+        self.call_with(ty, states, args, interop::mutation_result)
     }
 
     /// Evaluated on the worker: resolves once `state`'s final handler ran there with args that

@@ -588,24 +588,23 @@ impl ClientSession {
 
     fn push_time(&mut self) -> Result<(), Error> {
         let Some(m) = &self.mirror else { return Ok(()) };
-        let r = if self.offset.is_empty() {
-            m.apply_time(&self.time)
-        } else {
-            let t: Vec<u64> = self.time.iter().zip(&self.offset).map(|(t, o)| t + o).collect();
-            m.apply_time(&t)
-        };
-        r.map_err(|e| remote(ErrorCode::Malformed, alloc::format!("clock went backwards: {e}")))
+        m.apply_time(&self.mirrored_time())
+            .map_err(|e| remote(ErrorCode::Malformed, alloc::format!("clock went backwards: {e}")))
+    }
+
+    /// The mirror's ticks: the server's, plus the shallow re-base offset (if any).
+    fn mirrored_time(&self) -> Vec<u64> {
+        if self.offset.is_empty() {
+            return self.time.clone();
+        }
+        self.time.iter().zip(&self.offset).map(|(t, o)| t + o).collect()
     }
 
     /// Shallow clocks: a new session numbers ticks from 0, so re-base the mirror on `t` —
     /// each state keeps its mirrored tick if the activation is the same, else moves by one.
     fn rebase_shallow(&mut self, t: &[u64]) {
-        let mirrored: Vec<u64> = if self.offset.is_empty() {
-            self.time.clone()
-        } else {
-            self.time.iter().zip(&self.offset).map(|(t, o)| t + o).collect()
-        };
-        self.offset = mirrored
+        self.offset = self
+            .mirrored_time()
             .iter()
             .zip(t)
             .map(|(m, n)| {
@@ -807,44 +806,38 @@ impl ClientSession {
         out
     }
 
+    /// A mutation's reply: its update, then (if still pending) its resolution.
     fn reply(&mut self, outcome: Outcome, r: Reply, out: &mut Vec<ClientOutput>) {
-        if let Some(u) = &r.update {
-            if let Err(e) = self.apply_update(u, out) {
-                out.extend(self.close(e));
-                return;
-            }
-        }
-        if self.pending.remove(&r.req).is_none() {
-            return; // a duplicate reply, or one we gave up on
-        }
-        if self.resync.is_some() {
-            // read-your-writes: release the reply once the full clock is in
-            self.held.push((r.req, Ok(outcome)));
-        } else {
-            out.push(ClientOutput::Reply {
-                req: r.req,
-                result: Ok(outcome),
-            });
+        // a duplicate reply, or one we gave up on, still has its update applied
+        if self.apply_reply_update(&r, out) && self.pending.remove(&r.req).is_some() {
+            self.resolve(r.req, Ok(outcome), out);
         }
     }
 
+    /// A remote wait's signal: as a reply, for a registered wait (not one canceled meanwhile).
     fn signaled(&mut self, r: Reply, out: &mut Vec<ClientOutput>) {
+        if self.apply_reply_update(&r, out) && self.waits.remove(&r.req) {
+            self.resolve(r.req, Ok(Outcome::Executed), out);
+        }
+    }
+
+    /// Apply a reply's or signal's update; false when that closed the session.
+    fn apply_reply_update(&mut self, r: &Reply, out: &mut Vec<ClientOutput>) -> bool {
         if let Some(u) = &r.update {
             if let Err(e) = self.apply_update(u, out) {
                 out.extend(self.close(e));
-                return;
+                return false;
             }
         }
-        if !self.waits.remove(&r.req) {
-            return; // canceled meanwhile
-        }
+        true
+    }
+
+    /// Report a result, or hold it until a pending resync's full clock is in (read-your-writes).
+    fn resolve(&mut self, req: u32, result: Result<Outcome, Error>, out: &mut Vec<ClientOutput>) {
         if self.resync.is_some() {
-            self.held.push((r.req, Ok(Outcome::Executed)));
+            self.held.push((req, result));
         } else {
-            out.push(ClientOutput::Reply {
-                req: r.req,
-                result: Ok(Outcome::Executed),
-            });
+            out.push(ClientOutput::Reply { req, result });
         }
     }
 
