@@ -24,4 +24,4 @@ mod shell;
 pub use amrpc_core;
 pub use mirror::Mirror;
 pub use opts::ClientOpts;
-pub use shell::Client;
+pub use shell::{Client, StreamEvent};

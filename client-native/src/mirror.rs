@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use amrpc_core::{
     Api, Args, BoxFuture, Clock, Ctx, Error, Machine, MutationType, Outcome, Schema, Serialized, Slot, Time, Wait,
-    WaitError, WaitRegistry,
+    WaitError, WaitRegistry, Why,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -45,7 +45,7 @@ impl std::fmt::Debug for Mirror {
     }
 }
 
-fn ready_err<'a>(e: Error) -> BoxFuture<'a, Result<Outcome, Error>> {
+fn ready_err<T: Send + 'static>(e: Error) -> BoxFuture<'static, Result<T, Error>> {
     Box::pin(std::future::ready(Err(e)))
 }
 
@@ -96,6 +96,16 @@ impl Mirror {
         target: Target,
         args: Option<Args>,
     ) -> BoxFuture<'a, Result<Outcome, Error>> {
+        let f = self.call_why(ty, target, args);
+        Box::pin(async move { f.await.map(|(o, _)| o) })
+    }
+
+    fn call_why(
+        &self,
+        ty: MutationType,
+        target: Target,
+        args: Option<Args>,
+    ) -> BoxFuture<'static, Result<(Outcome, Option<Why>), Error>> {
         let (reply, rx) = oneshot::channel();
         if !self.send(Cmd::Call {
             ty,
@@ -156,27 +166,28 @@ impl Mirror {
     }
 
     /// A mutation with states by index in the worker's state order (what a relay forwards:
-    /// the indexes it received, never turned into names).
+    /// the indexes it received, never turned into names), with why it was canceled.
     pub fn mutate_indexes(
         &self,
         ty: MutationType,
         states: Vec<u16>,
         args: Option<Args>,
-    ) -> BoxFuture<'static, Result<Outcome, Error>> {
-        let (reply, rx) = oneshot::channel();
-        if !self.send(Cmd::Call {
-            ty,
-            target: Target::Indexes(states),
-            args,
-            reply,
-        }) {
-            return Box::pin(std::future::ready(Err(Error::Disposed)));
-        }
-        Box::pin(async move { rx.await.unwrap_or(Err(Error::Disposed)) })
+    ) -> BoxFuture<'static, Result<(Outcome, Option<Why>), Error>> {
+        self.call_why(ty, Target::Indexes(states), args)
     }
 }
 
 impl Api for Mirror {
+    /// The reason travels in the worker's `Canceled` reply (no subscription needed).
+    fn mutate_why<'a>(
+        &'a self,
+        ty: MutationType,
+        states: &[&str],
+        args: Option<Args>,
+    ) -> BoxFuture<'a, Result<(Outcome, Option<Why>), Error>> {
+        let names = states.iter().map(|s| s.to_string()).collect();
+        self.call_why(ty, Target::Names(names), args)
+    }
     fn add<'a>(&'a self, states: &[&str], args: Option<Args>) -> BoxFuture<'a, Result<Outcome, Error>> {
         self.call_names(MutationType::Add, states, args)
     }

@@ -42,6 +42,12 @@ pub struct ClientOpts {
     pub reconnect: bool,
     /// Largest server frame accepted. Default: 16 MiB.
     pub max_frame: usize,
+    /// Subscribe to the worker's transition stream ([`crate::Client::transitions`]). Default:
+    /// false.
+    pub stream: bool,
+    /// Upstream's `PushAllTicks`: a clock update per worker transition, no coalescing.
+    /// Default: false.
+    pub all_ticks: bool,
 }
 
 impl Default for ClientOpts {
@@ -63,6 +69,8 @@ impl Default for ClientOpts {
             call_retries: c.call_retries,
             reconnect: c.reconnect,
             max_frame: 16 << 20,
+            stream: false,
+            all_ticks: false,
         }
     }
 }
@@ -81,6 +89,8 @@ impl ClientOpts {
                 shallow: self.shallow,
                 types: self.types,
                 max_frame: self.max_frame,
+                stream: self.stream,
+                all_ticks: self.all_ticks,
                 ..Default::default()
             },
             conn_timeout_ms: ms(self.conn_timeout),

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use amrpc_core::session::{ConnOutput, Connection};
-use amrpc_core::wire::Payload;
-use amrpc_core::{Args, Error, ErrorCode, Machine, MutationType, Outcome, Slot, WaitError};
+use amrpc_core::wire::{Payload, TransitionMsg};
+use amrpc_core::{Args, Error, ErrorCode, Machine, MutationType, Outcome, Slot, WaitError, Why};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -17,7 +17,7 @@ use crate::mirror::Mirror;
 use crate::opts::ClientOpts;
 
 /// A call's completion.
-pub(crate) type Reply = oneshot::Sender<Result<Outcome, Error>>;
+pub(crate) type Reply = oneshot::Sender<Result<(Outcome, Option<Why>), Error>>;
 
 /// What the driver completes: a call's reply, or a remote wait's slot.
 pub(crate) enum Completion {
@@ -72,6 +72,21 @@ pub struct Client {
     states: Machine,
     mirror: Mirror,
     payloads: broadcast::Sender<Payload>,
+    transitions: broadcast::Sender<StreamEvent>,
+}
+
+/// What the transition stream brings ([`Client::transitions`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum StreamEvent {
+    /// One transition of the worker; states by index in the mirror's state order.
+    Transition(Arc<TransitionMsg>),
+    /// Transitions the server did not send (this client, or its receiver, fell behind).
+    Dropped {
+        /// How many.
+        n: u64,
+        /// The `seq` of the next one.
+        next: u64,
+    },
 }
 
 impl std::fmt::Debug for Client {
@@ -92,6 +107,7 @@ impl Client {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = oneshot::channel();
         let (payloads, _) = broadcast::channel(256);
+        let (transitions, _) = broadcast::channel(1024);
         let worker_err = Arc::new(Mutex::new(None));
         let shell = Shell {
             url: url.to_string(),
@@ -99,6 +115,7 @@ impl Client {
             cmd: cmd_rx,
             ready: Some(ready_tx),
             payloads: payloads.clone(),
+            transitions: transitions.clone(),
             worker_err: worker_err.clone(),
             start: Instant::now(),
             closed: None,
@@ -109,6 +126,7 @@ impl Client {
             states,
             mirror: Mirror::new(machine, cmd_tx, worker_err),
             payloads,
+            transitions,
         })
     }
 
@@ -125,6 +143,12 @@ impl Client {
     /// Payloads sent by the worker (upstream's consumer `WorkerPayload`).
     pub fn payloads(&self) -> broadcast::Receiver<Payload> {
         self.payloads.subscribe()
+    }
+
+    /// The worker's transitions, with [`crate::ClientOpts::stream`] (nothing comes otherwise).
+    /// A receiver that lags behind gets `RecvError::Lagged(n)`: like `Dropped`, what it missed.
+    pub fn transitions(&self) -> broadcast::Receiver<StreamEvent> {
+        self.transitions.subscribe()
     }
 
     /// Say bye and close; pending calls fail with `Disposed`.
@@ -145,6 +169,7 @@ struct Shell {
     cmd: mpsc::UnboundedReceiver<Cmd>,
     ready: Option<oneshot::Sender<Result<Machine, Error>>>,
     payloads: broadcast::Sender<Payload>,
+    transitions: broadcast::Sender<StreamEvent>,
     worker_err: Arc<Mutex<Option<Error>>>,
     start: Instant,
     closed: Option<oneshot::Sender<()>>,
@@ -203,15 +228,21 @@ impl Shell {
                         let _ = r.send(Ok(m.clone()));
                     }
                 }
-                ConnOutput::Done(Completion::Call(reply), result) => {
-                    let _ = reply.send(result);
+                ConnOutput::Done(Completion::Call(reply), result, why) => {
+                    let _ = reply.send(result.map(|o| (o, why)));
                 }
-                ConnOutput::Done(Completion::Wait(slot), result) => {
+                ConnOutput::Done(Completion::Wait(slot), result, _) => {
                     slot.complete(result.map(|_| ()).map_err(WaitError::from_error));
                 }
                 ConnOutput::Changed => {}
                 ConnOutput::Payload(p) => {
                     let _ = self.payloads.send(p);
+                }
+                ConnOutput::Transition(t) => {
+                    let _ = self.transitions.send(StreamEvent::Transition(Arc::from(t)));
+                }
+                ConnOutput::Dropped { n, next } => {
+                    let _ = self.transitions.send(StreamEvent::Dropped { n, next });
                 }
                 ConnOutput::Error(e) if e.code() == ErrorCode::WorkerError => *lock(&self.worker_err) = Some(e),
                 ConnOutput::Error(e) => tracing::warn!(code = %e.code(), error = %e, "server error"),

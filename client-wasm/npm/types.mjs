@@ -36,6 +36,10 @@ export interface RemoteEventMap {
   status: Status;
   /** A non-fatal error (e.g. the server closed the session; the client reconnects). */
   error: AmrpcError;
+  /** One transition of the worker (with \`stream: true\`). */
+  transition: Transition;
+  /** Transitions the server skipped because this client fell behind. */
+  dropped: Dropped;
 }
 `;
 

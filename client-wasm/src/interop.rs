@@ -1,6 +1,6 @@
 //! Conversions between JS values and amrpc values: args, state lists, outcomes, errors.
 
-use amrpc_core::{Args, Error, ErrorCode, Outcome, Schema, State, Value};
+use amrpc_core::{Args, Error, ErrorCode, Outcome, Schema, State, Value, Why};
 use js_sys::{Array, Object, Reflect, Uint8Array};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -46,14 +46,58 @@ pub(crate) fn outcome(o: Outcome) -> JsValue {
     o.as_str().into()
 }
 
-/// `{outcome, queueTick?}`.
-pub(crate) fn mutation_result(o: Outcome) -> JsValue {
+/// `{outcome, queueTick?, why?}`.
+pub(crate) fn mutation_result(o: Outcome, why: Option<Why>) -> JsValue {
     let r = js_sys::Object::new();
     let _ = js_sys::Reflect::set(&r, &"outcome".into(), &outcome(o));
     if let Some(t) = o.queue_tick() {
         let _ = js_sys::Reflect::set(&r, &"queueTick".into(), &JsValue::from_f64(t as f64));
     }
+    if let Some(w) = why {
+        let _ = js_sys::Reflect::set(&r, &"why".into(), &why_js(&w));
+    }
     r.into()
+}
+
+/// A [`Why`] as JS: `{kind, text, state?, missing?, by?, handler?}` (see `Why` in the typings).
+pub(crate) fn why_js(w: &Why) -> JsValue {
+    let o = js_sys::Object::new();
+    let set = |k: &str, v: &str| {
+        let _ = js_sys::Reflect::set(&o, &k.into(), &v.into());
+    };
+    let kind = match w {
+        Why::Requires { state, missing } => {
+            set("state", state);
+            set("missing", missing);
+            "requires"
+        }
+        Why::Removed { state, by } => {
+            set("state", state);
+            set("by", by);
+            "removed"
+        }
+        Why::Handler { handler } => {
+            set("handler", handler);
+            "handler"
+        }
+        Why::Timeout { handler } => {
+            set("handler", handler);
+            "timeout"
+        }
+        Why::Panic { handler } => {
+            set("handler", handler);
+            "panic"
+        }
+        Why::Rejected { state } => {
+            set("state", state);
+            "rejected"
+        }
+        Why::Disposed => "disposed",
+        Why::QueueFull => "queueFull",
+    };
+    set("kind", kind);
+    set("text", &w.to_string());
+    o.into()
 }
 
 /// `"A"` or `["A", "B"]` → state names.
@@ -249,4 +293,78 @@ pub(crate) fn schema(v: &JsValue) -> Result<Schema, JsValue> {
         out.insert(name, state);
     }
     Ok(out)
+}
+
+/// A streamed transition as JS, states by name (see `Transition` in the typings).
+pub(crate) fn transition_js(t: &amrpc_core::wire::TransitionMsg, names: &[String]) -> JsValue {
+    use amrpc_core::wire::{SourceMsg, StepSide};
+    let name = |i: &u16| -> JsValue {
+        names
+            .get(usize::from(*i))
+            .map_or_else(|| JsValue::from(format!("#{i}")), |n| JsValue::from(n.as_str()))
+    };
+    let side = |s: &StepSide| -> JsValue {
+        match s {
+            StepSide::None => JsValue::UNDEFINED,
+            StepSide::Any => "Any".into(),
+            StepSide::State(i) => name(i),
+        }
+    };
+    let o = Object::new();
+    let set = |o: &Object, k: &str, v: &JsValue| {
+        let _ = Reflect::set(o, &k.into(), v);
+    };
+    set(&o, "seq", &JsValue::from_f64(t.seq as f64));
+    set(&o, "time", &JsValue::from_f64(t.time_ms as f64));
+    set(&o, "type", &t.ty.as_str().into());
+    set(&o, "called", &t.called.iter().map(name).collect::<Array>());
+    set(&o, "args", &args_to_js(&t.args));
+    set(&o, "argsCut", &t.args_cut.into());
+    let src = Object::new();
+    match &t.source {
+        SourceMsg::Worker => set(&src, "kind", &"worker".into()),
+        SourceMsg::Auto => set(&src, "kind", &"auto".into()),
+        SourceMsg::Session { epoch, client } => {
+            set(&src, "kind", &"session".into());
+            set(&src, "epoch", &js_sys::BigInt::from(*epoch).into());
+            set(&src, "client", &client.as_str().into());
+        }
+    }
+    set(&o, "source", &src.into());
+    set(&o, "accepted", &t.accepted.into());
+    if let Some(w) = &t.why {
+        set(&o, "why", &why_js(&Why::from_msg(w, names)));
+    }
+    let clock = Object::new();
+    for (i, tick) in t.ticks.iter().enumerate() {
+        if let Some(n) = names.get(i) {
+            set(&clock, n, &JsValue::from_f64(*tick as f64));
+        }
+    }
+    set(&o, "clock", &clock.into());
+    let steps: Array = t
+        .steps
+        .iter()
+        .map(|s| {
+            let so = Object::new();
+            set(&so, "type", &s.ty.as_str().into());
+            let from = side(&s.from);
+            if !from.is_undefined() {
+                set(&so, "from", &from);
+            }
+            let to = side(&s.to);
+            if !to.is_undefined() {
+                set(&so, "to", &to);
+            }
+            if let Some(r) = s.relation {
+                set(&so, "relation", &r.as_str().into());
+            }
+            if let Some(h) = &s.handler {
+                set(&so, "handler", &h.as_str().into());
+            }
+            JsValue::from(so)
+        })
+        .collect();
+    set(&o, "steps", &steps.into());
+    o.into()
 }

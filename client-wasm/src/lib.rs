@@ -34,7 +34,17 @@ export interface MutationResult {
   outcome: Outcome;
   /** The worker's queue tick of a queued mutation. */
   queueTick?: number;
+  /** Why a canceled mutation was canceled (absent when the worker could not say, e.g. a
+   * retried call answered from the replay cache). */
+  why?: Why;
 }
+/** Why a mutation was canceled: `text` reads like "Downloading requires Online". */
+export type Why =
+  | { kind: "requires"; text: string; state: string; missing: string }
+  | { kind: "removed"; text: string; state: string; by: string }
+  | { kind: "handler" | "timeout" | "panic"; text: string; handler: string }
+  | { kind: "rejected"; text: string; state: string }
+  | { kind: "disposed" | "queueFull"; text: string };
 /** A mutation type for `mutate()`. */
 export type MutationType = "add" | "remove" | "set";
 /** One state name or several. */
@@ -109,11 +119,49 @@ export interface ConnectOptions {
   callRetries?: number;
   /** Reconnect after a drop (default true). */
   reconnect?: boolean;
+  /** Subscribe to the worker's transitions: a "transition" event per transition, "dropped" when
+   * the server skipped some (this client fell behind); resumes after a reconnect. */
+  stream?: boolean;
+  /** Upstream's PushAllTicks: a clock update per worker transition, no coalescing. */
+  allTicks?: boolean;
 }
+/** One side of a step: a state name, or "Any". */
+export interface Step {
+  type: "rel" | "handler" | "set" | "remove" | "removenotactive" | "requested" | "cancel";
+  from?: string;
+  to?: string;
+  relation?: "require" | "add" | "remove" | "after";
+  handler?: string;
+}
+/** Who caused a transition. */
+export type TransitionSource =
+  | { kind: "worker" }
+  | { kind: "auto" }
+  | { kind: "session"; epoch: bigint; client: string };
+/** One transition of the worker (the "transition" event with `stream: true`). */
+export interface Transition {
+  /** Position in the worker's log (consecutive from 1; starts again when the worker restarts). */
+  seq: number;
+  /** When it ended (ms since the Unix epoch, the worker's clock). */
+  time: number;
+  type: "add" | "remove" | "set";
+  called: string[];
+  args: Args;
+  /** The args were too large and are cut to their keys. */
+  argsCut: boolean;
+  source: TransitionSource;
+  accepted: boolean;
+  why?: Why;
+  /** Every state's tick after it. */
+  clock: { [state: string]: number };
+  steps: Step[];
+}
+/** The "dropped" event: `n` transitions were not sent; `next` is the next `seq`. */
+export interface Dropped { n: number; next: number }
 /** A WebSocket implementation (the browser's, or e.g. the `ws` package's `WebSocket`). */
 export type WebSocketConstructor = new (url: string) => object;
 /** Events of a RemoteMachine. */
-export type RemoteEvent = "clock" | "payload" | "status" | "error";
+export type RemoteEvent = "clock" | "payload" | "status" | "error" | "transition" | "dropped";
 /** An error from amrpc: `code` is one of the stable `ErrorCode`s. */
 export interface AmrpcError extends Error { code: ErrorCode }
 "#;

@@ -8,7 +8,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use amrpc_client::Mirror;
-use amrpc_core::session::{Mutated, ReplayCache, ServerConfig, ServerOutput, ServerSession, WorkerPort};
+use amrpc_core::session::{
+    Mutated, ReplayCache, ServerConfig, ServerOutput, ServerSession, StreamTracer, TransitionLog, WorkerPort,
+};
 use amrpc_core::states as names;
 use amrpc_core::wire::{ErrorMsg, ServerMsg};
 use amrpc_core::{ErrorCode, Handlers, Machine, MutationType, Opts, Outcome, Schema, Time, Tracer, Transition, Value};
@@ -56,6 +58,11 @@ pub struct ServerOpts {
     /// Most remote waits (`when_args`, `when_queue`) one session may hold; more are refused
     /// with `TooManyWaits`. Each is a binding the worker checks per transition. Default: 64.
     pub max_waits: usize,
+    /// Transitions a worker's log keeps for the transition stream (`Hello::stream`); a session
+    /// further behind gets a `Dropped` marker. Transitions are recorded only while a session
+    /// reads the stream. 0: no stream (such a `Hello` gets `Forbidden`). Relays have none.
+    /// Default: 1024.
+    pub transition_log: usize,
 }
 
 impl Default for ServerOpts {
@@ -73,6 +80,7 @@ impl Default for ServerOpts {
             chunk_size: 64 << 10,
             replay_instances: 4096,
             max_waits: 64,
+            transition_log: amrpc_core::session::LOG_CAPACITY,
         }
     }
 }
@@ -190,6 +198,14 @@ pub struct Worker {
     sessions: Arc<AtomicUsize>,
     kick: watch::Sender<u64>,
     live: Arc<std::sync::Mutex<Vec<SessionInfo>>>,
+    log: Option<Arc<TransitionLog>>,
+}
+
+/// Wall-clock ms since the Unix epoch (a transition's timestamp).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A session open on a worker: its client and its state machine (upstream's server states).
@@ -212,15 +228,25 @@ impl std::fmt::Debug for Worker {
 }
 
 impl Worker {
-    /// Serve `machine`: it needs verified states and the worker states (spec §1.5). A tracer
-    /// (pushes) and a `SendPayloadState` handler (payloads) are bound to it.
-    pub fn new(machine: Machine, replay_instances: usize) -> Result<Worker, ServerError> {
+    /// Serve `machine`: it needs verified states and the worker states (spec §1.5). Tracers
+    /// (pushes, and the transition stream's log of `log_capacity` records, 0: none) and a
+    /// `SendPayloadState` handler (payloads) are bound to it.
+    pub fn new(machine: Machine, replay_instances: usize, log_capacity: usize) -> Result<Worker, ServerError> {
         if !machine.states_verified() {
             return Err(ServerError::NotVerified(machine.id().to_string()));
         }
         check_worker_states(&machine)?;
         let (changes, _) = watch::channel(0u64);
         let (payloads, _) = broadcast::channel(64);
+        // bound before the change tracer: a record is in the log when sessions are woken
+        let log = (log_capacity > 0).then(|| {
+            // distinct per worker and per process start (a restarted worker has a new log)
+            static LOGS: AtomicU64 = AtomicU64::new(0);
+            let id = (unix_ms() << 16) | (LOGS.fetch_add(1, Ordering::Relaxed) & 0xffff);
+            let log = Arc::new(TransitionLog::new(id, log_capacity, unix_ms));
+            machine.bind_tracer(Arc::new(StreamTracer(log.clone())));
+            log
+        });
         machine.bind_tracer(Arc::new(ChangeTracer {
             tx: changes.clone(),
             per_transition: false,
@@ -263,6 +289,7 @@ impl Worker {
             sessions: Arc::new(AtomicUsize::new(0)),
             kick: watch::channel(0).0,
             live: Arc::new(std::sync::Mutex::new(Vec::new())),
+            log,
         })
     }
 
@@ -287,12 +314,18 @@ impl Worker {
             sessions: Arc::new(AtomicUsize::new(0)),
             kick: watch::channel(0).0,
             live: Arc::new(std::sync::Mutex::new(Vec::new())),
+            log: None,
         })
     }
 
     /// The served machine (for a relay: the mirror's machine).
     pub fn machine(&self) -> &Machine {
         &self.machine
+    }
+
+    /// The worker's transition log (none for a relay, or with `transition_log: 0`).
+    pub fn transition_log(&self) -> Option<&Arc<TransitionLog>> {
+        self.log.as_ref()
     }
 
     /// Sessions currently open on this worker.
@@ -356,7 +389,7 @@ impl Server {
         if w.contains_key(name) {
             return Err(ServerError::Duplicate(name.to_string()));
         }
-        let worker = Worker::new(machine, self.0.opts.replay_instances)?;
+        let worker = Worker::new(machine, self.0.opts.replay_instances, self.0.opts.transition_log)?;
         w.insert(name.to_string(), worker.clone());
         Ok(worker)
     }
@@ -511,7 +544,7 @@ fn run_blocking<T>(f: impl FnOnce() -> T) -> T {
 }
 
 /// Outcomes of forwarded mutations, by request id.
-type Forwarded = mpsc::UnboundedSender<(u32, Result<Outcome, amrpc_core::Error>)>;
+type Forwarded = mpsc::UnboundedSender<(u32, Result<(Outcome, Option<amrpc_core::Why>), amrpc_core::Error>)>;
 
 /// A relay's worker: reads from the mirror, mutations forwarded upstream by index.
 struct RelayPort<'a> {
@@ -535,7 +568,7 @@ impl WorkerPort for RelayPort<'_> {
     fn err(&self) -> Option<String> {
         amrpc_core::Api::err(self.mirror).map(|e| e.to_string())
     }
-    fn mutate(&self, req: u32, ty: MutationType, states: &[u16], args: amrpc_core::Args) -> Mutated {
+    fn mutate(&self, req: u32, ty: MutationType, states: &[u16], args: amrpc_core::Args, _source: u64) -> Mutated {
         let call = self.mirror.mutate_indexes(ty, states.to_vec(), Some(args));
         let done = self.done.clone();
         tokio::spawn(async move {
@@ -615,6 +648,9 @@ async fn run_session(srv: Server, worker: Worker, socket: WebSocket, url_token: 
         None => &machine,
     };
     let mut sess = ServerSession::new(port, cfg, worker.replay.clone());
+    if let Some(log) = &worker.log {
+        sess.set_transition_log(log.clone());
+    }
     let waits = Arc::new(WaitWaker(tokio::sync::Notify::new()));
     sess.set_waker(std::task::Waker::from(waits.clone()));
     let states = session_machine(&format!("session-{epoch:x}"));
@@ -672,7 +708,10 @@ async fn run_session(srv: Server, worker: Worker, socket: WebSocket, url_token: 
             // a remote wait completed (on the worker's thread): signal it
             () = waits.0.notified() => sess.poll(now_ms(), port),
             Some((req, res)) = done_rx.recv() => match res {
-                Ok(outcome) => sess.mutation_done(req, outcome, now_ms(), port),
+                Ok((outcome, why)) => {
+                    let why = why.map(|w| w.to_msg(&port.state_names()));
+                    sess.mutation_done(req, outcome, why, now_ms(), port)
+                }
                 Err(e) => {
                     let code = match &e {
                         amrpc_core::Error::Rpc { .. } => e.code(),

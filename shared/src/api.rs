@@ -10,7 +10,7 @@ use core::pin::Pin;
 
 use crate::machine::{Clock, Machine, Serialized, Time};
 use crate::schema::Schema;
-use crate::types::{Args, Error, Outcome};
+use crate::types::{Args, Error, MutationType, Outcome};
 use crate::wait::{Ctx, Wait};
 
 /// A boxed, `Send` future (object-safe trait methods).
@@ -34,6 +34,14 @@ pub trait Api: Send + Sync {
         err: Error,
         args: Option<Args>,
     ) -> BoxFuture<'a, Result<Outcome, Error>>;
+    /// A mutation that also says why it was canceled: the relation that rejected a called state
+    /// or the handler that said no ([`crate::Why`]); `None` when it ran or was queued.
+    fn mutate_why<'a>(
+        &'a self,
+        ty: MutationType,
+        states: &[&str],
+        args: Option<Args>,
+    ) -> BoxFuture<'a, Result<(Outcome, Option<crate::Why>), Error>>;
     /// Activate one state.
     fn add1<'a>(&'a self, state: &str, args: Option<Args>) -> BoxFuture<'a, Result<Outcome, Error>> {
         self.add(&[state], args)
@@ -179,6 +187,14 @@ fn ready<'a>(r: Result<Outcome, Error>) -> BoxFuture<'a, Result<Outcome, Error>>
 }
 
 impl Api for Machine {
+    fn mutate_why<'a>(
+        &'a self,
+        ty: MutationType,
+        states: &[&str],
+        args: Option<Args>,
+    ) -> BoxFuture<'a, Result<(Outcome, Option<crate::Why>), Error>> {
+        Box::pin(core::future::ready(Machine::mutate_why(self, ty, states, args)))
+    }
     fn add<'a>(&'a self, states: &[&str], args: Option<Args>) -> BoxFuture<'a, Result<Outcome, Error>> {
         ready(self.try_add(states, args))
     }

@@ -57,6 +57,7 @@ mod types;
 #[cfg(feature = "serde")]
 mod value_serde;
 mod wait;
+mod why;
 pub mod wire;
 
 pub use api::{Api, BoxFuture};
@@ -75,6 +76,7 @@ pub use types::{Args, Error, LogLevel, MutationType, Opaque, Outcome, Relation, 
 #[cfg(feature = "serde")]
 pub use value_serde::{ValueError, from_value, to_value};
 pub use wait::{Ctx, CtxCanceled, CtxValue, Slot, Wait, WaitError, WaitRegistry};
+pub use why::Why;
 
 // A worker is shared by a multi-threaded server: keep the handles `Send + Sync`.
 const _: () = {

@@ -20,6 +20,17 @@ pub(crate) struct Scratch {
     to_remove: Vec<Id>,
     missing: Vec<Id>,
     missing_map: Vec<(Id, Vec<Id>)>,
+    /// Called states the resolution dropped, with the first relation that dropped each (what
+    /// [`crate::Why`] reports).
+    pub(crate) drops: Vec<(Id, crate::why::Cause)>,
+}
+
+impl Scratch {
+    fn dropped(&mut self, called: &[Id], s: Id, cause: impl FnOnce() -> crate::why::Cause) {
+        if called.contains(&s) && !self.drops.iter().any(|(x, _)| *x == s) {
+            self.drops.push((s, cause()));
+        }
+    }
 }
 
 /// Resolution inputs and side outputs (steps, log lines).
@@ -166,7 +177,13 @@ impl Resolve<'_> {
                 }
                 if sc.missing.is_empty() {
                     kept.push(s);
-                } else if let Some(e) = sc.missing_map.iter_mut().find(|(x, _)| *x == s) {
+                    continue;
+                }
+                let first = sc.missing[0];
+                if self.called.contains(&s) && !sc.drops.iter().any(|(x, _)| *x == s) {
+                    sc.drops.push((s, crate::why::Cause::Requires(s, first)));
+                }
+                if let Some(e) = sc.missing_map.iter_mut().find(|(x, _)| *x == s) {
                     e.1.clone_from(&sc.missing);
                 } else {
                     sc.missing_map.push((s, sc.missing.clone()));
@@ -194,6 +211,7 @@ impl Resolve<'_> {
     /// `GetTargetStates`: the resolved target list for `states_to_set`, written to `out`.
     pub(crate) fn target_states(&mut self, states_to_set: &[Id], out: &mut Vec<Id>) {
         let c = self.c;
+        self.scratch.drops.clear();
         {
             let sc = &mut *self.scratch;
             sc.a.clear();
@@ -243,6 +261,8 @@ impl Resolve<'_> {
                 continue;
             }
             sc.blocked.push(s);
+            let by = sc.blocked_by[0];
+            sc.dropped(self.called, s, || crate::why::Cause::Removed(s, by));
             let active = self.time_before[s] % 2 == 1;
             let lvl = if active { LogLevel::Ops } else { LogLevel::Decisions };
             if self.log_level >= lvl {

@@ -73,6 +73,8 @@ pub struct Mutation {
     /// Upstream's queue tick: the queue's tick once this mutation leaves the queue (0: none —
     /// evals, auto states and prepended exceptions get none).
     pub(crate) queue_tick: u64,
+    /// Who queued it: a session's epoch, 0 for the worker itself (its code and handlers).
+    pub(crate) source: u64,
 }
 
 impl Mutation {
@@ -86,6 +88,7 @@ impl Mutation {
             eval: None,
             ctx: None,
             queue_tick: 0,
+            source: 0,
         }
     }
 
@@ -100,6 +103,11 @@ impl Mutation {
     /// True for the machine-generated auto-state mutation.
     pub fn is_auto(&self) -> bool {
         self.auto
+    }
+    /// Who queued it: the epoch of the server session whose client sent it, 0 for the worker
+    /// itself (its code, its handlers, auto states).
+    pub fn source(&self) -> u64 {
+        self.source
     }
 }
 
@@ -134,6 +142,8 @@ pub struct Transition {
     pub(crate) completed: bool,
     /// End time of the last handler call (handler-timeout bookkeeping), 0 before the first.
     pub(crate) clock_mark: u64,
+    /// Why it was canceled (set on the cold path only).
+    pub(crate) cause: Option<crate::why::Cause>,
 }
 
 impl core::fmt::Debug for Transition {
@@ -214,6 +224,15 @@ impl Transition {
     /// Whether the transition was (still is) accepted.
     pub fn accepted(&self) -> bool {
         self.accepted
+    }
+    /// Why it was canceled: the relation or handler that said no (`None` while accepted, and
+    /// for an auto transition the resolver dropped).
+    pub fn why(&self) -> Option<crate::why::Why> {
+        self.cause.as_ref().map(|c| c.why(&self.c))
+    }
+    /// [`Self::why`] in wire form.
+    pub(crate) fn why_msg(&self) -> Option<crate::wire::WhyMsg> {
+        self.cause.as_ref().map(|c| c.msg(&self.c))
     }
     /// Ticks before, in state order.
     pub fn time_before(&self) -> Vec<u64> {

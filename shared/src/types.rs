@@ -114,7 +114,7 @@ impl fmt::Display for Relation {
 }
 
 /// Kind of a transition step (a debug trace of how the target was computed).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum StepType {
     /// A relation was evaluated.
     Relation,

@@ -87,9 +87,14 @@ impl Rig {
                 },
                 ConnOutput::CloseSocket => self.srv = None,
                 ConnOutput::Status(s) => self.statuses.push(s),
-                ConnOutput::Done(t, r) => self.done.push((t, r)),
+                ConnOutput::Done(t, r, _) => self.done.push((t, r)),
                 ConnOutput::Closed(e) => self.closed = Some(e),
-                ConnOutput::Ready | ConnOutput::Changed | ConnOutput::Payload(_) | ConnOutput::Error(_) => {}
+                ConnOutput::Ready
+                | ConnOutput::Changed
+                | ConnOutput::Payload(_)
+                | ConnOutput::Error(_)
+                | ConnOutput::Transition(_)
+                | ConnOutput::Dropped { .. } => {}
             }
         }
     }

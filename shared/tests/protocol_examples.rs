@@ -10,7 +10,7 @@ use amrpc_core::session::{
     ClientConfig, ClientOutput, ClientSession, ReplayCache, ServerConfig, ServerOutput, ServerSession,
 };
 use amrpc_core::wire::{
-    ClientMsg, ClockUpdate, DEFAULT_MAX_FRAME, Diff, ErrorCode, Hello, MutationReq, ServerMsg, Ticks, clock,
+    ClientMsg, ClockUpdate, DEFAULT_MAX_FRAME, Diff, ErrorCode, Hello, MutationReq, ServerMsg, StreamFrom, Ticks, clock,
 };
 use amrpc_core::{Args, Machine, MutationType, Opts, Outcome, State, Value, schema};
 
@@ -83,15 +83,15 @@ fn session_walk_through() {
 
     // Hello → Welcome
     let hello = cli.hello();
-    check("Hello", &hello, "00 02 03 63 6c 69 ac 02 00 00 00 00 00 00");
+    check("Hello", &hello, "00 03 03 63 6c 69 ac 02 00 00 00 00 00 00 00 00");
     assert!(matches!(client_frame(&hello), ClientMsg::Hello(_)));
     let f = sends(srv.handle_frame(&hello, 0, &w));
     assert_eq!(f.len(), 1);
     check(
         "Welcome",
         &f[0],
-        "00 02 01 77 07 02 05 53 74 61 72 74 09 45 78 63 65 70 74 69 6f 6e 02 00 00 00 01 01 00 00 02 00 00 00 00 00 \
-         96 f9 b7 ff 99 94 d1 cc a1 01 00 10 00 00 01 02 00 00 00 00 40 00",
+        "00 03 01 77 07 02 05 53 74 61 72 74 09 45 78 63 65 70 74 69 6f 6e 02 00 00 00 01 01 00 00 02 00 00 00 00 00 \
+         96 f9 b7 ff 99 94 d1 cc a1 01 00 10 00 00 01 02 00 00 00 00 40 00 00",
     );
     let ServerMsg::Welcome(welcome) = server_frame(&f[0]) else {
         panic!("not a Welcome")
@@ -130,7 +130,8 @@ fn session_walk_through() {
         vec![
             ClientOutput::Reply {
                 req,
-                result: Ok(Outcome::Executed)
+                result: Ok(Outcome::Executed),
+                why: None,
             },
             ClientOutput::Changed
         ]
@@ -238,7 +239,8 @@ fn no_change_reply() {
         cli.handle_frame(&f[0]),
         vec![ClientOutput::Reply {
             req,
-            result: Ok(Outcome::Executed)
+            result: Ok(Outcome::Executed),
+            why: None,
         }]
     );
     w.dispose();
@@ -250,7 +252,7 @@ fn hello_with_options() {
     let w = tiny_worker();
     let hash = ServerSession::new(&w, ServerConfig::default(), Arc::new(ReplayCache::new(1))).schema_hash();
     let h = ClientMsg::Hello(Hello {
-        version: 2,
+        version: 3,
         client_id: "cli".into(),
         instance: 300,
         token: Some("t0k".into()),
@@ -259,13 +261,15 @@ fn hello_with_options() {
         states: Some(vec!["Start".into()]),
         shallow: true,
         types: true,
+        stream: Some(StreamFrom { log: 5, seq: 9 }),
+        all_ticks: true,
     })
     .encode()
     .unwrap();
     check(
         "Hello (options)",
         &h,
-        "00 02 03 63 6c 69 ac 02 01 03 74 30 6b 01 96 f9 b7 ff 99 94 d1 cc a1 01 01 32 01 01 05 53 74 61 72 74 01 01",
+        "00 03 03 63 6c 69 ac 02 01 03 74 30 6b 01 96 f9 b7 ff 99 94 d1 cc a1 01 01 32 01 01 05 53 74 61 72 74 01 01 01 05 09 01",
     );
     client_frame(&h);
 }
@@ -378,12 +382,14 @@ fn remote_waits() {
         vec![
             ClientOutput::Reply {
                 req,
-                result: Ok(Outcome::Executed)
+                result: Ok(Outcome::Executed),
+                why: None,
             },
             ClientOutput::Changed,
             ClientOutput::Reply {
                 req: wait,
-                result: Ok(Outcome::Executed)
+                result: Ok(Outcome::Executed),
+                why: None,
             },
         ]
     );
@@ -414,4 +420,59 @@ fn remote_waits() {
     check("Queued", &queued, "03 04 01 03 01 00 00 09");
     server_frame(&queued);
     w.dispose();
+}
+
+/// Version 3: why a mutation was canceled, and the transition stream.
+#[test]
+fn why_and_the_stream() {
+    use amrpc_core::wire::{Reply, SourceMsg, StepMsg, StepSide, TransitionMsg, WhyMsg};
+    use amrpc_core::{Relation, StepType};
+    let canceled = ServerMsg::Canceled {
+        reply: Reply {
+            req: 5,
+            update: Some(ClockUpdate {
+                seq: 4,
+                checksum: 1,
+                ticks: Ticks::Diff(Diff::default()),
+            }),
+        },
+        why: Some(WhyMsg::Requires(3, 0)),
+    }
+    .encode()
+    .unwrap();
+    check("Canceled (why)", &canceled, "02 05 01 04 01 00 00 01 00 03 00");
+    let t = ServerMsg::Transition(Box::new(TransitionMsg {
+        seq: 1,
+        time_ms: 1_700_000_000_000,
+        ty: MutationType::Add,
+        called: vec![3],
+        args: Args::new(),
+        args_cut: false,
+        source: SourceMsg::Session {
+            epoch: 7,
+            client: "cli".into(),
+        },
+        accepted: false,
+        why: Some(WhyMsg::Requires(3, 0)),
+        ticks: vec![0, 1, 0, 0],
+        steps: vec![StepMsg {
+            ty: StepType::Relation,
+            from: StepSide::State(3),
+            to: StepSide::State(0),
+            relation: Some(Relation::Require),
+            handler: None,
+        }],
+    }))
+    .encode()
+    .unwrap();
+    check(
+        "Transition",
+        &t,
+        "0b 01 80 d0 95 ff bc 31 00 01 03 00 00 02 07 03 63 6c 69 00 01 00 03 00 04 00 01 00 00 01 00 02 03 02 00 01 02 00",
+    );
+    let d = ServerMsg::Dropped { n: 936, next: 937 }.encode().unwrap();
+    check("Dropped", &d, "0c a8 07 a9 07");
+    for f in [&canceled, &t, &d] {
+        server_frame(f);
+    }
 }

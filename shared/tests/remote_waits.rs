@@ -143,7 +143,8 @@ fn the_waker_fires_and_poll_signals() {
     assert!(
         out.contains(&ClientOutput::Reply {
             req,
-            result: Ok(Outcome::Executed)
+            result: Ok(Outcome::Executed),
+            why: None,
         }),
         "{out:?}"
     );

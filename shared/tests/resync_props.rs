@@ -202,7 +202,7 @@ impl Sim {
                     prop_assert!(!changed, "one Changed per frame");
                     changed = true;
                 }
-                ClientOutput::Reply { req, result } => {
+                ClientOutput::Reply { req, result, .. } => {
                     prop_assert!(
                         matches!(result, Ok(Outcome::Executed | Outcome::Canceled)),
                         "{result:?}"

@@ -128,7 +128,7 @@ fn a_deferred_retry_has_a_deadline() {
     // the original finishes in the old session; the retry is answered at the next recheck
     let (req, ty, idx, args) = held.take();
     let outcome = w.mutate_indexes(ty, &idx, Some(args)).unwrap();
-    old.mutation_done(req, outcome, 6, &w);
+    old.mutation_done(req, outcome, None, 6, &w);
     let at = new.next_deadline().unwrap();
     let out = new.poll(at, &w);
     let frames = sent(&out);

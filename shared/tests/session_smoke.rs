@@ -41,7 +41,7 @@ fn handshake_and_mutation_with_nested_effects() {
     for o in out {
         if let ServerOutput::Send(b) = o {
             for c in cli.handle_frame(&b) {
-                if let ClientOutput::Reply { req: r, result } = c {
+                if let ClientOutput::Reply { req: r, result, .. } = c {
                     assert_eq!(r, req);
                     got = Some(result);
                 }

@@ -550,7 +550,8 @@ fn mutation_reply_covers_the_whole_cascade() {
         c,
         vec![ClientOutput::Reply {
             req,
-            result: Ok(Outcome::Executed)
+            result: Ok(Outcome::Executed),
+            why: None,
         }]
     );
     // right after the Reply: the mirror shows the cascade and the waits are resolved
@@ -569,7 +570,8 @@ fn mutation_reply_covers_the_whole_cascade() {
         c,
         vec![ClientOutput::Reply {
             req: req2,
-            result: Ok(Outcome::Executed)
+            result: Ok(Outcome::Executed),
+            why: None,
         }]
     );
     assert!(l.in_sync());
@@ -643,7 +645,8 @@ fn pushes_coalesce_within_the_interval_and_the_trailing_push_is_delivered() {
         c,
         vec![ClientOutput::Reply {
             req,
-            result: Ok(Outcome::Executed)
+            result: Ok(Outcome::Executed),
+            why: None,
         }]
     );
     assert!(l.in_sync(), "the reply carried C too");
@@ -887,7 +890,8 @@ fn a_checksum_mismatch_triggers_a_resync() {
             ClientOutput::Synced,
             ClientOutput::Reply {
                 req,
-                result: Ok(Outcome::Executed)
+                result: Ok(Outcome::Executed),
+                why: None,
             }
         ]
     );
@@ -917,7 +921,8 @@ fn a_gap_on_the_reply_path_resyncs_before_the_reply_is_released() {
             ClientOutput::Synced,
             ClientOutput::Reply {
                 req,
-                result: Ok(Outcome::Executed)
+                result: Ok(Outcome::Executed),
+                why: None,
             }
         ]
     );
@@ -952,7 +957,8 @@ fn a_reply_during_an_outstanding_resync_is_released_after_the_synced() {
             ClientOutput::Synced,
             ClientOutput::Reply {
                 req,
-                result: Ok(Outcome::Executed)
+                result: Ok(Outcome::Executed),
+                why: None,
             }
         ]
     );
@@ -1029,7 +1035,8 @@ fn replies_held_for_a_resync_are_released_by_the_next_welcome() {
             ClientOutput::Ready,
             ClientOutput::Reply {
                 req,
-                result: Ok(Outcome::Executed)
+                result: Ok(Outcome::Executed),
+                why: None,
             }
         ]
     );
@@ -1090,7 +1097,7 @@ fn a_retried_mutation_runs_once_and_gets_the_original_outcome() {
     assert!(
         matches!(
             lost.as_slice(),
-            [ServerMsg::Executed(Reply { req: a, .. }), ServerMsg::Canceled(Reply { req: b, .. })]
+            [ServerMsg::Executed(Reply { req: a, .. }), ServerMsg::Canceled { reply: Reply { req: b, .. }, .. }]
                 if (*a, *b) == (req_m, req_g)
         ),
         "{lost:?}"
@@ -1143,7 +1150,7 @@ fn a_retried_mutation_runs_once_and_gets_the_original_outcome() {
     assert!(
         matches!(
             sent(&outs).as_slice(),
-            [ServerMsg::Canceled(Reply { req, update: Some(u) })]
+            [ServerMsg::Canceled { reply: Reply { req, update: Some(u) }, .. }]
                 if *req == req_g && u.ticks == amrpc_core::wire::Ticks::Diff(Default::default())
         ),
         "{outs:?}"
@@ -1153,11 +1160,13 @@ fn a_retried_mutation_runs_once_and_gets_the_original_outcome() {
         vec![
             ClientOutput::Reply {
                 req: req_m,
-                result: Ok(Outcome::Executed)
+                result: Ok(Outcome::Executed),
+                why: None,
             },
             ClientOutput::Reply {
                 req: req_g,
-                result: Ok(Outcome::Canceled)
+                result: Ok(Outcome::Canceled),
+                why: None,
             }
         ]
     );
@@ -1219,7 +1228,8 @@ fn a_duplicate_request_on_the_same_connection_runs_once() {
         l.deliver_down(),
         vec![ClientOutput::Reply {
             req,
-            result: Ok(Outcome::Executed)
+            result: Ok(Outcome::Executed),
+            why: None,
         }]
     );
     assert!(l.in_sync());
@@ -1254,7 +1264,7 @@ fn a_retry_while_the_original_still_runs_gets_its_outcome_when_done() {
     // the original runs (its reply goes nowhere)
     let (r, ty, idx, args) = held.take();
     let outcome = w.mutate_indexes(ty, &idx, Some(args)).unwrap();
-    let _lost = old.mutation_done(r, outcome, 1, &w);
+    let _lost = old.mutation_done(r, outcome, None, 1, &w);
     assert_eq!(m_runs.load(Ordering::SeqCst), 1);
     let f = l.poll(2);
     assert!(matches!(
@@ -1265,7 +1275,8 @@ fn a_retry_while_the_original_still_runs_gets_its_outcome_when_done() {
         l.deliver_down(),
         vec![ClientOutput::Reply {
             req,
-            result: Ok(Outcome::Executed)
+            result: Ok(Outcome::Executed),
+            why: None,
         }]
     );
     assert_eq!(m_runs.load(Ordering::SeqCst), 1);
@@ -1503,7 +1514,7 @@ fn mutable_states_forbid_per_request_and_leave_the_worker_untouched() {
     );
     let c = l.deliver_down();
     assert!(
-        matches!(c.as_slice(), [ClientOutput::Reply { req: r, result: Err(Error::Rpc { code: ErrorCode::Forbidden, .. }) }] if *r == req),
+        matches!(c.as_slice(), [ClientOutput::Reply { req: r, result: Err(Error::Rpc { code: ErrorCode::Forbidden, .. }), why: None }] if *r == req),
         "{c:?}"
     );
     assert_eq!(w.time(None), before, "the worker is untouched");
@@ -1660,7 +1671,8 @@ fn malformed_and_oversize_frames_close_only_that_session() {
         c,
         vec![ClientOutput::Reply {
             req,
-            result: Ok(Outcome::Executed)
+            result: Ok(Outcome::Executed),
+            why: None,
         }]
     );
     other.change(|w| {
@@ -1891,7 +1903,8 @@ fn a_reply_without_changes_still_detects_an_earlier_gap() {
                 ClientOutput::Synced,
                 ClientOutput::Reply {
                     req,
-                    result: Ok(Outcome::Executed)
+                    result: Ok(Outcome::Executed),
+                    why: None,
                 }
             ]
         );
@@ -1928,7 +1941,8 @@ fn requests_of_different_clients_are_never_conflated() {
         c,
         vec![ClientOutput::Reply {
             req: rb,
-            result: Ok(Outcome::Executed)
+            result: Ok(Outcome::Executed),
+            why: None,
         }]
     );
     assert!(

@@ -28,9 +28,10 @@ use amrpc_core::session::{
 use amrpc_core::wire::clock::{self, ClockUpdate, Diff, Ticks};
 use amrpc_core::wire::{
     Chunk, ClientMsg, DEFAULT_MAX_FRAME, DecodeError, ErrorCode, ErrorMsg, Hello, MAX_VALUE_DEPTH, MutationReq,
-    PROTOCOL_VERSION, Payload, Reply, ServerMsg, WaitArgs, Welcome, WireState, schema_hash,
+    PROTOCOL_VERSION, Payload, Reply, ServerMsg, SourceMsg, StepMsg, StepSide, StreamFrom, TransitionMsg, WaitArgs,
+    Welcome, WhyMsg, WireState, schema_hash,
 };
-use amrpc_core::{Args, Machine, MutationType, Opts, State, Value, schema};
+use amrpc_core::{Args, Machine, MutationType, Opts, Relation, State, StepType, Value, schema};
 
 // ---------------------------------------------------------------------------------------------
 // deterministic randomness
@@ -201,6 +202,11 @@ fn gen_client(r: &mut Rng, variant: usize) -> ClientMsg {
             states: gen_opt(r, |r| (0..r.below(4)).map(|_| gen_string(r)).collect()),
             shallow: r.chance(50),
             types: r.chance(50),
+            stream: gen_opt(r, |r| StreamFrom {
+                log: gen_u64(r),
+                seq: gen_u64(r),
+            }),
+            all_ticks: r.chance(50),
         }),
         1 => ClientMsg::Add(gen_mutation(r)),
         2 => ClientMsg::Remove(gen_mutation(r)),
@@ -247,6 +253,19 @@ fn gen_error(r: &mut Rng) -> ErrorMsg {
     }
 }
 
+fn gen_why(r: &mut Rng) -> WhyMsg {
+    match r.below(8) {
+        0 => WhyMsg::Requires(r.next() as u16, r.next() as u16),
+        1 => WhyMsg::Removed(r.next() as u16, r.next() as u16),
+        2 => WhyMsg::Handler(gen_string(r)),
+        3 => WhyMsg::Timeout(gen_string(r)),
+        4 => WhyMsg::Panic(gen_string(r)),
+        5 => WhyMsg::Rejected(r.next() as u16),
+        6 => WhyMsg::Disposed,
+        _ => WhyMsg::QueueFull,
+    }
+}
+
 fn gen_reply(r: &mut Rng) -> Reply {
     Reply {
         req: r.next() as u32,
@@ -281,9 +300,13 @@ fn gen_server(r: &mut Rng, variant: usize) -> ServerMsg {
             args_types: gen_opt(r, |r| {
                 (0..r.below(3)).map(|_| (r.next() as u16, gen_string(r))).collect()
             }),
+            log_id: gen_opt(r, gen_u64),
         }),
         1 => ServerMsg::Executed(gen_reply(r)),
-        2 => ServerMsg::Canceled(gen_reply(r)),
+        2 => ServerMsg::Canceled {
+            reply: gen_reply(r),
+            why: gen_opt(r, gen_why),
+        },
         3 => ServerMsg::Queued {
             reply: gen_reply(r),
             queue_tick: gen_u64(r),
@@ -309,7 +332,61 @@ fn gen_server(r: &mut Rng, variant: usize) -> ServerMsg {
         }),
         8 => ServerMsg::Error(gen_error(r)),
         9 => ServerMsg::Bye(gen_error(r)),
-        _ => ServerMsg::Signaled(gen_reply(r)),
+        10 => ServerMsg::Signaled(gen_reply(r)),
+        11 => ServerMsg::Dropped {
+            n: gen_u64(r),
+            next: gen_u64(r),
+        },
+        _ => ServerMsg::Transition(Box::new(gen_transition(r))),
+    }
+}
+
+fn gen_side(r: &mut Rng) -> StepSide {
+    match r.below(3) {
+        0 => StepSide::None,
+        1 => StepSide::Any,
+        _ => StepSide::State(r.next() as u16),
+    }
+}
+
+fn gen_transition(r: &mut Rng) -> TransitionMsg {
+    const TYPES: [StepType; 7] = [
+        StepType::Relation,
+        StepType::Handler,
+        StepType::Set,
+        StepType::Remove,
+        StepType::RemoveNotActive,
+        StepType::Requested,
+        StepType::Cancel,
+    ];
+    const RELS: [Relation; 4] = [Relation::After, Relation::Add, Relation::Require, Relation::Remove];
+    TransitionMsg {
+        seq: gen_u64(r),
+        time_ms: gen_u64(r),
+        ty: [MutationType::Add, MutationType::Remove, MutationType::Set][r.below(3)],
+        called: gen_u16s(r),
+        args: Args::new().with("k", gen_string(r)),
+        args_cut: r.chance(50),
+        source: match r.below(3) {
+            0 => SourceMsg::Worker,
+            1 => SourceMsg::Auto,
+            _ => SourceMsg::Session {
+                epoch: gen_u64(r),
+                client: gen_string(r),
+            },
+        },
+        accepted: r.chance(50),
+        why: gen_opt(r, gen_why),
+        ticks: (0..r.below(8)).map(|_| gen_u64(r)).collect(),
+        steps: (0..r.below(5))
+            .map(|_| StepMsg {
+                ty: TYPES[r.below(7)],
+                from: gen_side(r),
+                to: gen_side(r),
+                relation: gen_opt(r, |r| RELS[r.below(4)]),
+                handler: gen_opt(r, gen_string),
+            })
+            .collect(),
     }
 }
 
@@ -321,7 +398,7 @@ fn valid_frames(r: &mut Rng, per_variant: usize) -> (Vec<Vec<u8>>, Vec<Vec<u8>>)
         for v in 0..9 {
             client.push(gen_client(r, v).encode().expect("no opaque values: encodes"));
         }
-        for v in 0..11 {
+        for v in 0..13 {
             server.push(gen_server(r, v).encode().expect("server messages always encode"));
         }
     }
@@ -966,7 +1043,10 @@ fn client_session_survives_a_hostile_server_stream() {
                         assert!(hostile || tainted, "clean stream closed: {e:?}");
                         closed = Some(e.code());
                     }
-                    ClientOutput::Ready | ClientOutput::Changed => {}
+                    ClientOutput::Ready
+                    | ClientOutput::Changed
+                    | ClientOutput::Transition(_)
+                    | ClientOutput::Dropped { .. } => {}
                 }
             }
             if closed.is_some() {
@@ -1080,6 +1160,7 @@ fn hostile_welcomes_never_panic() {
                 shallow: false,
                 max_waits: r.below(100) as u32,
                 args_types: None,
+                log_id: None,
                 update: ClockUpdate {
                     seq: 0,
                     checksum: clock::checksum(&time),
@@ -1160,7 +1241,7 @@ fn server_session_survives_random_and_mutated_client_frames() {
             .filter(|o| {
                 matches!(o, ServerOutput::Send(b) if matches!(
                     ServerMsg::decode(b, DEFAULT_MAX_FRAME),
-                    Ok(ServerMsg::Executed(_) | ServerMsg::Canceled(_) | ServerMsg::Queued { .. })
+                    Ok(ServerMsg::Executed(_) | ServerMsg::Canceled { .. } | ServerMsg::Queued { .. })
                 ))
             })
             .count();

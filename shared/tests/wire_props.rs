@@ -20,9 +20,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use amrpc_core::wire::clock::{self, ClockError, ClockUpdate, Diff, Ticks};
 use amrpc_core::wire::{
     Chunk, ClientMsg, DEFAULT_MAX_FRAME, DecodeError, ErrorCode, ErrorMsg, Hello, MAX_VALUE_DEPTH, MutationReq,
-    Payload, Reply, ServerMsg, WaitArgs, Welcome, WireState,
+    Payload, Reply, ServerMsg, SourceMsg, StepMsg, StepSide, StreamFrom, TransitionMsg, WaitArgs, Welcome, WhyMsg,
+    WireState,
 };
-use amrpc_core::{Args, Opaque, Value};
+use amrpc_core::{Args, MutationType, Opaque, Relation, StepType, Value};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{TestCaseError, TestRunner};
@@ -95,7 +96,7 @@ fn server_variant(m: &ServerMsg) -> usize {
     match m {
         ServerMsg::Welcome(_) => 0,
         ServerMsg::Executed(_) => 1,
-        ServerMsg::Canceled(_) => 2,
+        ServerMsg::Canceled { .. } => 2,
         ServerMsg::Queued { .. } => 3,
         ServerMsg::Update(_) => 4,
         ServerMsg::Synced { .. } => 5,
@@ -104,6 +105,8 @@ fn server_variant(m: &ServerMsg) -> usize {
         ServerMsg::Error(_) => 8,
         ServerMsg::Bye(_) => 9,
         ServerMsg::Signaled(_) => 10,
+        ServerMsg::Transition(_) => 11,
+        ServerMsg::Dropped { .. } => 12,
     }
 }
 
@@ -227,10 +230,24 @@ fn arb_hello() -> impl Strategy<Value = Hello> {
         prop::option::of(any::<u64>()),
         prop::option::of(any::<u32>()),
         prop::option::of(prop::collection::vec(arb_string(), 0..5)),
-        (any::<bool>(), any::<bool>()),
+        (
+            any::<bool>(),
+            any::<bool>(),
+            prop::option::of((any::<u64>(), any::<u64>())),
+            any::<bool>(),
+        ),
     )
         .prop_map(
-            |(version, client_id, instance, token, schema_hash, push_interval_ms, states, (shallow, types))| Hello {
+            |(
+                version,
+                client_id,
+                instance,
+                token,
+                schema_hash,
+                push_interval_ms,
+                states,
+                (shallow, types, stream, all_ticks),
+            )| Hello {
                 version,
                 client_id,
                 instance,
@@ -240,6 +257,8 @@ fn arb_hello() -> impl Strategy<Value = Hello> {
                 states,
                 shallow,
                 types,
+                stream: stream.map(|(log, seq)| StreamFrom { log, seq }),
+                all_ticks,
             },
         )
 }
@@ -282,6 +301,7 @@ fn arb_welcome() -> impl Strategy<Value = Welcome> {
             any::<bool>(),
             any::<u32>(),
             prop::option::of(prop::collection::vec((any::<u16>(), arb_string()), 0..3)),
+            prop::option::of(any::<u64>()),
         ),
     )
         .prop_map(
@@ -296,7 +316,7 @@ fn arb_welcome() -> impl Strategy<Value = Welcome> {
                 push_interval_ms,
                 update,
                 worker_err,
-                (shallow, max_waits, args_types),
+                (shallow, max_waits, args_types, log_id),
             )| {
                 Welcome {
                     version,
@@ -312,6 +332,7 @@ fn arb_welcome() -> impl Strategy<Value = Welcome> {
                     shallow,
                     max_waits,
                     args_types,
+                    log_id,
                 }
             },
         )
@@ -362,11 +383,24 @@ fn arb_error() -> impl Strategy<Value = ErrorMsg> {
         .prop_map(|(req, code, message)| ErrorMsg { req, code, message })
 }
 
+fn arb_why() -> impl Strategy<Value = WhyMsg> {
+    prop_oneof![
+        (any::<u16>(), any::<u16>()).prop_map(|(a, b)| WhyMsg::Requires(a, b)),
+        (any::<u16>(), any::<u16>()).prop_map(|(a, b)| WhyMsg::Removed(a, b)),
+        arb_string().prop_map(WhyMsg::Handler),
+        arb_string().prop_map(WhyMsg::Timeout),
+        arb_string().prop_map(WhyMsg::Panic),
+        any::<u16>().prop_map(WhyMsg::Rejected),
+        Just(WhyMsg::Disposed),
+        Just(WhyMsg::QueueFull),
+    ]
+}
+
 fn arb_server_msg() -> impl Strategy<Value = ServerMsg> {
     prop_oneof![
         arb_welcome().prop_map(ServerMsg::Welcome),
         arb_reply().prop_map(ServerMsg::Executed),
-        arb_reply().prop_map(ServerMsg::Canceled),
+        (arb_reply(), prop::option::of(arb_why())).prop_map(|(reply, why)| ServerMsg::Canceled { reply, why }),
         (arb_reply(), any::<u64>()).prop_map(|(reply, queue_tick)| ServerMsg::Queued { reply, queue_tick }),
         arb_update().prop_map(ServerMsg::Update),
         (any::<u32>(), arb_update()).prop_map(|(req, update)| ServerMsg::Synced { req, update }),
@@ -375,7 +409,81 @@ fn arb_server_msg() -> impl Strategy<Value = ServerMsg> {
         arb_error().prop_map(ServerMsg::Error),
         arb_error().prop_map(ServerMsg::Bye),
         arb_reply().prop_map(ServerMsg::Signaled),
+        arb_transition().prop_map(|t| ServerMsg::Transition(Box::new(t))),
+        (any::<u64>(), any::<u64>()).prop_map(|(n, next)| ServerMsg::Dropped { n, next }),
     ]
+}
+
+fn arb_side() -> impl Strategy<Value = StepSide> {
+    prop_oneof![
+        Just(StepSide::None),
+        Just(StepSide::Any),
+        any::<u16>().prop_map(StepSide::State)
+    ]
+}
+
+fn arb_step() -> impl Strategy<Value = StepMsg> {
+    (
+        prop::sample::select(vec![
+            StepType::Relation,
+            StepType::Handler,
+            StepType::Set,
+            StepType::Remove,
+            StepType::RemoveNotActive,
+            StepType::Requested,
+            StepType::Cancel,
+        ]),
+        arb_side(),
+        arb_side(),
+        prop::option::of(prop::sample::select(vec![
+            Relation::After,
+            Relation::Add,
+            Relation::Require,
+            Relation::Remove,
+        ])),
+        prop::option::of(arb_string()),
+    )
+        .prop_map(|(ty, from, to, relation, handler)| StepMsg {
+            ty,
+            from,
+            to,
+            relation,
+            handler,
+        })
+}
+
+fn arb_transition() -> impl Strategy<Value = TransitionMsg> {
+    (
+        (
+            any::<u64>(),
+            any::<u64>(),
+            prop::sample::select(vec![MutationType::Add, MutationType::Remove, MutationType::Set]),
+        ),
+        (arb_u16s(), arb_args(), any::<bool>()),
+        prop_oneof![
+            Just(SourceMsg::Worker),
+            Just(SourceMsg::Auto),
+            (any::<u64>(), arb_string()).prop_map(|(epoch, client)| SourceMsg::Session { epoch, client }),
+        ],
+        (any::<bool>(), prop::option::of(arb_why())),
+        prop::collection::vec(any::<u64>(), 0..8),
+        prop::collection::vec(arb_step(), 0..5),
+    )
+        .prop_map(
+            |((seq, time_ms, ty), (called, args, args_cut), source, (accepted, why), ticks, steps)| TransitionMsg {
+                seq,
+                time_ms,
+                ty,
+                called,
+                args,
+                args_cut,
+                source,
+                accepted,
+                why,
+                ticks,
+                steps,
+            },
+        )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -660,7 +768,7 @@ fn strategies_cover_every_variant() {
 
     let server = sample(arb_server_msg(), 3000);
     let kinds: BTreeSet<usize> = server.iter().map(server_variant).collect();
-    assert_eq!(kinds.len(), 11, "server variants seen: {kinds:?}");
+    assert_eq!(kinds.len(), 13, "server variants seen: {kinds:?}");
     let mut codes = BTreeSet::new();
     let (mut head, mut no_head, mut full, mut diff, mut max_delta, mut big_delta) =
         (false, false, false, false, false, false);

@@ -55,7 +55,9 @@ fn frames(out: Vec<ServerOutput>, counts: &mut Counts) -> Vec<Vec<u8>> {
         match o {
             ServerOutput::Send(b) => {
                 match ServerMsg::decode(&b, DEFAULT_MAX_FRAME).expect("server frame decodes") {
-                    ServerMsg::Executed(_) | ServerMsg::Canceled(_) | ServerMsg::Queued { .. } => counts.replies += 1,
+                    ServerMsg::Executed(_) | ServerMsg::Canceled { .. } | ServerMsg::Queued { .. } => {
+                        counts.replies += 1
+                    }
                     ServerMsg::Update(_) => counts.pushes += 1,
                     _ => counts.other += 1,
                 }
@@ -102,7 +104,8 @@ fn call(s: &mut Sessions, states: &[&str], args: Option<amrpc_core::Args>) -> (u
         c,
         vec![ClientOutput::Reply {
             req,
-            result: Ok(Outcome::Executed)
+            result: Ok(Outcome::Executed),
+            why: None,
         }],
         "the client sends nothing back (no resync)"
     );
@@ -262,8 +265,8 @@ fn benchmark_op_sizes() {
     println!("  Hello:   {}", hex(&r.hello));
     println!("  Welcome: {}", hex(&r.welcome));
 
-    assert_eq!(r.hello.len(), 16, "Hello size changed: update docs/BENCHMARKS.md");
-    assert_eq!(r.welcome.len(), 279, "Welcome size changed: update docs/BENCHMARKS.md");
+    assert_eq!(r.hello.len(), 18, "Hello size changed: update docs/BENCHMARKS.md");
+    assert_eq!(r.welcome.len(), 280, "Welcome size changed: update docs/BENCHMARKS.md");
     assert!(
         tt.2 <= TARGET,
         "an op took {} B (request + reply), target {TARGET} B",

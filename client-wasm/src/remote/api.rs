@@ -1,7 +1,7 @@
 //! `RemoteMachine`: the JS face of a connection — mutations through the core's driver, reads and
 //! waits on the mirror.
 
-use amrpc_core::{Error, ErrorCode, MutationType, Outcome};
+use amrpc_core::{Error, ErrorCode, MutationType, Outcome, Why};
 use futures_channel::oneshot;
 use js_sys::Function;
 use wasm_bindgen::JsCast;
@@ -31,7 +31,7 @@ impl RemoteMachine {
     }
 
     fn call(&self, ty: MutationType, states: JsValue, args: JsValue) -> js_sys::Promise {
-        self.call_with(ty, states, args, interop::outcome)
+        self.call_with(ty, states, args, |o, _| interop::outcome(o))
     }
 
     /// A mutation whose outcome `ok` turns into the promise's value.
@@ -40,7 +40,7 @@ impl RemoteMachine {
         ty: MutationType,
         states: JsValue,
         args: JsValue,
-        ok: fn(Outcome) -> JsValue,
+        ok: fn(Outcome, Option<Why>) -> JsValue,
     ) -> js_sys::Promise {
         let (names, args) = match interop::states(&states).and_then(|n| Ok((n, interop::args(&args)?))) {
             Ok(v) => v,
@@ -96,14 +96,16 @@ impl RemoteMachine {
     }
 }
 
-fn result_promise(rx: oneshot::Receiver<Result<Outcome, Error>>) -> js_sys::Promise {
-    result_promise_with(rx, interop::outcome)
+type Answer = oneshot::Receiver<Result<(Outcome, Option<Why>), Error>>;
+
+fn result_promise(rx: Answer) -> js_sys::Promise {
+    result_promise_with(rx, |o, _| interop::outcome(o))
 }
 
-fn result_promise_with(rx: oneshot::Receiver<Result<Outcome, Error>>, ok: fn(Outcome) -> JsValue) -> js_sys::Promise {
+fn result_promise_with(rx: Answer, ok: fn(Outcome, Option<Why>) -> JsValue) -> js_sys::Promise {
     wasm_bindgen_futures::future_to_promise(async move {
         match rx.await {
-            Ok(Ok(o)) => Ok(ok(o)),
+            Ok(Ok((o, why))) => Ok(ok(o, why)),
             Ok(Err(e)) => Err(interop::error(&e)),
             Err(_) => Err(js_error(ErrorCode::Closed, "the client is closed")),
         }
@@ -200,8 +202,9 @@ impl RemoteMachine {
         self.notify(MutationType::Remove, &states, &args)
     }
 
-    /// A mutation by type (`"add"`, `"remove"`, `"set"`), resolving to `{outcome, queueTick}`:
-    /// a queued mutation's `queueTick` can be awaited with `whenQueue`.
+    /// A mutation by type (`"add"`, `"remove"`, `"set"`), resolving to `{outcome, queueTick?,
+    /// why?}`: a queued mutation's `queueTick` can be awaited with `whenQueue`; a canceled one's
+    /// `why` names the relation or handler that canceled it.
     #[wasm_bindgen(unchecked_return_type = "Promise<MutationResult>")]
     pub fn mutate(
         &self,

@@ -50,6 +50,8 @@ fn options(o: &JsValue) -> Result<ConnConfig, JsValue> {
             push_interval_ms: get("pushIntervalMs").as_f64().map(|v| v as u32),
             states: interop::opt_states(&get("states"))?,
             shallow: get("shallow").as_bool().unwrap_or(false),
+            stream: get("stream").as_bool().unwrap_or(false),
+            all_ticks: get("allTicks").as_bool().unwrap_or(false),
             ..Default::default()
         },
         conn_timeout_ms: num("connTimeoutMs", d.conn_timeout_ms),
@@ -63,7 +65,7 @@ fn options(o: &JsValue) -> Result<ConnConfig, JsValue> {
     })
 }
 
-pub(crate) type Done = oneshot::Sender<Result<Outcome, Error>>;
+pub(crate) type Done = oneshot::Sender<Result<(Outcome, Option<amrpc_core::Why>), Error>>;
 
 pub(crate) struct Conn {
     url: String,
@@ -117,8 +119,19 @@ fn perform(shared: &Shared) {
                         let _ = tx.send(Ok(m.clone()));
                     }
                 }
-                ConnOutput::Done(tx, result) => {
-                    let _ = tx.send(result);
+                ConnOutput::Done(tx, result, why) => {
+                    let _ = tx.send(result.map(|o| (o, why)));
+                }
+                ConnOutput::Transition(t) => {
+                    if let Some(m) = c.driver.mirror() {
+                        events.push(("transition", interop::transition_js(&t, &m.state_names())));
+                    }
+                }
+                ConnOutput::Dropped { n, next } => {
+                    let o = Object::new();
+                    let _ = Reflect::set(&o, &"n".into(), &JsValue::from_f64(n as f64));
+                    let _ = Reflect::set(&o, &"next".into(), &JsValue::from_f64(next as f64));
+                    events.push(("dropped", o.into()));
                 }
                 ConnOutput::Changed => {
                     if let Some(m) = c.driver.mirror() {

@@ -12,6 +12,7 @@ use crate::transition::{Mutation, Step, StepData, StepState, Transition};
 use crate::types::{Args, Error, LogLevel, MutationType, Outcome, StepType, Value};
 
 use super::{ExceptionArgsPanic, Machine};
+use crate::why::Cause;
 
 enum Called {
     Ok(bool),
@@ -218,6 +219,7 @@ impl Machine {
                 eval: None,
                 ctx: None,
                 queue_tick: 0,
+                source: 0,
             });
             self.0.queue_len.store(q.len(), Ordering::Release);
         }
@@ -299,6 +301,7 @@ impl Machine {
     /// a handler timed out or panicked.
     fn handle(&self, t: &mut Transition, d: &Dispatch, ev: Option<&Ev>, mut step: Step, args: &Args) -> Outcome {
         if self.is_disposed() {
+            t.cause.get_or_insert(Cause::Disposed);
             return Outcome::Canceled;
         }
         let Some(ev) = ev else {
@@ -364,6 +367,7 @@ impl Machine {
             match res {
                 Called::Panic(msg, trace) => {
                     self.recover(t, &step, &msg, &trace);
+                    t.cause.get_or_insert_with(|| Cause::Panic(ev.name.clone()));
                     panicked = true;
                     outcome = Outcome::Canceled;
                     // upstream's processHandlers: a panic in a final handler (`FooState`,
@@ -378,6 +382,7 @@ impl Machine {
                         let targets = t.c.join(&t.target);
                         self.log_fmt(LogLevel::Ops, || format!("[cancel] ({targets}) by timeout"));
                         self.add_err(Error::HandlerTimeout(String::from(name)), None);
+                        t.cause.get_or_insert_with(|| Cause::Timeout(ev.name.clone()));
                         if t.steps.capacity() > 0 {
                             t.steps.push(step);
                         }
@@ -385,6 +390,7 @@ impl Machine {
                     }
                     self.log_fmt(LogLevel::Everything, || format!("[handler:end] {name}"));
                     if !ev.is_final_name && !ret {
+                        t.cause.get_or_insert_with(|| Cause::Handler(ev.name.clone()));
                         outcome = Outcome::Canceled;
                         break;
                     }
@@ -482,6 +488,7 @@ impl Machine {
             eval: None,
             ctx: None,
             queue_tick: 0,
+            source: 0,
         });
         self.0.queue_len.store(q.len(), Ordering::Release);
     }

@@ -12,18 +12,24 @@ use crate::schema::{Compiled, Id, Ids};
 use crate::transition::{Mutation, Step, StepState, Transition};
 use crate::types::{LogLevel, MutationType, Outcome, StepType};
 use crate::wait::Slot;
+use crate::why::Cause;
 
 use super::{DrainState, Machine};
 
 impl Machine {
     pub(super) fn process_queue(&self) -> Outcome {
+        self.process_queue_why().0
+    }
+
+    /// [`Self::process_queue`], with why the first transition was canceled.
+    pub(super) fn process_queue_why(&self) -> (Outcome, Option<Cause>) {
         if self.is_disposed() {
-            return Outcome::Canceled;
+            return (Outcome::Canceled, Some(Cause::Disposed));
         }
         if self.queue_len() == 0 {
             // Another caller's drain took our item in between: it ran or runs there. Upstream
             // returns Canceled here (a race, spec §3.2); Queued is what happened.
-            return Outcome::Queued(0);
+            return (Outcome::Queued(0), None);
         }
         if self
             .0
@@ -38,16 +44,17 @@ impl Machine {
                     if n == 1 { "item" } else { "items" }
                 )
             });
-            return Outcome::Queued(0);
+            return (Outcome::Queued(0), None);
         }
         let mut first: Option<Outcome> = None;
+        let mut first_cause: Option<Cause> = None;
         loop {
             let mut ds = self.take_drain_state();
             loop {
                 if self.is_disposed() {
                     self.0.in_transition.store(false, Ordering::Release);
                     self.0.draining.store(false, Ordering::Release);
-                    return Outcome::Canceled;
+                    return (Outcome::Canceled, Some(Cause::Disposed));
                 }
                 let item = {
                     let mut q = self.0.queue.lock();
@@ -76,7 +83,10 @@ impl Machine {
                     continue;
                 }
                 let r = self.run_transition(&mut ds, item);
-                first.get_or_insert(r);
+                if first.is_none() {
+                    first = Some(r);
+                    first_cause = ds.t.cause.take();
+                }
                 self.queue_processed(queue_tick);
             }
             self.0.in_transition.store(false, Ordering::Release);
@@ -100,7 +110,10 @@ impl Machine {
             }
             break;
         }
-        first.unwrap_or(Outcome::Canceled)
+        match first {
+            Some(o) => (o, first_cause),
+            None => (Outcome::Canceled, None),
+        }
     }
 
     fn dispatch_for(&self, c: &Arc<Compiled>) -> Arc<Dispatch> {
@@ -143,6 +156,7 @@ impl Machine {
                 queue_len: 0,
                 completed: false,
                 clock_mark: 0,
+                cause: None,
             },
             scratch: Scratch::default(),
             active: Vec::new(),
@@ -208,6 +222,7 @@ impl Machine {
         t.queue_len = 0;
         t.completed = false;
         t.clock_mark = 0;
+        t.cause = None;
         self.0.in_transition.store(true, Ordering::Release);
         if tracing {
             t.pre_log_entries = core::mem::take(&mut *self.0.log_buf.lock());
@@ -297,6 +312,11 @@ impl Machine {
                 t.accepted = false;
                 if n_rejected > 0 {
                     let not_accepted: Vec<Id> = called.iter().copied().filter(|s| !t.target.contains(s)).collect();
+                    let first = not_accepted[0];
+                    t.cause = Some(match scratch.drops.iter().find(|(x, _)| *x == first) {
+                        Some((_, cause)) => cause.clone(),
+                        None => crate::why::rejected(&c, t, first),
+                    });
                     self.log_fmt(LogLevel::Ops, || format!("[cancel:reject] {}", c.join(&not_accepted)));
                     if record {
                         for s in &not_accepted {

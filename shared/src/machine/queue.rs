@@ -12,6 +12,7 @@ use crate::schema::{Compiled, EXCEPTION, Id, Ids};
 use crate::transition::{EvalFn, Mutation, MutationInfo};
 use crate::types::{Args, Error, LogLevel, MutationType, Outcome, Value};
 use crate::wait::{Slot, Wait, WaitError};
+use crate::why::{Cause, Why};
 
 use super::{Core, Machine};
 
@@ -160,6 +161,40 @@ impl Machine {
     /// A mutation by type, states by index in the state order (for wire sessions).
     /// Out-of-range index: `StateUnknown("index N")`.
     pub fn mutate_indexes(&self, ty: MutationType, indexes: &[usize], args: Option<Args>) -> Result<Outcome, Error> {
+        self.mutate_indexes_cause(ty, indexes, args, 0).map(|(o, _)| o)
+    }
+
+    /// [`Self::mutate_indexes`] with why it was canceled (see [`Self::mutate_why`]).
+    pub fn mutate_indexes_why(
+        &self,
+        ty: MutationType,
+        indexes: &[usize],
+        args: Option<Args>,
+    ) -> Result<(Outcome, Option<Why>), Error> {
+        let (o, cause) = self.mutate_indexes_cause(ty, indexes, args, 0)?;
+        Ok((o, cause.map(|c| c.why(&self.compiled()))))
+    }
+
+    /// The wire form of [`Self::mutate_indexes_why`] (the reason by state index), queued as
+    /// coming from `source` (a session's epoch, see [`crate::Mutation::source`]).
+    pub(crate) fn mutate_indexes_msg(
+        &self,
+        ty: MutationType,
+        indexes: &[usize],
+        args: Option<Args>,
+        source: u64,
+    ) -> Result<(Outcome, Option<crate::wire::WhyMsg>), Error> {
+        let (o, cause) = self.mutate_indexes_cause(ty, indexes, args, source)?;
+        Ok((o, cause.map(|c| c.msg(&self.compiled()))))
+    }
+
+    fn mutate_indexes_cause(
+        &self,
+        ty: MutationType,
+        indexes: &[usize],
+        args: Option<Args>,
+        source: u64,
+    ) -> Result<(Outcome, Option<Cause>), Error> {
         // index → id straight from the state order: no name is looked up (or hashed) again
         let core = self.0.core.lock();
         let mut ids = Ids::new();
@@ -175,10 +210,26 @@ impl Machine {
         let multi = any_multi(&core.c, &ids);
         drop(core);
         // after the indexes: an out-of-range one is an error even on a disposed machine
-        if self.mutation_refused() {
-            return Ok(Outcome::Canceled);
+        if let Some(c) = self.refusal() {
+            return Ok((Outcome::Canceled, Some(c)));
         }
-        self.mutate_ids(ty, ids, multi, args)
+        self.mutate_ids(ty, ids, multi, args, source)
+    }
+
+    /// A mutation by type and names that also says why it was canceled: the relation that
+    /// rejected a called state, the handler that returned false, timed out or panicked, or a
+    /// disposed or full machine. `None` with `Canceled` only for a canceled ctx. `Queued`
+    /// mutations run later; their reason shows in [`Transition::why`] (tracers, the stream).
+    ///
+    /// [`Transition::why`]: crate::Transition::why
+    pub fn mutate_why(
+        &self,
+        ty: MutationType,
+        states: &[&str],
+        args: Option<Args>,
+    ) -> Result<(Outcome, Option<Why>), Error> {
+        let (o, cause) = self.mutate_cause(ty, states, args)?;
+        Ok((o, cause.map(|c| c.why(&self.compiled()))))
     }
 
     /// Store `err` and add `Exception` (upstream `AddErr`).
@@ -228,6 +279,7 @@ impl Machine {
             eval: Some((String::from(source), f, slot.clone())),
             ctx: None,
             queue_tick: 0,
+            source: 0,
         };
         {
             let mut q = self.0.queue.lock();
@@ -241,21 +293,30 @@ impl Machine {
 
     /// Names → ids (under the core lock, with the Multi flag), then [`Self::mutate_ids`].
     fn mutate(&self, ty: MutationType, states: &[&str], args: Option<Args>) -> Result<Outcome, Error> {
+        self.mutate_cause(ty, states, args).map(|(o, _)| o)
+    }
+
+    fn mutate_cause(
+        &self,
+        ty: MutationType,
+        states: &[&str],
+        args: Option<Args>,
+    ) -> Result<(Outcome, Option<Cause>), Error> {
         // before parsing: on a disposed or full machine, unknown names are no error
-        if self.mutation_refused() {
-            return Ok(Outcome::Canceled);
+        if let Some(c) = self.refusal() {
+            return Ok((Outcome::Canceled, Some(c)));
         }
         let core = self.0.core.lock();
         let ids = match self.parse_ids(&core.c, states) {
             Ok(ids) => ids,
             Err(e) => {
                 drop(core);
-                return self.mutate_unknown(ty, states, e);
+                return self.mutate_unknown(ty, states, e).map(|o| (o, None));
             }
         };
         let multi = any_multi(&core.c, &ids);
         drop(core);
-        self.mutate_ids(ty, ids, multi, args)
+        self.mutate_ids(ty, ids, multi, args, 0)
     }
 
     /// `mutate` with an unknown name: `e`, except for a Remove that [`Self::remove_is_noop`] lets
@@ -273,22 +334,35 @@ impl Machine {
 
     /// The shared tail of `mutate` and `mutate_indexes`: `ids` are de-duplicated, and `multi`
     /// (one of them is Multi) was read under the same core lock that resolved them, which keeps
-    /// the hot path at one core lock per mutation. The caller checked `mutation_refused`.
-    fn mutate_ids(&self, ty: MutationType, ids: Ids, multi: bool, args: Option<Args>) -> Result<Outcome, Error> {
+    /// the hot path at one core lock per mutation. The caller checked `refusal`.
+    fn mutate_ids(
+        &self,
+        ty: MutationType,
+        ids: Ids,
+        multi: bool,
+        args: Option<Args>,
+        source: u64,
+    ) -> Result<(Outcome, Option<Cause>), Error> {
         if ty == MutationType::Remove && self.remove_is_noop(|core| !ids.iter().any(|id| core.is_active[*id])) {
-            return Ok(Outcome::Executed);
+            return Ok((Outcome::Executed, None));
         }
-        let tick = self.queue_mutation(ty, ids, multi, args.unwrap_or_default());
-        Ok(match self.process_queue() {
-            Outcome::Queued(_) => Outcome::Queued(tick),
-            o => o,
+        let tick = self.queue_mutation(ty, ids, multi, args.unwrap_or_default(), source);
+        Ok(match self.process_queue_why() {
+            (Outcome::Queued(_), _) => (Outcome::Queued(tick), None),
+            (o, c) => (o, c),
         })
     }
 
-    /// Disposed, or the queue is at its limit: a mutation is dropped as `Canceled`.
+    /// Why a mutation is refused before it is queued: disposed, or the queue at its limit.
     #[inline]
-    fn mutation_refused(&self) -> bool {
-        self.is_disposed() || self.queue_len() >= self.0.queue_limit
+    fn refusal(&self) -> Option<Cause> {
+        if self.is_disposed() {
+            Some(Cause::Disposed)
+        } else if self.queue_len() >= self.0.queue_limit {
+            Some(Cause::QueueFull)
+        } else {
+            None
+        }
     }
 
     /// A Remove called from a handler with nothing queued after it, when `none_active` holds,
@@ -331,7 +405,7 @@ impl Machine {
     }
 
     /// Queue a mutation; returns its queue tick (a skipped duplicate: the queued twin's).
-    fn queue_mutation(&self, ty: MutationType, ids: Ids, multi: bool, args: Args) -> u64 {
+    fn queue_mutation(&self, ty: MutationType, ids: Ids, multi: bool, args: Args, source: u64) -> u64 {
         let mut q = self.0.queue.lock();
         let dup = if !multi && args.is_empty() {
             detect_duplicates(&q, ty, &ids)
@@ -372,6 +446,7 @@ impl Machine {
             eval: None,
             ctx: None,
             queue_tick,
+            source,
         });
         self.0.queue_len.store(q.len(), Ordering::Release);
         drop(q);

@@ -216,6 +216,7 @@ impl Machine {
                     eval: None,
                     ctx: None,
                     queue_tick: 0,
+                    source: 0,
                 },
                 time_before: time_before.clone(),
                 time_after: None,
@@ -229,6 +230,7 @@ impl Machine {
                 queue_len: self.queue_len(),
                 completed: false,
                 clock_mark: 0,
+                cause: None,
             };
             t.enters = target.iter().copied().filter(|i| time_before[*i] % 2 == 0).collect();
             t.exits = c

@@ -10,6 +10,7 @@ use crate::error::ErrorCode;
 use crate::machine::{Machine, Opts};
 use crate::session::replay::REQ_ID_WRAP;
 use crate::types::{Args, Error, MutationType, Outcome};
+use crate::why::Why;
 use crate::wire::{
     self, Chunk, ClientMsg, ClockUpdate, ErrorMsg, Hello, MutationReq, Payload, Reply, ServerMsg, Ticks, WaitArgs,
     Welcome, clock,
@@ -47,6 +48,12 @@ pub struct ClientConfig {
     /// Most states a worker may have (a hostile `Welcome` cannot make the client build a huge
     /// mirror).
     pub max_states: usize,
+    /// Subscribe to the worker's transition stream ([`ClientOutput::Transition`]). After a
+    /// reconnect it resumes where it stopped (same worker log), with
+    /// [`ClientOutput::Dropped`] for what the server no longer holds.
+    pub stream: bool,
+    /// Upstream's `PushAllTicks`: a clock update per worker transition, no coalescing.
+    pub all_ticks: bool,
 }
 
 impl Default for ClientConfig {
@@ -63,6 +70,8 @@ impl Default for ClientConfig {
             max_frame: wire::DEFAULT_MAX_FRAME,
             max_payload: 16 << 20,
             max_states: 4096,
+            stream: false,
+            all_ticks: false,
         }
     }
 }
@@ -81,6 +90,8 @@ pub enum ClientOutput {
         req: u32,
         /// Outcome, or the server's error ([`Error::Rpc`]).
         result: Result<Outcome, Error>,
+        /// Why a `Canceled` mutation was canceled, when the worker said.
+        why: Option<Why>,
     },
     /// A resync finished (the mirror holds the full clock again).
     Synced,
@@ -90,6 +101,17 @@ pub enum ClientOutput {
     Payload(Payload),
     /// An error not tied to a request (a worker error: [`ErrorCode::WorkerError`]).
     Error(Error),
+    /// One transition of the worker (with [`ClientConfig::stream`]); states by index in
+    /// [`ClientSession::names`]' order.
+    Transition(alloc::boxed::Box<wire::TransitionMsg>),
+    /// This many transitions were not sent (the session fell behind); `next` is the `seq` of
+    /// the next one.
+    Dropped {
+        /// How many.
+        n: u64,
+        /// The next `seq`.
+        next: u64,
+    },
     /// The server said a recoverable goodbye (shutdown, overload, kick): close the socket and
     /// reconnect; pending requests stay and are resent after the next handshake.
     Disconnected(Error),
@@ -139,12 +161,14 @@ pub struct ClientSession {
     phase: Phase,
     mirror: Option<Machine>,
     names: Vec<String>,
+    /// Where the transition stream resumes after a reconnect.
+    stream_from: wire::StreamFrom,
     schema_hash: u64,
     time: Vec<u64>,
     last_seq: u8,
     epoch: u64,
     resync: Option<u32>,
-    held: Vec<(u32, Result<Outcome, Error>)>,
+    held: Vec<(u32, Result<Outcome, Error>, Option<Why>)>,
     next_req: u32,
     pending: BTreeMap<u32, Pending>,
     chunks: BTreeMap<u64, Assembly>,
@@ -219,6 +243,7 @@ impl ClientSession {
             phase: Phase::AwaitWelcome,
             mirror: None,
             names: Vec::new(),
+            stream_from: wire::StreamFrom::default(),
             schema_hash: 0,
             time: Vec::new(),
             last_seq: 0,
@@ -256,6 +281,8 @@ impl ClientSession {
             states: self.cfg.states.clone(),
             shallow: self.cfg.shallow,
             types: self.cfg.types,
+            stream: self.cfg.stream.then_some(self.stream_from),
+            all_ticks: self.cfg.all_ticks,
         };
         ClientMsg::Hello(h).encode().unwrap_or_default()
     }
@@ -711,6 +738,11 @@ impl ClientSession {
             ));
         }
         self.epoch = w.epoch;
+        let log = w.log_id.unwrap_or(0);
+        if log != self.stream_from.log {
+            // another log (a restarted worker): the server sends from its oldest record
+            self.stream_from = wire::StreamFrom { log, seq: 0 };
+        }
         self.max_waits = w.max_waits;
         if w.worker_err.is_some() {
             self.worker_err = w.worker_err;
@@ -720,8 +752,8 @@ impl ClientSession {
         }
         self.phase = Phase::Open;
         let mut out = alloc::vec![ClientOutput::Ready];
-        for (req, result) in core::mem::take(&mut self.held) {
-            out.push(ClientOutput::Reply { req, result });
+        for (req, result, why) in core::mem::take(&mut self.held) {
+            out.push(ClientOutput::Reply { req, result, why });
         }
         out
     }
@@ -773,9 +805,9 @@ impl ClientSession {
             _ if self.phase != Phase::Open => {
                 return self.close(remote(ErrorCode::NotReady, "message before Welcome"));
             }
-            ServerMsg::Executed(r) => self.reply(Outcome::Executed, r, &mut out),
-            ServerMsg::Canceled(r) => self.reply(Outcome::Canceled, r, &mut out),
-            ServerMsg::Queued { reply, queue_tick } => self.reply(Outcome::Queued(queue_tick), reply, &mut out),
+            ServerMsg::Executed(r) => self.reply(Outcome::Executed, r, None, &mut out),
+            ServerMsg::Canceled { reply, why } => self.reply(Outcome::Canceled, reply, why, &mut out),
+            ServerMsg::Queued { reply, queue_tick } => self.reply(Outcome::Queued(queue_tick), reply, None, &mut out),
             ServerMsg::Signaled(r) => self.signaled(r, &mut out),
             ServerMsg::Update(u) => {
                 if let Err(e) = self.apply_update(&u, &mut out) {
@@ -791,8 +823,8 @@ impl ClientSession {
                     return self.close(e);
                 }
                 out.push(ClientOutput::Synced);
-                for (req, result) in core::mem::take(&mut self.held) {
-                    out.push(ClientOutput::Reply { req, result });
+                for (req, result, why) in core::mem::take(&mut self.held) {
+                    out.push(ClientOutput::Reply { req, result, why });
                 }
             }
             ServerMsg::Payload(p) => out.push(ClientOutput::Payload(p)),
@@ -802,22 +834,35 @@ impl ClientSession {
                 Err(e) => out.push(ClientOutput::Error(e)),
             },
             ServerMsg::Error(e) => self.error(e, &mut out),
+            ServerMsg::Transition(t) => {
+                if self.cfg.stream {
+                    self.stream_from.seq = t.seq + 1;
+                    out.push(ClientOutput::Transition(t));
+                }
+            }
+            ServerMsg::Dropped { n, next } => {
+                if self.cfg.stream {
+                    self.stream_from.seq = next;
+                    out.push(ClientOutput::Dropped { n, next });
+                }
+            }
         }
         out
     }
 
     /// A mutation's reply: its update, then (if still pending) its resolution.
-    fn reply(&mut self, outcome: Outcome, r: Reply, out: &mut Vec<ClientOutput>) {
+    fn reply(&mut self, outcome: Outcome, r: Reply, why: Option<wire::WhyMsg>, out: &mut Vec<ClientOutput>) {
         // a duplicate reply, or one we gave up on, still has its update applied
         if self.apply_reply_update(&r, out) && self.pending.remove(&r.req).is_some() {
-            self.resolve(r.req, Ok(outcome), out);
+            let why = why.map(|w| Why::from_msg(&w, &self.names));
+            self.resolve(r.req, Ok(outcome), why, out);
         }
     }
 
     /// A remote wait's signal: as a reply, for a registered wait (not one canceled meanwhile).
     fn signaled(&mut self, r: Reply, out: &mut Vec<ClientOutput>) {
         if self.apply_reply_update(&r, out) && self.waits.remove(&r.req) {
-            self.resolve(r.req, Ok(Outcome::Executed), out);
+            self.resolve(r.req, Ok(Outcome::Executed), None, out);
         }
     }
 
@@ -833,11 +878,11 @@ impl ClientSession {
     }
 
     /// Report a result, or hold it until a pending resync's full clock is in (read-your-writes).
-    fn resolve(&mut self, req: u32, result: Result<Outcome, Error>, out: &mut Vec<ClientOutput>) {
+    fn resolve(&mut self, req: u32, result: Result<Outcome, Error>, why: Option<Why>, out: &mut Vec<ClientOutput>) {
         if self.resync.is_some() {
-            self.held.push((req, result));
+            self.held.push((req, result, why));
         } else {
-            out.push(ClientOutput::Reply { req, result });
+            out.push(ClientOutput::Reply { req, result, why });
         }
     }
 
@@ -848,10 +893,18 @@ impl ClientSession {
                 self.resync = None;
                 out.push(ClientOutput::Error(err));
             }
-            Some(req) if self.waits.remove(&req) => out.push(ClientOutput::Reply { req, result: Err(err) }),
+            Some(req) if self.waits.remove(&req) => out.push(ClientOutput::Reply {
+                req,
+                result: Err(err),
+                why: None,
+            }),
             Some(req) => {
                 if self.pending.remove(&req).is_some() {
-                    out.push(ClientOutput::Reply { req, result: Err(err) });
+                    out.push(ClientOutput::Reply {
+                        req,
+                        result: Err(err),
+                        why: None,
+                    });
                 }
             }
             None => {
@@ -934,7 +987,7 @@ impl ClientSession {
 
     /// Ids of requests currently held back until a resync completes (for tests and metrics).
     pub fn held(&self) -> BTreeSet<u32> {
-        self.held.iter().map(|(r, _)| *r).collect()
+        self.held.iter().map(|(r, ..)| *r).collect()
     }
 }
 

@@ -18,6 +18,7 @@ use crate::machine::{Machine, Opts};
 use crate::session::client::{ClientConfig, ClientOutput, ClientSession};
 use crate::states as ss;
 use crate::types::{Args, Error, MutationType, Outcome};
+use crate::why::Why;
 use crate::wire::Payload;
 
 /// Connection settings. Defaults follow upstream v0.8.0 where it has one.
@@ -102,12 +103,21 @@ pub enum ConnOutput<T> {
     Status(Status),
     /// A handshake completed (the first one makes [`Connection::mirror`] available).
     Ready,
-    /// A call finished: resolve its completion.
-    Done(T, Result<Outcome, Error>),
+    /// A call finished: resolve its completion (with why, for a canceled mutation).
+    Done(T, Result<Outcome, Error>, Option<Why>),
     /// The mirror's clock changed (once per frame).
     Changed,
     /// A payload from the worker.
     Payload(Payload),
+    /// One transition of the worker (with [`ClientConfig::stream`]).
+    Transition(alloc::boxed::Box<crate::wire::TransitionMsg>),
+    /// Transitions the server did not send (this client fell behind); `next` is the next `seq`.
+    Dropped {
+        /// How many.
+        n: u64,
+        /// The next `seq`.
+        next: u64,
+    },
     /// An error not tied to a call (a worker error, a server error, a recoverable goodbye).
     Error(Error),
     /// The connection is over for good; every call was resolved with this error.
@@ -317,7 +327,7 @@ impl<T> Connection<T> {
                     code: ErrorCode::Disconnected,
                     message: alloc::format!("{why}: the remote wait is gone with the session"),
                 };
-                self.out.push_back(ConnOutput::Done(done, Err(e)));
+                self.out.push_back(ConnOutput::Done(done, Err(e), None));
             }
         }
         self.states.add1(ss::DISCONNECTED, None);
@@ -377,7 +387,7 @@ impl<T> Connection<T> {
                 for req in t.expired {
                     if let Some(done) = self.calls.remove(&req) {
                         self.states.add1(ss::CALL_RETRY_FAILED, None);
-                        self.out.push_back(ConnOutput::Done(done, Err(Error::Timeout)));
+                        self.out.push_back(ConnOutput::Done(done, Err(Error::Timeout), None));
                     }
                 }
             }
@@ -407,17 +417,19 @@ impl<T> Connection<T> {
                     // a Welcome carries the full clock: what a sync cut short by the outage asked for
                     self.finish_syncs();
                 }
-                ClientOutput::Reply { req, result } => {
+                ClientOutput::Reply { req, result, why } => {
                     // a reply ends a retry episode (checked first: a remove is a transition)
                     if self.states.is1(ss::RETRYING_CALL) {
                         self.states.remove1(ss::RETRYING_CALL, None);
                     }
                     self.waits.remove(&req);
                     if let Some(done) = self.calls.remove(&req) {
-                        self.out.push_back(ConnOutput::Done(done, result));
+                        self.out.push_back(ConnOutput::Done(done, result, why));
                     }
                 }
                 ClientOutput::Synced => self.finish_syncs(),
+                ClientOutput::Transition(t) => self.out.push_back(ConnOutput::Transition(t)),
+                ClientOutput::Dropped { n, next } => self.out.push_back(ConnOutput::Dropped { n, next }),
                 ClientOutput::Changed => self.out.push_back(ConnOutput::Changed),
                 ClientOutput::Payload(p) => {
                     let args = Args::new()
@@ -487,11 +499,12 @@ impl<T> Connection<T> {
     /// the mirror holds it — after every frame sent before, no-sync mutations included, has run.
     pub fn sync(&mut self, done: T) {
         if let Err(e) = self.check_open() {
-            self.out.push_back(ConnOutput::Done(done, Err(e)));
+            self.out.push_back(ConnOutput::Done(done, Err(e), None));
             return;
         }
         if self.link != Link::Open || !self.session.is_ready() {
-            self.out.push_back(ConnOutput::Done(done, Err(Error::NotConnected)));
+            self.out
+                .push_back(ConnOutput::Done(done, Err(Error::NotConnected), None));
             return;
         }
         if let Some(frame) = self.session.sync() {
@@ -540,7 +553,7 @@ impl<T> Connection<T> {
             self.out.push_back(ConnOutput::Send(frame));
         }
         if let Some(done) = self.calls.remove(&req) {
-            self.out.push_back(ConnOutput::Done(done, Err(Error::Aborted)));
+            self.out.push_back(ConnOutput::Done(done, Err(Error::Aborted), None));
         }
     }
 
@@ -573,13 +586,13 @@ impl<T> Connection<T> {
                 self.waits.insert(req, key);
                 self.out.push_back(ConnOutput::Send(frame));
             }
-            Err(e) => self.out.push_back(ConnOutput::Done(done, Err(e))),
+            Err(e) => self.out.push_back(ConnOutput::Done(done, Err(e), None)),
         }
     }
 
     fn finish_syncs(&mut self) {
         for done in core::mem::take(&mut self.syncs) {
-            self.out.push_back(ConnOutput::Done(done, Ok(Outcome::Executed)));
+            self.out.push_back(ConnOutput::Done(done, Ok(Outcome::Executed), None));
         }
     }
 
@@ -612,7 +625,7 @@ impl<T> Connection<T> {
                     self.out.push_back(ConnOutput::Send(frame));
                 }
             }
-            Err(e) => self.out.push_back(ConnOutput::Done(done, Err(e))),
+            Err(e) => self.out.push_back(ConnOutput::Done(done, Err(e), None)),
         }
     }
 
@@ -635,10 +648,10 @@ impl<T> Connection<T> {
         self.waits.clear();
         let _ = self.session.bye();
         for (_, done) in core::mem::take(&mut self.calls) {
-            self.out.push_back(ConnOutput::Done(done, Err(err.clone())));
+            self.out.push_back(ConnOutput::Done(done, Err(err.clone()), None));
         }
         for done in core::mem::take(&mut self.syncs) {
-            self.out.push_back(ConnOutput::Done(done, Err(err.clone())));
+            self.out.push_back(ConnOutput::Done(done, Err(err.clone()), None));
         }
         self.set_status(Status::Closed);
         self.out.push_back(ConnOutput::Closed(err));

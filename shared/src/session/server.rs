@@ -10,6 +10,7 @@ use core::task::{Context, Poll, Waker};
 
 use crate::error::ErrorCode;
 use crate::session::replay::{Replay, ReplayCache};
+use crate::session::stream::{MAX_PER_POLL, TransitionLog};
 use crate::session::worker::{Mutated, WorkerPort};
 use crate::types::{MutationType, Outcome};
 use crate::wait::{Wait, WaitError};
@@ -134,6 +135,36 @@ pub struct ServerSession {
     waker: Waker,
     /// Shallow clocks (see [`Hello::shallow`]).
     shallow: bool,
+    /// The worker's transition log, when it has one (see [`ServerSession::set_transition_log`]).
+    log: Option<Arc<TransitionLog>>,
+    /// This session's reading of it.
+    sub: Option<Subscription>,
+}
+
+/// A session's place in the worker's [`TransitionLog`]; dropping it unsubscribes and forgets
+/// the session's client id.
+struct Subscription {
+    log: Arc<TransitionLog>,
+    epoch: u64,
+    /// The next `seq` to send (0: the oldest held).
+    next: u64,
+    /// Send the records (`Hello::stream`).
+    stream: bool,
+    /// Send each record's clock (`Hello::all_ticks`).
+    all_ticks: bool,
+    /// Reading: counted in the log's subscribers.
+    reading: bool,
+    /// The last read stopped at its limit: poll again at once.
+    more: bool,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if self.reading {
+            self.log.unsubscribe();
+        }
+        self.log.forget_session(self.epoch);
+    }
 }
 
 /// How often a deferred retry (its original runs in another session) is rechecked, in ms.
@@ -227,7 +258,22 @@ impl ServerSession {
             waits: Vec::new(),
             waker: Waker::noop().clone(),
             shallow: false,
+            log: None,
+            sub: None,
         }
+    }
+
+    /// The worker's transition log: sessions name their client in it (so the transitions they
+    /// cause show who caused them) and clients may subscribe to it (`Hello::stream`,
+    /// `Hello::all_ticks`). Without one, such a `Hello` gets a `Forbidden` error and the
+    /// session goes on without the stream.
+    pub fn set_transition_log(&mut self, log: Arc<TransitionLog>) {
+        self.log = Some(log);
+    }
+
+    /// True while this session reads the transition log.
+    pub fn streaming(&self) -> bool {
+        self.sub.as_ref().is_some_and(|s| s.reading)
     }
 
     /// The waker to wake when a remote wait completes: the shell then calls
@@ -270,6 +316,7 @@ impl ServerSession {
     fn close(&mut self, req: Option<u32>, code: ErrorCode, message: String) -> Vec<ServerOutput> {
         self.phase = Phase::Closed;
         self.waits.clear();
+        self.sub = None;
         let (code, message) = wire_code(code, message);
         let bye = ServerMsg::Bye(ErrorMsg {
             req,
@@ -446,14 +493,88 @@ impl ServerSession {
                     })
                     .collect()
             }),
+            log_id: self.log.as_ref().map(|l| l.id()),
         };
         self.last_err.clone_from(&welcome.worker_err);
-        alloc::vec![
+        let mut out = alloc::vec![
             ServerOutput::HandshakeDone {
                 client_id: self.client_id.clone()
             },
             frame(&ServerMsg::Welcome(welcome)),
-        ]
+        ];
+        let wants = h.stream.is_some() || h.all_ticks;
+        match &self.log {
+            Some(log) => {
+                log.name_session(self.cfg.epoch, &self.client_id);
+                if wants {
+                    log.subscribe();
+                }
+                self.sub = Some(Subscription {
+                    log: log.clone(),
+                    epoch: self.cfg.epoch,
+                    next: match h.stream {
+                        Some(f) if f.log == log.id() && f.seq > 0 => f.seq,
+                        Some(_) => log.oldest_seq(),
+                        // all ticks alone: from the next transition on
+                        None => log.next_seq(),
+                    },
+                    stream: h.stream.is_some(),
+                    all_ticks: h.all_ticks,
+                    reading: wants,
+                    more: false,
+                });
+                if wants {
+                    out.extend(self.read_log());
+                }
+            }
+            None if wants => out.push(Self::error(
+                None,
+                ErrorCode::Forbidden,
+                alloc::format!("worker {} has no transition stream", self.worker_id),
+            )),
+            None => {}
+        }
+        out
+    }
+
+    /// The next records of the transition log (a `Dropped` marker first when some are gone),
+    /// and with `all_ticks` one clock update per record.
+    fn read_log(&mut self) -> Vec<ServerOutput> {
+        let mut out = Vec::new();
+        let Some(sub) = self.sub.as_mut().filter(|s| s.reading) else {
+            return out;
+        };
+        let batch = sub.log.read(sub.next, MAX_PER_POLL);
+        sub.more = batch.more;
+        let (stream, all_ticks) = (sub.stream, sub.all_ticks);
+        if let Some(last) = batch.records.last() {
+            sub.next = last.seq + 1;
+        } else if batch.dropped > 0 {
+            sub.next += batch.dropped;
+        }
+        if stream && batch.dropped > 0 {
+            let next = batch.records.first().map_or(sub.next, |r| r.seq);
+            out.push(frame(&ServerMsg::Dropped { n: batch.dropped, next }));
+        }
+        for r in &batch.records {
+            if stream {
+                out.push(ServerOutput::Send(r.frame.clone()));
+            }
+            if all_ticks && r.ticks.len() == self.last_sent.len() {
+                // a record older than what this session already has (a reply or push got
+                // further) has nothing to add
+                if r.ticks.iter().zip(&self.last_sent).any(|(a, b)| a < b) && !self.shallow {
+                    continue;
+                }
+                let ticks = self.observed(r.ticks.clone());
+                let seq = self.seq.wrapping_add(1);
+                if let Some(update) = clock::update_from(&mut self.last_sent, &ticks, self.tracked.as_deref(), seq) {
+                    self.seq = seq;
+                    out.push(frame(&ServerMsg::Update(update)));
+                }
+            }
+        }
+        out
     }
 
     /// A new wait may be registered under `req`: it is a real request id, not in use, and the
@@ -544,8 +665,8 @@ impl ServerSession {
             // a no-sync mutation: run it, no reply, no replay entry (the client never resends
             // it); its change goes out with the next push, reply or Synced. A failure is
             // reported without a request id.
-            return match worker.mutate(m.req, ty, &m.states, m.args) {
-                Mutated::Done(_) | Mutated::Forwarded => {
+            return match worker.mutate(m.req, ty, &m.states, m.args, self.cfg.epoch) {
+                Mutated::Done(..) | Mutated::Forwarded => {
                     self.dirty = true;
                     Vec::new()
                 }
@@ -553,12 +674,12 @@ impl ServerSession {
             };
         }
         match self.replay.begin(self.instance, m.req) {
-            Replay::New => match worker.mutate(m.req, ty, &m.states, m.args) {
-                Mutated::Done(outcome) => self.mutation_done(m.req, outcome, now_ms, worker),
+            Replay::New => match worker.mutate(m.req, ty, &m.states, m.args, self.cfg.epoch) {
+                Mutated::Done(outcome, why) => self.mutation_done(m.req, outcome, why, now_ms, worker),
                 Mutated::Failed(code, message) => self.mutation_failed(m.req, code, message),
                 Mutated::Forwarded => Vec::new(),
             },
-            Replay::Done(outcome) => self.reply(m.req, outcome, now_ms, worker),
+            Replay::Done(outcome) => self.reply(m.req, outcome, None, now_ms, worker),
             Replay::InFlight => {
                 // the original runs elsewhere (an older session of this client); answer when done
                 self.last_poll_at = now_ms;
@@ -613,7 +734,14 @@ impl ServerSession {
         clock::shallow(&self.last_sent, &now)
     }
 
-    fn reply(&mut self, req: u32, outcome: Outcome, now_ms: u64, worker: &dyn WorkerPort) -> Vec<ServerOutput> {
+    fn reply(
+        &mut self,
+        req: u32,
+        outcome: Outcome,
+        why: Option<wire::WhyMsg>,
+        now_ms: u64,
+        worker: &dyn WorkerPort,
+    ) -> Vec<ServerOutput> {
         let (err, update) = self.sequenced_update(now_ms, worker);
         let reply = frame(&ServerMsg::reply(
             outcome,
@@ -621,6 +749,7 @@ impl ServerSession {
                 req,
                 update: Some(update),
             },
+            why,
         ));
         match err {
             Some(e) => alloc::vec![e, reply],
@@ -629,11 +758,13 @@ impl ServerSession {
     }
 
     /// A forwarded mutation ([`Mutated::Forwarded`]) finished with this outcome (the worker's
-    /// clock is read now, after its whole queue drained). Emits the reply with the clock change.
+    /// clock is read now, after its whole queue drained). Emits the reply with the clock change
+    /// (and `why` with a `Canceled`; the replay cache keeps the outcome only).
     pub fn mutation_done(
         &mut self,
         req: u32,
         outcome: Outcome,
+        why: Option<wire::WhyMsg>,
         now_ms: u64,
         worker: &dyn WorkerPort,
     ) -> Vec<ServerOutput> {
@@ -646,7 +777,7 @@ impl ServerSession {
         if self.phase != Phase::Open {
             return Vec::new();
         }
-        self.reply(req, outcome, now_ms, worker)
+        self.reply(req, outcome, why, now_ms, worker)
     }
 
     /// A forwarded mutation could not run (e.g. the upstream worker is gone); the client gets an
@@ -675,6 +806,9 @@ impl ServerSession {
         let push =
             (self.dirty && self.push_interval_ms > 0).then(|| self.last_push_at + u64::from(self.push_interval_ms));
         let retry = (!self.deferred.is_empty()).then(|| self.last_poll_at + DEFERRED_RECHECK_MS);
+        if self.sub.as_ref().is_some_and(|s| s.more) {
+            return Some(self.last_poll_at);
+        }
         match (push, retry) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -700,11 +834,19 @@ impl ServerSession {
             let instance = self.instance;
             self.deferred.retain(|req| replay.outcome(instance, *req).is_none());
             for (req, o) in ready {
-                out.extend(self.reply(req, o, now_ms, worker));
+                out.extend(self.reply(req, o, None, now_ms, worker));
             }
         }
         if !self.waits.is_empty() {
             out.extend(self.check_waits(now_ms, worker));
+        }
+        if self.sub.as_ref().is_some_and(|s| s.reading) {
+            out.extend(self.read_log());
+            if self.sub.as_ref().is_some_and(|s| s.all_ticks && !s.more) {
+                // every transition went out on its own; what is left is not a transition's
+                // (a relay's update): push it now, no coalescing
+                self.last_push_at = 0;
+            }
         }
         if self.dirty && self.push_interval_ms > 0 && now_ms >= self.last_push_at + u64::from(self.push_interval_ms) {
             self.dirty = false;

@@ -17,8 +17,8 @@ use crate::wait::Wait;
 /// What [`WorkerPort::mutate`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mutated {
-    /// It ran; the worker's queue has drained.
-    Done(Outcome),
+    /// It ran; the worker's queue has drained. With why, when it was canceled.
+    Done(Outcome, Option<crate::wire::WhyMsg>),
     /// It could not run; the client gets this error and may retry.
     Failed(ErrorCode, String),
     /// It was sent on (a relay); the shell reports the result with
@@ -39,8 +39,9 @@ pub trait WorkerPort: Send + Sync {
     /// The worker's last error, as text.
     fn err(&self) -> Option<String>;
     /// Run mutation `req` with states given by index (already checked against the state
-    /// count and the session's mutable states).
-    fn mutate(&self, req: u32, ty: MutationType, states: &[u16], args: Args) -> Mutated;
+    /// count and the session's mutable states); `source` is the session's epoch (who caused
+    /// it, for the transition stream).
+    fn mutate(&self, req: u32, ty: MutationType, states: &[u16], args: Args, source: u64) -> Mutated;
     /// A remote `WhenArgs` of the state at `state` (an index already checked against the state
     /// count). The session keeps the wait and drops it (unbinding it) when the client cancels
     /// it or the session ends.
@@ -65,10 +66,10 @@ impl WorkerPort for Machine {
     fn err(&self) -> Option<String> {
         Machine::err(self).map(|e| e.to_string())
     }
-    fn mutate(&self, _req: u32, ty: MutationType, states: &[u16], args: Args) -> Mutated {
+    fn mutate(&self, _req: u32, ty: MutationType, states: &[u16], args: Args, source: u64) -> Mutated {
         let idx: SmallVec<[usize; 8]> = states.iter().map(|i| usize::from(*i)).collect();
-        match self.mutate_indexes(ty, &idx, Some(args)) {
-            Ok(o) => Mutated::Done(o),
+        match self.mutate_indexes_msg(ty, &idx, Some(args), source) {
+            Ok((o, why)) => Mutated::Done(o, why),
             Err(e) => Mutated::Failed(ErrorCode::InvalidParams, e.to_string()),
         }
     }

@@ -6,6 +6,7 @@
 //! of a list or map consumes input, and nested values stop at [`MAX_VALUE_DEPTH`].
 
 pub mod clock;
+mod stream;
 mod value;
 
 use alloc::string::String;
@@ -14,6 +15,7 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 pub use clock::{ClockError, ClockUpdate, Diff, Ticks};
+pub use stream::{SourceMsg, StepMsg, StepSide, TransitionMsg};
 pub use value::MAX_VALUE_DEPTH;
 
 pub use crate::error::ErrorCode;
@@ -25,8 +27,10 @@ use crate::types::{Args, Outcome};
 ///
 /// Version 2 added remote waits (`WhenArgs`, `WhenQueue`, `Unwait`, `Signaled`), the queue tick
 /// of a `Queued` reply, shallow clocks (`Hello::shallow`), the wait limit in `Welcome` and the
-/// args types on request (`Hello::types`).
-pub const PROTOCOL_VERSION: u16 = 2;
+/// args types on request (`Hello::types`). Version 3 added why a mutation was canceled
+/// (`Canceled::why`), the transition stream (`Hello::stream`, `Transition`, `Dropped`) and
+/// `Hello::all_ticks`.
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Default largest frame a decoder accepts, in bytes.
 pub const DEFAULT_MAX_FRAME: usize = 1 << 20;
@@ -102,6 +106,21 @@ pub struct Hello {
     pub shallow: bool,
     /// Ask for the states' args types (`Welcome::args_types`), e.g. to generate typings.
     pub types: bool,
+    /// Subscribe to the worker's transitions ([`ServerMsg::Transition`]), starting as
+    /// [`StreamFrom`] says; `None`: off.
+    pub stream: Option<StreamFrom>,
+    /// Upstream's `PushAllTicks`: a clock update per transition, no coalescing.
+    pub all_ticks: bool,
+}
+
+/// Where a transition stream starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamFrom {
+    /// The log the client read before (`Welcome::log_id`), or 0.
+    pub log: u64,
+    /// The next `seq` the client wants from that log. Another log, or 0: from the oldest
+    /// transition the log holds. A `seq` the log no longer holds: `Dropped` first.
+    pub seq: u64,
 }
 
 /// A mutation request: states by index in the worker's state order.
@@ -122,8 +141,13 @@ pub enum ServerMsg {
     Welcome(Welcome),
     /// A mutation ran: `Executed`, with the clock change of the whole cascade.
     Executed(Reply),
-    /// A mutation was canceled.
-    Canceled(Reply),
+    /// A mutation was canceled, with why when the worker knows (absent for a replayed reply).
+    Canceled {
+        /// Request id and clock change.
+        reply: Reply,
+        /// The relation or handler that canceled it.
+        why: Option<WhyMsg>,
+    },
     /// A mutation was queued behind another drain.
     Queued {
         /// Request id and clock change.
@@ -150,17 +174,47 @@ pub enum ServerMsg {
     Bye(ErrorMsg),
     /// A remote wait (`WhenArgs`, `WhenQueue`) is met; `update` brings the clock up to now.
     Signaled(Reply),
+    /// One transition of the worker (sessions that asked for the stream in `Hello`).
+    Transition(alloc::boxed::Box<TransitionMsg>),
+    /// This many transitions were not sent: the session fell behind the worker's log.
+    Dropped {
+        /// How many.
+        n: u64,
+        /// The `seq` of the next transition sent.
+        next: u64,
+    },
 }
 
 impl ServerMsg {
-    /// The reply message for a mutation outcome.
-    pub fn reply(outcome: Outcome, reply: Reply) -> ServerMsg {
+    /// The reply message for a mutation outcome (`why` goes with `Canceled` only).
+    pub fn reply(outcome: Outcome, reply: Reply, why: Option<WhyMsg>) -> ServerMsg {
         match outcome {
             Outcome::Executed => ServerMsg::Executed(reply),
-            Outcome::Canceled => ServerMsg::Canceled(reply),
+            Outcome::Canceled => ServerMsg::Canceled { reply, why },
             Outcome::Queued(queue_tick) => ServerMsg::Queued { reply, queue_tick },
         }
     }
+}
+
+/// Why a mutation was canceled ([`crate::Why`] with states by index in the state order).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WhyMsg {
+    /// State `.0` requires state `.1`, which could not be active.
+    Requires(u16, u16),
+    /// State `.0` was removed by state `.1`'s `Remove` relation.
+    Removed(u16, u16),
+    /// This negotiation handler returned false.
+    Handler(String),
+    /// This handler ran past the handler timeout.
+    Timeout(String),
+    /// This handler panicked.
+    Panic(String),
+    /// State `.0` was dropped by the resolver.
+    Rejected(u16),
+    /// The worker is disposed.
+    Disposed,
+    /// The worker's queue is full.
+    QueueFull,
 }
 
 /// A mutation's reply.
@@ -206,6 +260,10 @@ pub struct Welcome {
     /// When `Hello::types` asked for them: `(state index, TypeScript type of its args)` for the
     /// states that declare one ([`crate::State::args_ts`]).
     pub args_types: Option<Vec<(u16, String)>>,
+    /// The id of the worker's transition log (`None`: the worker has none). A client resumes
+    /// its stream with it after a reconnect ([`StreamFrom`]); another id means another log (the
+    /// worker restarted).
+    pub log_id: Option<u64>,
 }
 
 /// A state definition with relations as indexes.

@@ -45,7 +45,7 @@ impl WorkerPort for Held<'_> {
     fn err(&self) -> Option<String> {
         self.w.err().map(|e| e.to_string())
     }
-    fn mutate(&self, req: u32, ty: MutationType, states: &[u16], args: Args) -> Mutated {
+    fn mutate(&self, req: u32, ty: MutationType, states: &[u16], args: Args, _source: u64) -> Mutated {
         let idx = states.iter().map(|i| usize::from(*i)).collect();
         self.held.lock().unwrap().push((req, ty, idx, args));
         Mutated::Forwarded

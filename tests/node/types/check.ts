@@ -66,6 +66,32 @@ async function remote(): Promise<void> {
   };
   m.on("error", onErr);
   m.off("error", onErr);
+  m.on("transition", (t) => {
+    const seq: number = t.seq;
+    const called: string[] = t.called;
+    const tick: number = t.clock.A;
+    if (t.source.kind === "session") {
+      const client: string = t.source.client;
+      void client;
+    }
+    if (t.why && t.why.kind === "requires") {
+      const missing: string = t.why.missing;
+      void missing;
+    }
+    const handler: string | undefined = t.steps[0]?.handler;
+    // @ts-expect-error not a step type
+    if (t.steps[0]?.type === "bogus") void seq;
+    void [seq, called, tick, handler];
+  });
+  m.on("dropped", (d) => {
+    const n: number = d.n;
+    void n;
+  });
+  const r = await m.mutate("add", "A");
+  if (r.why) {
+    const text: string = r.why.text;
+    void text;
+  }
   // @ts-expect-error no such event
   m.on("nope", () => {});
   // @ts-expect-error a payload is not a string

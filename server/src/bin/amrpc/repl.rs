@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use amrpc_core::{Api, Args, Error, Outcome, Value};
+use amrpc_core::{Api, Args, Error, MutationType, Outcome, Value, Why};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use amrpc_client::Mirror;
@@ -50,14 +50,15 @@ pub(crate) async fn exec(m: &Mirror, line: &str) -> Option<String> {
     };
     let (states, args) = parse_args(rest);
     let names: Vec<&str> = states.iter().map(String::as_str).collect();
-    let show = |r: Result<Outcome, Error>| match r {
-        Ok(o) => format!("{o}\n{}", m.string_all()),
+    let show = |r: Result<(Outcome, Option<Why>), Error>| match r {
+        Ok((o, Some(why))) => format!("{o}: {why}\n{}", m.string_all()),
+        Ok((o, None)) => format!("{o}\n{}", m.string_all()),
         Err(e) => format!("error: {e}"),
     };
     Some(match *cmd {
-        "add" => show(m.add(&names, args).await),
-        "remove" => show(m.remove(&names, args).await),
-        "set" => show(m.set(&names, args).await),
+        "add" => show(m.mutate_why(MutationType::Add, &names, args).await),
+        "remove" => show(m.mutate_why(MutationType::Remove, &names, args).await),
+        "set" => show(m.mutate_why(MutationType::Set, &names, args).await),
         "when" | "when-not" => {
             let (secs, names): (u64, Vec<&str>) = match names.last().and_then(|s| s.parse::<u64>().ok()) {
                 Some(s) => (s, names[..names.len() - 1].to_vec()),

@@ -1,0 +1,112 @@
+//! The transition stream over a real WebSocket: an inspector (native client with `stream`)
+//! sees another client's mutation with its source, result, reason and steps.
+
+use std::time::Duration;
+
+use amrpc_client::{Client, ClientOpts, StreamEvent};
+use amrpc_core::wire::{SourceMsg, TransitionMsg};
+use amrpc_core::{Api, Machine, Opts, Outcome, State, schema, states, struct_merge};
+use amrpc_server::{Server, ServerOpts};
+use tokio::sync::broadcast;
+
+fn worker() -> Machine {
+    let own = schema([
+        ("Online", State::new()),
+        ("Downloading", State::new().require(&["Online"])),
+    ]);
+    let m = Machine::new(struct_merge(&[&states::worker_schema(), &own]), Opts::default()).unwrap();
+    let mut names: Vec<&str> = states::WORKER_STATES.to_vec();
+    names.extend(["Online", "Downloading"]);
+    m.verify_states(&names).unwrap();
+    m
+}
+
+async fn next_transition(rx: &mut broadcast::Receiver<StreamEvent>) -> std::sync::Arc<TransitionMsg> {
+    match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+        Ok(Ok(StreamEvent::Transition(t))) => t,
+        Ok(Ok(StreamEvent::Dropped { n, .. })) => panic!("{n} dropped on an idle loopback"),
+        Ok(Err(e)) => panic!("stream ended: {e}"),
+        Err(_) => panic!("no transition within 5 s"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inspector_sees_another_clients_mutations() {
+    let srv = Server::new(ServerOpts::default());
+    let w = srv.add_worker("w", worker()).unwrap();
+    let addr = srv.spawn("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{addr}/ws/w");
+    let inspector = Client::connect(
+        &url,
+        ClientOpts {
+            client_id: "inspector".into(),
+            stream: true,
+            ..ClientOpts::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut rx = inspector.transitions();
+    let app = Client::connect(
+        &url,
+        ClientOpts {
+            client_id: "app".into(),
+            ..ClientOpts::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(w.transition_log().unwrap().subscribers(), 1);
+    assert_eq!(app.mirror().add1("Downloading", None).await, Ok(Outcome::Canceled));
+    let names = inspector.mirror().machine().state_names();
+    let t = next_transition(&mut rx).await;
+    assert!(!t.accepted);
+    assert!(
+        matches!(&t.source, SourceMsg::Session { client, .. } if client == "app"),
+        "{:?}",
+        t.source
+    );
+    let why = amrpc_core::Why::from_msg(t.why.as_ref().unwrap(), &names);
+    assert_eq!(why.to_string(), "Downloading requires Online");
+    assert!(!t.steps.is_empty());
+    // the worker's own change
+    w.machine().add1("Online", None);
+    let t = next_transition(&mut rx).await;
+    assert_eq!(t.source, SourceMsg::Worker);
+    assert!(t.accepted);
+    let online = names.iter().position(|n| n == "Online").unwrap();
+    assert_eq!(t.ticks[online], 1);
+    assert_eq!(t.ticks, w.machine().time(None));
+    app.close().await;
+    inspector.close().await;
+    srv.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_has_no_stream_and_says_so() {
+    let root = Server::new(ServerOpts::default());
+    root.add_worker("w", worker()).unwrap();
+    let root_addr = root.spawn("127.0.0.1:0").await.unwrap();
+    let upstream = Client::connect(&format!("ws://{root_addr}/ws/w"), ClientOpts::default())
+        .await
+        .unwrap();
+    let relay = Server::new(ServerOpts::default());
+    let rw = relay.add_relay("w", upstream.mirror().clone()).unwrap();
+    assert!(rw.transition_log().is_none());
+    let relay_addr = relay.spawn("127.0.0.1:0").await.unwrap();
+    let leaf = Client::connect(
+        &format!("ws://{relay_addr}/ws/w"),
+        ClientOpts {
+            stream: true,
+            ..ClientOpts::default()
+        },
+    )
+    .await
+    .unwrap();
+    // the session goes on: mutations still work
+    assert_eq!(leaf.mirror().add1("Online", None).await, Ok(Outcome::Executed));
+    leaf.close().await;
+    upstream.close().await;
+    relay.shutdown();
+    root.shutdown();
+}
