@@ -11,4 +11,4 @@ pub mod demo;
 pub mod server;
 
 pub use amrpc_core;
-pub use server::{AuthHook, Server, ServerError, ServerOpts, SessionInfo, Worker};
+pub use server::{AuthHook, Server, ServerError, ServerOpts, SessionInfo, Worker, WorkerInfo};

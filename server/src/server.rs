@@ -208,6 +208,32 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// A worker as `GET /api/workers` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerInfo {
+    /// The name it is served under (`/ws/{name}`).
+    pub name: String,
+    /// The machine's id.
+    pub id: String,
+    /// Sessions open on it.
+    pub sessions: usize,
+    /// Its schema hash (as in `Welcome`), 16 hex digits.
+    pub schema_hash: String,
+    /// Number of states.
+    pub states: usize,
+    /// A mirror of a remote worker.
+    pub relay: bool,
+    /// It offers the transition stream.
+    pub stream: bool,
+    /// Sessions reading its transition stream.
+    pub inspectors: usize,
+}
+
+async fn workers_handler(State(server): State<Server>) -> axum::Json<Vec<WorkerInfo>> {
+    axum::Json(server.workers_info())
+}
+
 /// A session open on a worker: its client and its state machine (upstream's server states).
 #[derive(Clone, Debug)]
 pub struct SessionInfo {
@@ -431,12 +457,46 @@ impl Server {
         self.0.opts.max_sessions - self.0.permits.available_permits()
     }
 
-    /// The router: `GET /ws/{worker}` upgrades to a session. Mount it in your own app, or use
-    /// [`Server::serve`].
+    /// The router: `GET /ws/{worker}` upgrades to a session; `GET /api/workers` lists the
+    /// workers as JSON ([`WorkerInfo`], for tools such as the inspector's worker picker). Mount
+    /// it in your own app, or use [`Server::serve`].
     pub fn router(&self) -> Router {
         Router::new()
             .route("/ws/{worker}", get(ws_handler))
+            .route("/api/workers", get(workers_handler))
             .with_state(self.clone())
+    }
+
+    /// Every worker with its session count and schema hash, by name.
+    pub fn workers_info(&self) -> Vec<WorkerInfo> {
+        let workers: Vec<(String, Worker)> = self
+            .0
+            .workers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(n, w)| (n.clone(), w.clone()))
+            .collect();
+        workers
+            .into_iter()
+            .map(|(name, w)| {
+                let names = w.machine.state_names();
+                let hash = amrpc_core::wire::schema_hash(
+                    &names,
+                    &amrpc_core::wire::schema_to_wire(&w.machine.get_struct(), &names),
+                );
+                WorkerInfo {
+                    name,
+                    id: w.machine.id().to_string(),
+                    sessions: w.session_count(),
+                    schema_hash: format!("{hash:016x}"),
+                    states: names.len(),
+                    relay: w.relay.is_some(),
+                    stream: w.log.is_some(),
+                    inspectors: w.log.as_ref().map_or(0, |l| l.subscribers()),
+                }
+            })
+            .collect()
     }
 
     /// Close every session (each gets a `Bye` with `ShuttingDown`) and stop `serve`.

@@ -110,3 +110,58 @@ async fn a_relay_has_no_stream_and_says_so() {
     relay.shutdown();
     root.shutdown();
 }
+
+/// `GET path` over a plain HTTP/1.1 connection; the response's status line and body.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8(buf).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_string(), body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workers_endpoint_lists_sessions_and_schema_hashes() {
+    let srv = Server::new(ServerOpts::default());
+    srv.add_worker("a", worker()).unwrap();
+    srv.add_worker("b", worker()).unwrap();
+    let addr = srv.spawn("127.0.0.1:0").await.unwrap();
+    let c1 = Client::connect(&format!("ws://{addr}/ws/a"), ClientOpts::default())
+        .await
+        .unwrap();
+    let c2 = Client::connect(
+        &format!("ws://{addr}/ws/a"),
+        ClientOpts {
+            stream: true,
+            ..ClientOpts::default()
+        },
+    )
+    .await
+    .unwrap();
+    let (status, body) = http_get(addr, "/api/workers").await;
+    assert!(status.contains("200"), "{status}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let list = v.as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0]["name"], "a");
+    assert_eq!(list[0]["sessions"], 2);
+    assert_eq!(list[0]["inspectors"], 1);
+    assert_eq!(list[0]["stream"], true);
+    assert_eq!(list[1]["sessions"], 0);
+    // the hash a client sees in Welcome
+    let m = c1.mirror().machine();
+    let names = m.state_names();
+    let hash = amrpc_core::wire::schema_hash(&names, &amrpc_core::wire::schema_to_wire(&m.get_struct(), &names));
+    assert_eq!(list[0]["schemaHash"], format!("{hash:016x}"));
+    assert_eq!(list[0]["states"], names.len());
+    c1.close().await;
+    c2.close().await;
+    srv.shutdown();
+}
