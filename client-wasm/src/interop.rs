@@ -295,6 +295,36 @@ pub(crate) fn schema(v: &JsValue) -> Result<Schema, JsValue> {
     Ok(out)
 }
 
+/// A schema as JS: `{ State: { auto, multi, require, add, remove, after, tags } }`, states in
+/// the machine's order (empty lists and false flags left out).
+pub(crate) fn schema_js(schema: &Schema, order: &[String]) -> JsValue {
+    let out = Object::new();
+    for name in order {
+        let Some(st) = schema.get(name) else { continue };
+        let o = Object::new();
+        if st.auto {
+            let _ = Reflect::set(&o, &"auto".into(), &true.into());
+        }
+        if st.multi {
+            let _ = Reflect::set(&o, &"multi".into(), &true.into());
+        }
+        for (k, list) in [
+            ("require", &st.require),
+            ("add", &st.add),
+            ("remove", &st.remove),
+            ("after", &st.after),
+            ("tags", &st.tags),
+        ] {
+            if !list.is_empty() {
+                let a: Array = list.iter().map(|s| JsValue::from(s.as_str())).collect();
+                let _ = Reflect::set(&o, &k.into(), &a);
+            }
+        }
+        let _ = Reflect::set(&out, &name.as_str().into(), &o);
+    }
+    out.into()
+}
+
 /// A streamed transition as JS, states by name (see `Transition` in the typings).
 pub(crate) fn transition_js(t: &amrpc_core::wire::TransitionMsg, names: &[String]) -> JsValue {
     use amrpc_core::wire::{SourceMsg, StepSide};

@@ -106,6 +106,14 @@ macro_rules! machine_api {
                     .into()
             }
 
+            /// The schema: every state's relations and flags (for a mirror, the worker's, as its
+            /// `Welcome` described it), in the state order.
+            #[wasm_bindgen(unchecked_return_type = "Schema")]
+            pub fn schema(&self) -> JsValue {
+                let m = self.core();
+                crate::interop::schema_js(&m.get_struct(), &m.state_names())
+            }
+
             /// A state's position in the state order, or -1.
             pub fn index(&self, state: &str) -> i32 {
                 self.core().index(state).map_or(-1, |i| i as i32)

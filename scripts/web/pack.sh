@@ -55,6 +55,9 @@ printf '{\n  "type": "commonjs"\n}\n' >"$OUT/node/package.json"
 # its entry finds a WebSocket by itself (the global one, else the `ws` dependency)
 cp "$TEMPLATE/node-entry.cjs" "$OUT/node/index.js"
 cp "$TEMPLATE/node-entry.d.ts" "$OUT/node/index.d.ts"
+# amrpc/react: the hooks (plain ES modules and their declarations)
+mkdir -p "$OUT/react"
+cp "$TEMPLATE"/react/*.js "$TEMPLATE"/react/*.d.ts "$OUT/react/"
 
 node "$TEMPLATE/types.mjs" "$OUT/web/amrpc.d.ts" "$OUT/bundler/amrpc.d.ts" "$OUT/node/amrpc.d.ts" >&2
 
