@@ -29,7 +29,7 @@ if [ -z "${QUICK:-}" ]; then
 
   log "layers: the machine never imports the protocol (docs/ARCHITECTURE.md)"
   if grep -rnE 'crate::(wire|session)|use crate::\{[^}]*(wire|session)' shared/src/machine \
-    shared/src/{error,types,wait,schema,handlers,transition,resolver,api,tracer,sync}.rs; then
+    shared/src/{error,types,wait,schema,handlers,transition,resolver,api,tracer,sync,why}.rs; then
     echo "the machine depends on the protocol (above)" >&2
     exit 1
   fi

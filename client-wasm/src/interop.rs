@@ -363,7 +363,7 @@ pub(crate) fn transition_js(t: &amrpc_core::wire::TransitionMsg, names: &[String
     set(&o, "source", &src.into());
     set(&o, "accepted", &t.accepted.into());
     if let Some(w) = &t.why {
-        set(&o, "why", &why_js(&Why::from_msg(w, names)));
+        set(&o, "why", &why_js(&w.to_why(names)));
     }
     let clock = Object::new();
     for (i, tick) in t.ticks.iter().enumerate() {

@@ -73,3 +73,24 @@ amrpc_ensure_pkg() {
     build_pkg "$target"
   fi
 }
+
+# The inspector (web/inspector, Vite + React + TypeScript) built into web/inspector/dist when
+# missing or older than its sources or the npm package it imports. It imports `amrpc` from
+# target/npm/amrpc (assembled by pack.sh, linked by its package.json), like any app would.
+amrpc_ensure_inspector() {
+  local dir="$ROOT/web/inspector"
+  local stale=""
+  if [ ! -f "$dir/dist/index.html" ]; then
+    stale=1
+  elif [ -n "$(find "$dir/src" "$dir/index.html" "$dir/package.json" "$dir/vite.config.ts" \
+      "$ROOT/client-wasm/npm" "$ROOT/client-wasm/src" "$ROOT/shared/src" -newer "$dir/dist/index.html" -print -quit)" ]; then
+    stale=1
+  fi
+  [ -n "$stale" ] || return 0
+  echo "building the inspector (web/inspector/dist)"
+  "$ROOT/scripts/web/pack.sh" >/dev/null
+  if [ ! -d "$dir/node_modules/vite" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    (cd "$dir" && timeout 600 npm ci --no-audit --no-fund --loglevel=error)
+  fi
+  (cd "$dir" && timeout 600 npm run build --silent)
+}

@@ -769,7 +769,7 @@ async fn run_session(srv: Server, worker: Worker, socket: WebSocket, url_token: 
             () = waits.0.notified() => sess.poll(now_ms(), port),
             Some((req, res)) = done_rx.recv() => match res {
                 Ok((outcome, why)) => {
-                    let why = why.map(|w| w.to_msg(&port.state_names()));
+                    let why = why.map(|w| amrpc_core::wire::WhyMsg::from_why(&w, &port.state_names()));
                     sess.mutation_done(req, outcome, why, now_ms(), port)
                 }
                 Err(e) => {

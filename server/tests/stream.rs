@@ -66,7 +66,7 @@ async fn an_inspector_sees_another_clients_mutations() {
         "{:?}",
         t.source
     );
-    let why = amrpc_core::Why::from_msg(t.why.as_ref().unwrap(), &names);
+    let why = t.why.as_ref().unwrap().to_why(&names);
     assert_eq!(why.to_string(), "Downloading requires Online");
     assert!(!t.steps.is_empty());
     // the worker's own change

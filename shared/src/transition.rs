@@ -230,9 +230,9 @@ impl Transition {
     pub fn why(&self) -> Option<crate::why::Why> {
         self.cause.as_ref().map(|c| c.why(&self.c))
     }
-    /// [`Self::why`] in wire form.
-    pub(crate) fn why_msg(&self) -> Option<crate::wire::WhyMsg> {
-        self.cause.as_ref().map(|c| c.msg(&self.c))
+    /// [`Self::why`] as the machine keeps it, with the schema it refers to.
+    pub(crate) fn cause(&self) -> Option<(&crate::why::Cause, &Compiled)> {
+        self.cause.as_ref().map(|c| (c, &*self.c))
     }
     /// Ticks before, in state order.
     pub fn time_before(&self) -> Vec<u64> {

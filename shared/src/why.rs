@@ -1,7 +1,7 @@
 //! Why a mutation was canceled: the relation or handler that said no.
 //!
 //! A transition records its cause on the cold path only (when it is canceled), by state id; the
-//! public [`Why`] names the states, and the wire form ([`crate::wire::WhyMsg`]) carries state
+//! public [`Why`] names the states, and the wire form (`WhyMsg`, in the protocol layer) carries state
 //! indexes like the rest of the protocol.
 
 use alloc::string::{String, ToString};
@@ -100,22 +100,6 @@ impl Cause {
             Cause::QueueFull => Why::QueueFull,
         }
     }
-
-    /// Wire form: states by position in the state order.
-    pub(crate) fn msg(&self, c: &Compiled) -> crate::wire::WhyMsg {
-        use crate::wire::WhyMsg;
-        let p = |i: &Id| u16::try_from(c.order_pos[*i]).unwrap_or(u16::MAX);
-        match self {
-            Cause::Requires(s, m) => WhyMsg::Requires(p(s), p(m)),
-            Cause::Removed(s, b) => WhyMsg::Removed(p(s), p(b)),
-            Cause::Handler(h) => WhyMsg::Handler(h.to_string()),
-            Cause::Timeout(h) => WhyMsg::Timeout(h.to_string()),
-            Cause::Panic(h) => WhyMsg::Panic(h.to_string()),
-            Cause::Rejected(s) => WhyMsg::Rejected(p(s)),
-            Cause::Disposed => WhyMsg::Disposed,
-            Cause::QueueFull => WhyMsg::QueueFull,
-        }
-    }
 }
 
 /// Why the resolver rejected called state `s` (it is not in `t.target`): a surviving state that
@@ -137,55 +121,5 @@ pub(crate) fn rejected(c: &Compiled, t: &Transition, s: Id) -> Cause {
     match (0..c.defs.len()).find(|b| removes(*b)) {
         Some(b) => Cause::Removed(s, b),
         None => Cause::Rejected(s),
-    }
-}
-
-impl Why {
-    /// To the wire form, with the worker's state names in state order (what a relay sends on;
-    /// an unknown name becomes `u16::MAX`).
-    pub fn to_msg(&self, names: &[String]) -> crate::wire::WhyMsg {
-        use crate::wire::WhyMsg;
-        let p = |n: &str| {
-            names
-                .iter()
-                .position(|x| x == n)
-                .and_then(|i| u16::try_from(i).ok())
-                .unwrap_or(u16::MAX)
-        };
-        match self {
-            Why::Requires { state, missing } => WhyMsg::Requires(p(state), p(missing)),
-            Why::Removed { state, by } => WhyMsg::Removed(p(state), p(by)),
-            Why::Handler { handler } => WhyMsg::Handler(handler.clone()),
-            Why::Timeout { handler } => WhyMsg::Timeout(handler.clone()),
-            Why::Panic { handler } => WhyMsg::Panic(handler.clone()),
-            Why::Rejected { state } => WhyMsg::Rejected(p(state)),
-            Why::Disposed => WhyMsg::Disposed,
-            Why::QueueFull => WhyMsg::QueueFull,
-        }
-    }
-
-    /// From the wire form, with the worker's state names in state order (an index out of
-    /// range shows as `#N`).
-    pub fn from_msg(m: &crate::wire::WhyMsg, names: &[String]) -> Why {
-        use crate::wire::WhyMsg;
-        let n = |i: &u16| {
-            names
-                .get(usize::from(*i))
-                .cloned()
-                .unwrap_or_else(|| alloc::format!("#{i}"))
-        };
-        match m {
-            WhyMsg::Requires(s, r) => Why::Requires {
-                state: n(s),
-                missing: n(r),
-            },
-            WhyMsg::Removed(s, b) => Why::Removed { state: n(s), by: n(b) },
-            WhyMsg::Handler(h) => Why::Handler { handler: h.clone() },
-            WhyMsg::Timeout(h) => Why::Timeout { handler: h.clone() },
-            WhyMsg::Panic(h) => Why::Panic { handler: h.clone() },
-            WhyMsg::Rejected(s) => Why::Rejected { state: n(s) },
-            WhyMsg::Disposed => Why::Disposed,
-            WhyMsg::QueueFull => Why::QueueFull,
-        }
     }
 }

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use amrpc_core::wire::WhyMsg;
 use amrpc_core::{Handlers, Machine, MutationType, Opts, Outcome, State, Tracer, Transition, Why, schema};
 
 fn downloads() -> Machine {
@@ -239,12 +240,9 @@ fn the_wire_form_round_trips() {
         Why::Disposed,
         Why::QueueFull,
     ] {
-        assert_eq!(Why::from_msg(&w.to_msg(&names), &names), w);
+        assert_eq!(WhyMsg::from_why(&w, &names).to_why(&names), w);
     }
     // an index the client doesn't know shows as such
-    let m = amrpc_core::wire::WhyMsg::Requires(0, 77);
-    assert_eq!(
-        Why::from_msg(&m, &names).to_string(),
-        format!("{} requires #77", names[0])
-    );
+    let m = WhyMsg::Requires(0, 77);
+    assert_eq!(m.to_why(&names).to_string(), format!("{} requires #77", names[0]));
 }

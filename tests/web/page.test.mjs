@@ -52,7 +52,7 @@ async function openPage(label, query = '') {
   page.on('requestfailed', (r) => problems.push(`${label}: request failed ${r.url()} ${r.failure()?.errorText}`));
   const p = { label, page, context, problems };
   opened.push(p);
-  await page.goto(`${BASE}/${query}`);
+  await page.goto(`${BASE}/classic/${query}`);
   await page.locator('#status[data-status="ready"]').waitFor();
   return p;
 }

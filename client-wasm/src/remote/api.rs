@@ -329,6 +329,13 @@ impl RemoteMachine {
         self.conn.borrow().driver.status().as_str().into()
     }
 
+    /// When the next reconnect attempt is due (ms since the Unix epoch, like `Date.now()`), while
+    /// one is scheduled; `undefined` otherwise. For a reconnect countdown.
+    #[wasm_bindgen(getter, js_name = retryAt)]
+    pub fn retry_at(&self) -> Option<f64> {
+        self.conn.borrow().driver.retry_at().map(|t| t as f64)
+    }
+
     /// Say bye and close; pending calls reject with `Closed`, waits too.
     pub fn close(&self) {
         drive(&self.conn, |d, _| d.close());

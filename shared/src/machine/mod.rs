@@ -457,7 +457,7 @@ impl Machine {
 
     // ----- schema -----
 
-    fn compiled(&self) -> Arc<Compiled> {
+    pub(crate) fn compiled(&self) -> Arc<Compiled> {
         self.0.core.lock().c.clone()
     }
 

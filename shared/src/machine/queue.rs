@@ -175,20 +175,9 @@ impl Machine {
         Ok((o, cause.map(|c| c.why(&self.compiled()))))
     }
 
-    /// The wire form of [`Self::mutate_indexes_why`] (the reason by state index), queued as
-    /// coming from `source` (a session's epoch, see [`crate::Mutation::source`]).
-    pub(crate) fn mutate_indexes_msg(
-        &self,
-        ty: MutationType,
-        indexes: &[usize],
-        args: Option<Args>,
-        source: u64,
-    ) -> Result<(Outcome, Option<crate::wire::WhyMsg>), Error> {
-        let (o, cause) = self.mutate_indexes_cause(ty, indexes, args, source)?;
-        Ok((o, cause.map(|c| c.msg(&self.compiled()))))
-    }
-
-    fn mutate_indexes_cause(
+    /// [`Self::mutate_indexes_why`] with the reason as the machine keeps it, queued as coming
+    /// from `source` (a session's epoch, see [`crate::Mutation::source`]).
+    pub(crate) fn mutate_indexes_cause(
         &self,
         ty: MutationType,
         indexes: &[usize],

@@ -854,7 +854,7 @@ impl ClientSession {
     fn reply(&mut self, outcome: Outcome, r: Reply, why: Option<wire::WhyMsg>, out: &mut Vec<ClientOutput>) {
         // a duplicate reply, or one we gave up on, still has its update applied
         if self.apply_reply_update(&r, out) && self.pending.remove(&r.req).is_some() {
-            let why = why.map(|w| Why::from_msg(&w, &self.names));
+            let why = why.map(|w| w.to_why(&self.names));
             self.resolve(r.req, Ok(outcome), why, out);
         }
     }

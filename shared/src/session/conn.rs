@@ -234,6 +234,15 @@ impl<T> Connection<T> {
         self.session.worker_err()
     }
 
+    /// When the next reconnect attempt is due (the shell's ms clock), while one is scheduled:
+    /// what a page shows as the reconnect countdown.
+    pub fn retry_at(&self) -> Option<u64> {
+        match self.link {
+            Link::Waiting { until } => Some(until),
+            _ => None,
+        }
+    }
+
     /// The current status.
     pub fn status(&self) -> Status {
         match self.link {

@@ -17,7 +17,7 @@ use crate::sync::Mutex;
 use crate::tracer::Tracer;
 use crate::transition::{StepData, StepState, Transition};
 use crate::types::{Args, Value};
-use crate::wire::{ServerMsg, SourceMsg, StepMsg, StepSide, TransitionMsg};
+use crate::wire::{ServerMsg, SourceMsg, StepMsg, StepSide, TransitionMsg, WhyMsg};
 
 /// Records a log keeps by default.
 pub const LOG_CAPACITY: usize = 1024;
@@ -203,7 +203,7 @@ impl TransitionLog {
             args_cut,
             source,
             accepted: t.accepted,
-            why: t.why_msg(),
+            why: t.cause().map(|(c, compiled)| WhyMsg::from_cause(c, compiled)),
             ticks: ticks.clone(),
             steps,
         };

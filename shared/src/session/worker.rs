@@ -68,8 +68,11 @@ impl WorkerPort for Machine {
     }
     fn mutate(&self, _req: u32, ty: MutationType, states: &[u16], args: Args, source: u64) -> Mutated {
         let idx: SmallVec<[usize; 8]> = states.iter().map(|i| usize::from(*i)).collect();
-        match self.mutate_indexes_msg(ty, &idx, Some(args), source) {
-            Ok((o, why)) => Mutated::Done(o, why),
+        match self.mutate_indexes_cause(ty, &idx, Some(args), source) {
+            Ok((o, cause)) => {
+                let why = cause.map(|c| crate::wire::WhyMsg::from_cause(&c, &self.compiled()));
+                Mutated::Done(o, why)
+            }
             Err(e) => Mutated::Failed(ErrorCode::InvalidParams, e.to_string()),
         }
     }

@@ -9,7 +9,7 @@ pub mod clock;
 mod stream;
 mod value;
 
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
@@ -215,6 +215,72 @@ pub enum WhyMsg {
     Disposed,
     /// The worker's queue is full.
     QueueFull,
+}
+
+impl WhyMsg {
+    /// The wire form of a machine's cause (states by position in the state order).
+    pub(crate) fn from_cause(c: &crate::why::Cause, compiled: &crate::schema::Compiled) -> WhyMsg {
+        use crate::why::Cause;
+        let p = |i: &usize| u16::try_from(compiled.order_pos[*i]).unwrap_or(u16::MAX);
+        match c {
+            Cause::Requires(s, m) => WhyMsg::Requires(p(s), p(m)),
+            Cause::Removed(s, b) => WhyMsg::Removed(p(s), p(b)),
+            Cause::Handler(h) => WhyMsg::Handler(h.to_string()),
+            Cause::Timeout(h) => WhyMsg::Timeout(h.to_string()),
+            Cause::Panic(h) => WhyMsg::Panic(h.to_string()),
+            Cause::Rejected(s) => WhyMsg::Rejected(p(s)),
+            Cause::Disposed => WhyMsg::Disposed,
+            Cause::QueueFull => WhyMsg::QueueFull,
+        }
+    }
+
+    /// From a named [`crate::Why`], with the worker's state names in state order (what a relay
+    /// sends on; an unknown name becomes `u16::MAX`).
+    pub fn from_why(w: &crate::Why, names: &[String]) -> WhyMsg {
+        use crate::Why;
+        let p = |n: &str| {
+            names
+                .iter()
+                .position(|x| x == n)
+                .and_then(|i| u16::try_from(i).ok())
+                .unwrap_or(u16::MAX)
+        };
+        match w {
+            Why::Requires { state, missing } => WhyMsg::Requires(p(state), p(missing)),
+            Why::Removed { state, by } => WhyMsg::Removed(p(state), p(by)),
+            Why::Handler { handler } => WhyMsg::Handler(handler.clone()),
+            Why::Timeout { handler } => WhyMsg::Timeout(handler.clone()),
+            Why::Panic { handler } => WhyMsg::Panic(handler.clone()),
+            Why::Rejected { state } => WhyMsg::Rejected(p(state)),
+            Why::Disposed => WhyMsg::Disposed,
+            Why::QueueFull => WhyMsg::QueueFull,
+        }
+    }
+
+    /// The named [`crate::Why`], with the worker's state names in state order (an index out of
+    /// range shows as `#N`).
+    pub fn to_why(&self, names: &[String]) -> crate::Why {
+        use crate::Why;
+        let n = |i: &u16| {
+            names
+                .get(usize::from(*i))
+                .cloned()
+                .unwrap_or_else(|| alloc::format!("#{i}"))
+        };
+        match self {
+            WhyMsg::Requires(s, r) => Why::Requires {
+                state: n(s),
+                missing: n(r),
+            },
+            WhyMsg::Removed(s, b) => Why::Removed { state: n(s), by: n(b) },
+            WhyMsg::Handler(h) => Why::Handler { handler: h.clone() },
+            WhyMsg::Timeout(h) => Why::Timeout { handler: h.clone() },
+            WhyMsg::Panic(h) => Why::Panic { handler: h.clone() },
+            WhyMsg::Rejected(s) => Why::Rejected { state: n(s) },
+            WhyMsg::Disposed => Why::Disposed,
+            WhyMsg::QueueFull => Why::QueueFull,
+        }
+    }
 }
 
 /// A mutation's reply.

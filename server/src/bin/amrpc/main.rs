@@ -30,7 +30,8 @@ enum Cmd {
         /// Push interval in milliseconds.
         #[arg(long, default_value_t = 16)]
         push_ms: u64,
-        /// Directory with the web page, served at `/` [default: `web/` here, else the workspace's].
+        /// The web folder: its built inspector (`inspector/dist`) is served at `/`, the classic
+        /// page (`classic/`) at `/classic` [default: `web/` here, else the workspace's].
         #[arg(long)]
         web: Option<PathBuf>,
         /// Directory with the page's wasm package (`wasm-pack build --target web`), served at
@@ -111,7 +112,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             for w in srv.worker_names() {
                 println!("  worker {w}: ws://{local}/ws/{w}");
             }
-            println!("  page: http://{local}/ (the downloads worker; http://{local}/?worker=bench for the other)");
+            println!("  inspector: http://{local}/ (pick a worker; the classic page: http://{local}/classic/)");
             println!("try: amrpc repl ws://{local}/ws/downloads");
             let s2 = srv.clone();
             tokio::spawn(async move {
@@ -233,10 +234,23 @@ fn with_web(router: Router, web: Option<&Path>, pkg: Option<&Path>) -> Router {
         files = files.nest_service("/pkg", ServeDir::new(pkg));
     }
     if let Some(web) = web {
-        if !web.join("index.html").is_file() {
-            eprintln!("warning: {} has no index.html: no page at /", web.display());
+        // web/inspector/dist (the built inspector) at /, the classic page at /classic
+        let classic = web.join("classic");
+        let inspector = web.join("inspector").join("dist");
+        if classic.join("index.html").is_file() {
+            files = files.nest_service("/classic", ServeDir::new(&classic));
         }
-        files = files.fallback_service(ServeDir::new(web));
+        if inspector.join("index.html").is_file() {
+            files = files.fallback_service(ServeDir::new(inspector));
+        } else if web.join("index.html").is_file() {
+            files = files.fallback_service(ServeDir::new(web));
+        } else {
+            eprintln!(
+                "warning: the inspector is not built ({} is missing; scripts/serve.sh builds it): serving the classic page at /",
+                inspector.join("index.html").display()
+            );
+            files = files.fallback_service(ServeDir::new(classic));
+        }
     }
     let files = files.layer(axum::middleware::map_response(
         |mut res: axum::response::Response| async move {
