@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The web page (web/) in a real browser: playwright-core (npm) drives the Debian Chromium; two
-# pages mirror the demo worker `downloads` of a real server, a click in one shows in the other.
-# Installs what it needs (idempotently), leaves target/test-artifacts/page.png.
+# The web pages in a real browser: playwright-core (npm) drives the Debian Chromium against a real
+# server: the inspector at / (tests/web/inspector.test.mjs) and the classic page at /classic/
+# (tests/web/page.test.mjs). Installs and builds what they need (idempotently), leaves
+# screenshots in target/test-artifacts/.
 # Usage: scripts/web/page.sh
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -9,6 +10,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 # The page needs only the web build of the package: build it when stale, skip the others.
 . "$ROOT/scripts/web/tools.sh"
 amrpc_ensure_pkg web
+# the inspector served at / (web/inspector/dist), built from the packed npm package
+amrpc_ensure_inspector
 export AMRPC_SKIP_PKG=1
 . "$ROOT/scripts/web/setup.sh" # chromium, the test server (AMRPC_TEST_HTTP); stops it on exit
 

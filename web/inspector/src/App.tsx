@@ -30,7 +30,8 @@ function wsUrl(worker: string): string {
   return `${proto}://${location.host}/ws/${encodeURIComponent(worker)}`;
 }
 
-function useWorkers(): WorkerInfo[] | null {
+/** The server's workers, polled every 2 s and whenever `refresh` changes (a new connection). */
+function useWorkers(refresh: string): WorkerInfo[] | null {
   const [list, setList] = useState<WorkerInfo[] | null>(null);
   useEffect(() => {
     let live = true;
@@ -48,7 +49,7 @@ function useWorkers(): WorkerInfo[] | null {
       live = false;
       clearInterval(timer);
     };
-  }, []);
+  }, [refresh]);
   return list;
 }
 
@@ -70,8 +71,9 @@ function initialTheme(): "light" | "dark" {
 
 export function App() {
   const params = new URLSearchParams(location.search);
-  const workers = useWorkers();
   const [worker, setWorker] = useState<string | null>(params.get("worker"));
+  const [connKey, setConnKey] = useState("");
+  const workers = useWorkers(connKey);
   const [file, setFile] = useState<Recording | null>(null);
   const [fileError, setFileError] = useState("");
   const [tab, setTab] = useState<Tab>((TABS as readonly string[]).includes(params.get("view") ?? "") ? (params.get("view") as Tab) : "states");
@@ -93,6 +95,7 @@ export function App() {
 
   const live = useWorker(file || !worker ? null : wsUrl(worker), { stream: true, clientId: "inspector" });
   const m = live.machine;
+  useEffect(() => setConnKey(`${worker}:${live.status}`), [worker, live.status]);
   const [rec, clearRec] = useRecording(m);
   const liveClock = useClock(m);
   const liveNames = useMemo(() => (m ? m.stateNames() : []), [m]);
