@@ -12,6 +12,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 amrpc_ensure_pkg web
 # the inspector served at / (web/inspector/dist), built from the packed npm package
 amrpc_ensure_inspector
+# the example app (tests/web/example.test.mjs runs its production build)
+amrpc_ensure_app example
 export AMRPC_SKIP_PKG=1
 . "$ROOT/scripts/web/setup.sh" # chromium, the test server (AMRPC_TEST_HTTP); stops it on exit
 

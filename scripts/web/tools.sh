@@ -74,11 +74,12 @@ amrpc_ensure_pkg() {
   fi
 }
 
-# The inspector (web/inspector, Vite + React + TypeScript) built into web/inspector/dist when
-# missing or older than its sources or the npm package it imports. It imports `amrpc` from
-# target/npm/amrpc (assembled by pack.sh, linked by its package.json), like any app would.
-amrpc_ensure_inspector() {
-  local dir="$ROOT/web/inspector"
+# A Vite app of web/ (the inspector, the example) built into web/<app>/dist when missing or older
+# than its sources or the npm package it imports. It imports `amrpc` from target/npm/amrpc
+# (assembled by pack.sh, linked by its package.json), like any app would.
+amrpc_ensure_app() {
+  local app=$1
+  local dir="$ROOT/web/$app"
   local stale=""
   if [ ! -f "$dir/dist/index.html" ]; then
     stale=1
@@ -87,10 +88,15 @@ amrpc_ensure_inspector() {
     stale=1
   fi
   [ -n "$stale" ] || return 0
-  echo "building the inspector (web/inspector/dist)"
+  echo "building web/$app (Vite)"
   "$ROOT/scripts/web/pack.sh" >/dev/null
   if [ ! -d "$dir/node_modules/vite" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
     (cd "$dir" && timeout 600 npm ci --no-audit --no-fund --loglevel=error)
   fi
   (cd "$dir" && timeout 600 npm run build --silent)
+}
+
+# The inspector served at / by `amrpc serve`.
+amrpc_ensure_inspector() {
+  amrpc_ensure_app inspector
 }

@@ -53,8 +53,9 @@ async function inspector(label, { worker = 'test', base = BASE, viewport = { wid
   const problems = [];
   page.on('pageerror', (e) => problems.push(`${label}: uncaught ${e.message}`));
   page.on('console', (m) => {
-    // a server restart makes the browser log failed WebSocket attempts: expected there
-    if (m.type() === 'error' && !/WebSocket/.test(m.text())) problems.push(`${label}: console.error ${m.text()}`);
+    // a server restart makes the browser log its failed attempts (WebSocket, /api/workers)
+    const expected = label === 'restart' && /WebSocket|net::ERR_CONNECTION/.test(m.text());
+    if (m.type() === 'error' && !expected) problems.push(`${label}: console.error ${m.text()}`);
   });
   const p = { label, page, context, problems };
   opened.push(p);

@@ -87,6 +87,11 @@ function useEvent(machine, event, read) {
   return useSyncExternalStore(subscribe, read, read);
 }
 
+/** The provider's machine (or `machine`), for mutations: null before connecting. */
+export function useMachine(machine) {
+  return pick(machine);
+}
+
 /** Whether `state` is active on the worker (false before connecting). */
 export function useIs(state, machine) {
   const m = pick(machine);

@@ -21,6 +21,9 @@ export function useWorker(url: string | null, options?: ConnectOptions): WorkerS
 /** Make a worker (`useWorker`'s result) the default of the hooks below. */
 export function WorkerProvider(props: { worker: WorkerState; children?: ReactNode }): ReactElement;
 
+/** The nearest provider's machine (or `machine`), e.g. for mutations; null before connecting. */
+export function useMachine(machine?: RemoteMachine | null): RemoteMachine | null;
+
 /** Whether `state` is active (false before connecting). Re-renders when it changes. */
 export function useIs(state: string, machine?: RemoteMachine | null): boolean;
 

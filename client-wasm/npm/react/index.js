@@ -4,7 +4,7 @@
 import init, { connect as webConnect } from "../web/amrpc.js";
 import { createHooks } from "./hooks.js";
 
-export { createHooks, WorkerProvider, useIs, useTick, useClock, useTransitions } from "./hooks.js";
+export { createHooks, WorkerProvider, useMachine, useIs, useTick, useClock, useTransitions } from "./hooks.js";
 
 let ready = null;
 async function connect(url, options) {

@@ -2,5 +2,5 @@
 import amrpc from "../node/index.js";
 import { createHooks } from "./hooks.js";
 
-export { createHooks, WorkerProvider, useIs, useTick, useClock, useTransitions } from "./hooks.js";
+export { createHooks, WorkerProvider, useMachine, useIs, useTick, useClock, useTransitions } from "./hooks.js";
 export const { useWorker } = createHooks(amrpc.connect);

@@ -1,7 +1,7 @@
 // amrpc/react's declarations: hooks return what they say; wrong uses do not compile.
 import { createElement as h } from "react";
 import type { ReactElement } from "react";
-import { createHooks, useClock, useIs, useTick, useTransitions, useWorker, WorkerProvider } from "amrpc/react";
+import { createHooks, useClock, useIs, useMachine, useTick, useTransitions, useWorker, WorkerProvider } from "amrpc/react";
 import { connect } from "amrpc";
 
 export function App(): ReactElement {
@@ -10,6 +10,8 @@ export function App(): ReactElement {
   const code: string | undefined = w.error?.code;
   const on: boolean = useIs("A", w.machine);
   const tick: number = useTick("A");
+  const mm = useMachine();
+  void mm?.add1("A");
   const a: number = useClock().A;
   const { transitions, dropped } = useTransitions(100);
   const seq: number | undefined = transitions[0]?.seq;
