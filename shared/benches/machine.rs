@@ -9,6 +9,10 @@
 //! * `worker_op_noop_handlers` — the same with an extra, no-op handler set bound and a logger
 //!   installed at `LogLevel::Nothing` (upstream's server always installs one).
 //! * `worker_op_plain` — the same loop as direct method calls, no machine (upstream's "local").
+//! * `stream/traced`, `stream/inspector_0`, `stream/inspector_1` — `worker_op` as a served worker
+//!   runs it: with a tracer bound (the server's change tracer, a no-op here), plus the transition
+//!   stream's tracer and log with no subscribed inspector, and with one (which reads the log
+//!   after every op, as a session does after every drain).
 //! * `add1_remove1` — one `add1` + `remove1` pair on a 3-state schema without handlers.
 //! * `getters/*` — `is1`, `tick` and `switch` on the worker machine.
 //!
@@ -29,6 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use amrpc_core::demo::{self, BENCH_NAMES, BenchWorker, CALL_OP, EVENT, START, VALUES};
+use amrpc_core::session::{LOG_CAPACITY, MAX_PER_POLL, StreamTracer, TransitionLog};
 use amrpc_core::{Handlers, LogLevel, Machine, Opts, Outcome, State, schema};
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -63,19 +68,62 @@ struct WorkerBench {
     worker: Arc<BenchWorker>,
     /// `Event`'s tick the next op waits on (minus 2).
     ticks: u64,
+    /// A subscribed reader of the transition log, and the next `seq` it reads.
+    reader: Option<(Arc<TransitionLog>, u64)>,
+}
+
+/// How the worker is served (the `stream/*` benchmarks).
+#[derive(Clone, Copy)]
+enum Served {
+    /// Not at all (`worker_op`).
+    No,
+    /// A no-op tracer bound, like the server's change tracer.
+    Traced,
+    /// Also the transition stream's tracer, with no subscriber.
+    Stream0,
+    /// Also the stream, with one subscriber reading after every op.
+    Stream1,
+}
+
+struct NoopTracer;
+impl amrpc_core::Tracer for NoopTracer {}
+
+fn now_ms() -> u64 {
+    0
 }
 
 impl WorkerBench {
     /// A started worker machine; `noop` also binds [`noop_handlers`] and a logger at `Nothing`.
     fn new(seed: u64, noop: bool) -> Self {
+        Self::served(seed, noop, Served::No)
+    }
+
+    fn served(seed: u64, noop: bool, served: Served) -> Self {
         let (m, worker) = demo::bench_worker(seed).expect("bench worker");
         if noop {
             m.bind_handlers(noop_handlers()).expect("bind no-op handlers");
             m.set_logger_simple(|msg| eprintln!("{msg}"), LogLevel::Nothing);
         }
+        let mut reader = None;
+        if !matches!(served, Served::No) {
+            if matches!(served, Served::Stream0 | Served::Stream1) {
+                let log = Arc::new(TransitionLog::new(1, LOG_CAPACITY, now_ms));
+                m.bind_tracer(Arc::new(StreamTracer(log.clone())));
+                if matches!(served, Served::Stream1) {
+                    log.subscribe();
+                    reader = Some((log, 0));
+                }
+            }
+            m.bind_tracer(Arc::new(NoopTracer));
+        }
         let ticks = m.tick(EVENT);
         assert_eq!(m.add1(START, None), Outcome::Executed, "add1(Start)");
-        WorkerBench { m, worker, ticks }
+        WorkerBench {
+            m,
+            worker,
+            ticks,
+            reader,
+        }
     }
 
     /// One op: wait for the event, read the value, call the op.
@@ -88,6 +136,14 @@ impl WorkerBench {
         let op = demo::op_of(self.m.switch(&[&VALUES])).expect("a value is active");
         let res = self.m.add1(CALL_OP, Some(demo::op_args(op)));
         assert_eq!(res, Outcome::Executed, "CallOp: {:?}", self.m.err());
+        if let Some((log, next)) = &mut self.reader {
+            // what a subscribed session does after a drain: take the new frames
+            let batch = log.read(*next, MAX_PER_POLL);
+            assert_eq!(batch.dropped, 0, "the reader fell behind");
+            let last = batch.records.last().expect("the op's transitions were recorded");
+            *next = last.seq + 1;
+            black_box(&last.frame);
+        }
     }
 
     /// Check the counters and break the machine ↔ worker cycle.
@@ -189,6 +245,30 @@ fn worker_op_noop_handlers(c: &mut Criterion) {
     bench_worker(c, "worker_op_noop_handlers", true);
 }
 
+fn stream(c: &mut Criterion) {
+    let cases = [
+        ("stream/traced", Served::Traced),
+        ("stream/inspector_0", Served::Stream0),
+        ("stream/inspector_1", Served::Stream1),
+    ];
+    for (name, served) in cases {
+        let mut counted = WorkerBench::served(7, false, served);
+        count_allocs(name, || counted.op());
+        counted.finish(name);
+    }
+    let mut g = c.benchmark_group("stream");
+    for (name, served) in cases {
+        let mut wb = WorkerBench::served(42, false, served);
+        wb.op();
+        let short = name.trim_start_matches("stream/");
+        timed(|| {
+            g.bench_function(short, |b| b.iter(|| wb.op()));
+        });
+        wb.finish(name);
+    }
+    g.finish();
+}
+
 fn worker_op_plain(c: &mut Criterion) {
     let name = "worker_op_plain";
     let mut counted = PlainBench::new(7);
@@ -244,6 +324,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = worker_op, worker_op_noop_handlers, worker_op_plain, bench_add1_remove1, getters
+    targets = worker_op, worker_op_noop_handlers, stream, worker_op_plain, bench_add1_remove1, getters
 }
 criterion_main!(benches);

@@ -5,6 +5,7 @@ import type { Clock, Schema } from "amrpc";
 import { useClock, useWorker } from "amrpc/react";
 import { clockAt, fromFile, toFile, type Entry, type PayloadEntry, type Recording } from "./model";
 import { useRecording } from "./recording";
+import { useThrottled } from "./throttle";
 import { GraphView } from "./views/Graph";
 import { LogView, noFilters, type Filters } from "./views/Log";
 import { PayloadsView } from "./views/Payloads";
@@ -102,6 +103,8 @@ export function App() {
   const liveSchema = useMemo<Schema>(() => (m ? m.schema() : {}), [m]);
 
   const entries: Entry[] = file ? file.entries : rec.entries;
+  // the log and the timelines follow a fast worker twice a second, not every frame
+  const slowEntries = useThrottled(entries, 500);
   const payloads: PayloadEntry[] = file ? file.payloads : rec.payloads;
   const names = file ? file.names : liveNames;
   const schema = file ? file.schema : liveSchema;
@@ -286,7 +289,13 @@ export function App() {
           </button>
         )}
       </div>
-      <nav className="tabs" role="tablist" aria-label="Views">
+      <nav
+        className="tabs"
+        role="tablist"
+        aria-label="Views"
+        data-received={entries.filter((e) => e.kind === "transition").length + (file ? 0 : rec.trimmed)}
+        data-dropped={entries.reduce((n, e) => n + (e.kind === "dropped" ? e.n : 0), 0)}
+      >
         {TABS.map((t, i) => (
           <button key={t} type="button" role="tab" aria-selected={tab === t} data-tab={t} onClick={() => setTab(t)} title={`${t} (${i + 1})`}>
             {t}
@@ -302,9 +311,9 @@ export function App() {
         ) : tab === "graph" ? (
           <GraphView names={names} schema={schema} clock={clock} />
         ) : tab === "log" ? (
-          <LogView entries={entries} names={names} filters={filters} setFilters={setFilters} selected={sel} select={setSelected} trimmed={file ? 0 : rec.trimmed} />
+          <LogView entries={slowEntries} names={names} filters={filters} setFilters={setFilters} selected={sel} select={setSelected} trimmed={file ? 0 : rec.trimmed} />
         ) : tab === "timeline" ? (
-          <TimelineView entries={entries} names={names} selected={sel} />
+          <TimelineView entries={slowEntries} names={names} selected={sel} />
         ) : (
           <PayloadsView payloads={payloads} />
         )}

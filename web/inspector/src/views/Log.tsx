@@ -1,6 +1,6 @@
 // The transition log: source, result (with why), called states, args, relation steps and
 // handler calls of every transition; filters and search; selecting an entry time-travels.
-import { useMemo, useState } from "react";
+import { memo, useCallback, useMemo, useRef, useState } from "react";
 import type { Step } from "amrpc";
 import { argsText, changed, sourceText, type Entry } from "../model";
 
@@ -73,15 +73,25 @@ export function LogView({
     for (const e of entries) if (e.kind === "transition") s.add(sourceText(e.t));
     return [...s].sort();
   }, [entries]);
-  const toggle = (id: number) => {
-    const n = new Set(open);
-    if (n.has(id)) n.delete(id);
-    else n.add(id);
-    setOpen(n);
-  };
+  const toggle = useCallback((id: number) => {
+    setOpen((o) => {
+      const n = new Set(o);
+      if (n.has(id)) n.delete(id);
+      else n.add(id);
+      return n;
+    });
+  }, []);
   const set = (patch: Partial<Filters>) => setFilters({ ...filters, ...patch });
-  // newest first; at most 500 rows rendered (the filters and search reach the rest)
-  const rows = shown.slice(-500).reverse();
+  // newest first; 100 rows rendered, more on request (the filters and search reach them all)
+  const [limit, setLimit] = useState(PAGE);
+  const rows = shown.slice(-limit).reverse();
+  // rows select by entry id: indexes move when old entries fall off the front
+  const ref = useRef(entries);
+  ref.current = entries;
+  const selectId = useCallback(
+    (id: number | null) => select(id === null ? null : ref.current.findIndex((e) => e.id === id)),
+    [select],
+  );
   return (
     <section className="log-view" aria-label="Transition log">
       <div className="filters" role="group" aria-label="Filters">
@@ -122,62 +132,89 @@ export function LogView({
       </div>
       {rows.length === 0 && <p className="empty">No transitions yet: change a state, here or from any client.</p>}
       <ol className="log" reversed>
-        {rows.map((i) => {
-          const e = entries[i];
-          if (e.kind === "dropped") {
-            return (
-              <li key={e.id} className="entry dropped" data-dropped={e.n}>
-                {e.n} transitions dropped (this page fell behind the worker)
-              </li>
-            );
-          }
-          const t = e.t;
-          const isOpen = open.has(e.id);
-          const cls = `entry${t.accepted ? "" : " canceled"}${selected === i ? " selected" : ""}`;
-          return (
-            <li key={e.id} className={cls} data-seq={t.seq} data-accepted={t.accepted}>
-              <div className="entry-head">
-                <button
-                  type="button"
-                  className="travel"
-                  onClick={() => select(selected === i ? null : i)}
-                  aria-pressed={selected === i}
-                  title="show the machine as it was after this transition"
-                >
-                  #{t.seq}
-                </button>
-                <time dateTime={new Date(t.time).toISOString()}>{new Date(t.time).toLocaleTimeString()}</time>
-                <span className="src" data-source={sourceText(t)}>
-                  {sourceText(t)}
-                </span>
-                <span className="what">
-                  {t.type} {t.called.join(" ")}
-                </span>
-                <span className={`outcome ${t.accepted ? "ok" : "no"}`}>{t.accepted ? "executed" : "canceled"}</span>
-                {t.why && <span className="why">{t.why.text}</span>}
-                {argsText(t.args) && (
-                  <code className="args" title={t.argsCut ? "args cut to their keys (too large)" : undefined}>
-                    {argsText(t.args)}
-                    {t.argsCut ? " (cut)" : ""}
-                  </code>
-                )}
-                <button type="button" className="more" aria-expanded={isOpen} onClick={() => toggle(e.id)}>
-                  {t.steps.length} steps
-                </button>
-              </div>
-              {isOpen && (
-                <ol className="steps">
-                  {t.steps.map((s, j) => (
-                    <li key={j} className={`step step-${s.type}${s.relation ? ` rel-${s.relation}` : ""}`}>
-                      {stepText(s)}
-                    </li>
-                  ))}
-                </ol>
-              )}
-            </li>
-          );
-        })}
+        {rows.map((i) => (
+          <Row key={entries[i].id} e={entries[i]} selected={selected === i} open={open.has(entries[i].id)} select={selectId} toggle={toggle} />
+        ))}
       </ol>
+      {shown.length > rows.length && (
+        <button type="button" className="older" onClick={() => setLimit(limit + PAGE * 2)}>
+          show older ({shown.length - rows.length} more)
+        </button>
+      )}
     </section>
   );
 }
+
+const PAGE = 100;
+
+// one formatter for every row (toLocaleTimeString builds one per call)
+const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit", fractionalSecondDigits: 3 });
+const clockTime = (ms: number) => timeFormat.format(ms);
+
+/** One log line; memoized: a new transition renders one row, not the whole list. */
+const Row = memo(function Row({
+  e,
+  selected,
+  open,
+  select,
+  toggle,
+}: {
+  e: Entry;
+  selected: boolean;
+  open: boolean;
+  select: (id: number | null) => void;
+  toggle: (id: number) => void;
+}) {
+  if (e.kind === "dropped") {
+    return (
+      <li className="entry dropped" data-dropped={e.n}>
+        {e.n} transitions dropped (this page fell behind the worker)
+      </li>
+    );
+  }
+  const t = e.t;
+  const cls = `entry${t.accepted ? "" : " canceled"}${selected ? " selected" : ""}`;
+  const args = argsText(t.args);
+  return (
+    <li className={cls} data-seq={t.seq} data-accepted={t.accepted}>
+      <div className="entry-head">
+        <button
+          type="button"
+          className="travel"
+          onClick={() => select(selected ? null : e.id)}
+          aria-pressed={selected}
+          title="show the machine as it was after this transition"
+        >
+          #{t.seq}
+        </button>
+        <time dateTime={new Date(t.time).toISOString()}>{clockTime(t.time)}</time>
+        <span className="src" data-source={sourceText(t)}>
+          {sourceText(t)}
+        </span>
+        <span className="what">
+          {t.type} {t.called.join(" ")}
+        </span>
+        <span className={`outcome ${t.accepted ? "ok" : "no"}`}>{t.accepted ? "executed" : "canceled"}</span>
+        {t.why && <span className="why">{t.why.text}</span>}
+        {args && (
+          <code className="args" title={t.argsCut ? "args cut to their keys (too large)" : undefined}>
+            {args}
+            {t.argsCut ? " (cut)" : ""}
+          </code>
+        )}
+        <button type="button" className="more" aria-expanded={open} onClick={() => toggle(e.id)}>
+          {t.steps.length} steps
+        </button>
+      </div>
+      {open && (
+        <ol className="steps">
+          {t.steps.map((s, j) => (
+            <li key={j} className={`step step-${s.type}${s.relation ? ` rel-${s.relation}` : ""}`}>
+              {stepText(s)}
+            </li>
+          ))}
+        </ol>
+      )}
+    </li>
+  );
+});

@@ -22,22 +22,37 @@ export function TimelineView({ entries, names, selected }: { entries: Entry[]; n
         return e && e.kind === "transition" ? x(e.t.time) : null;
       })(),
       rows: names.map((name) => {
-        const ticks = ts.map((p) => p.clock[name] ?? 0);
-        const min = Math.min(...ticks);
-        const max = Math.max(...ticks, min + 1);
+        // one point per pixel column (the last tick in it): thousands of transitions stay cheap
+        const pts: { x: number; tick: number }[] = [];
+        for (const p of ts) {
+          const px = Math.round(x(p.time));
+          const tick = p.clock[name] ?? 0;
+          const last = pts[pts.length - 1];
+          if (last && last.x === px) last.tick = tick;
+          else pts.push({ x: px, tick });
+        }
+        let min = Infinity;
+        let max = -Infinity;
+        for (const p of pts) {
+          min = Math.min(min, p.tick);
+          max = Math.max(max, p.tick);
+        }
+        max = Math.max(max, min + 1);
         const y = (v: number) => H - 4 - ((v - min) / (max - min)) * (H - 8);
         let d = "";
         let spans = "";
-        ts.forEach((p, k) => {
-          const px = x(p.time).toFixed(1);
-          const py = y(ticks[k]).toFixed(1);
-          d += k === 0 ? `M${px},${py}` : ` H${px} V${py}`;
-          if (ticks[k] % 2 === 1) {
-            const next = k + 1 < ts.length ? x(ts[k + 1].time) : W - 4;
-            spans += `M${px},2 H${next.toFixed(1)} V${H - 2} H${px} Z `;
+        pts.forEach((p, k) => {
+          const py = y(p.tick).toFixed(1);
+          d += k === 0 ? `M${p.x},${py}` : ` H${p.x} V${py}`;
+          if (p.tick % 2 === 1) {
+            const next = k + 1 < pts.length ? pts[k + 1].x : W - 4;
+            spans += `M${p.x},2 H${next} V${H - 2} H${p.x} Z `;
           }
         });
-        return { name, d: `${d} H${W - 4}`, spans, last: ticks[ticks.length - 1], changes: new Set(ticks).size - 1 };
+        const first = ts[0].clock[name] ?? 0;
+        const lastTick = ts[ts.length - 1].clock[name] ?? 0;
+        // changes: how far the tick moved over the recording (each tick is one (de)activation)
+        return { name, d: `${d} H${W - 4}`, spans, last: lastTick, changes: Math.max(0, lastTick - first) };
       }),
     };
   }, [entries, names, selected]);
