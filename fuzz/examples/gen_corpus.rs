@@ -9,7 +9,8 @@ use std::sync::Arc;
 use amrpc_core::session::{ClientConfig, ClientSession, ReplayCache, ServerConfig, ServerOutput, ServerSession};
 use amrpc_core::wire::clock::{self, ClockUpdate, Diff, Ticks};
 use amrpc_core::wire::{
-    Chunk, ClientMsg, ErrorCode, ErrorMsg, Hello, MutationReq, PROTOCOL_VERSION, Payload, Reply, ServerMsg, WaitArgs,
+    Chunk, ClientMsg, ErrorCode, ErrorMsg, Hello, MutationReq, PROTOCOL_VERSION, Payload, Reply, ServerMsg, SourceMsg,
+    StepMsg, StepSide, StreamFrom, TransitionMsg, WaitArgs, WhyMsg,
 };
 use amrpc_core::{Args, Machine, Opts, State, Value, schema};
 use amrpc_fuzz::clock_case_bytes;
@@ -48,6 +49,8 @@ fn main() {
             states: Some(vec!["A".into(), "B".into()]),
             shallow: true,
             types: true,
+            stream: Some(StreamFrom { log: 7, seq: 3 }),
+            all_ticks: true,
         }),
     );
     write(
@@ -134,7 +137,49 @@ fn main() {
             update: Some(update(1, &t0, &t1)),
         }),
     );
-    server("canceled", ServerMsg::Canceled(Reply { req: 2, update: None }));
+    server(
+        "canceled",
+        ServerMsg::Canceled {
+            reply: Reply { req: 2, update: None },
+            why: Some(WhyMsg::Requires(1, 0)),
+        },
+    );
+    server(
+        "canceled-handler",
+        ServerMsg::Canceled {
+            reply: Reply {
+                req: 4,
+                update: Some(update(3, &t0, &t1)),
+            },
+            why: Some(WhyMsg::Handler("AEnter".into())),
+        },
+    );
+    server(
+        "transition",
+        ServerMsg::Transition(Box::new(TransitionMsg {
+            seq: 1,
+            time_ms: 1_700_000_000_000,
+            ty: amrpc_core::MutationType::Add,
+            called: vec![1],
+            args: Args::new().with("n", 1),
+            args_cut: false,
+            source: SourceMsg::Session {
+                epoch: 7,
+                client: "cli".into(),
+            },
+            accepted: false,
+            why: Some(WhyMsg::Requires(1, 0)),
+            ticks: t0.to_vec(),
+            steps: vec![StepMsg {
+                ty: amrpc_core::StepType::Relation,
+                from: StepSide::State(1),
+                to: StepSide::State(0),
+                relation: Some(amrpc_core::Relation::Require),
+                handler: None,
+            }],
+        })),
+    );
+    server("dropped", ServerMsg::Dropped { n: 936, next: 937 });
     server(
         "queued",
         ServerMsg::Queued {
