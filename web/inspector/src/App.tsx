@@ -194,7 +194,9 @@ export function App() {
       ? `${live.error.code}: ${live.error.message}`
       : status === "disconnected"
         ? `reconnecting${retryIn !== null ? ` in ${retryIn} s` : "…"}`
-        : status;
+        : status === "connecting" && m
+          ? "reconnecting…"
+          : status;
   const selEntry = sel !== null ? entries[sel] : null;
 
   return (

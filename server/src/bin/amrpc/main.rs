@@ -128,6 +128,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             demo::queue_workers(&open, "queue")?;
             open.add_worker("typed", demo::typed_worker()?)?;
             open.add_worker("downloads", demo::download_worker(Duration::from_millis(200))?)?;
+            let (bench, _bench_worker) = amrpc_core::demo::bench_worker(1)?;
+            open.add_worker("bench", bench)?;
             let locked = Server::new(ServerOpts {
                 allow_ids: Some(vec!["allowed-client".into()]),
                 auth: Some(std::sync::Arc::new(|_id: &str, token: Option<&str>| {
