@@ -25,11 +25,10 @@ pub(crate) struct Scratch {
     pub(crate) drops: Vec<(Id, crate::why::Cause)>,
 }
 
-impl Scratch {
-    fn dropped(&mut self, called: &[Id], s: Id, cause: impl FnOnce() -> crate::why::Cause) {
-        if called.contains(&s) && !self.drops.iter().any(|(x, _)| *x == s) {
-            self.drops.push((s, cause()));
-        }
+/// Note why called state `s` was dropped, unless an earlier drop of it is noted already.
+fn note_drop(drops: &mut Vec<(Id, crate::why::Cause)>, called: &[Id], s: Id, cause: crate::why::Cause) {
+    if called.contains(&s) && !drops.iter().any(|(x, _)| *x == s) {
+        drops.push((s, cause));
     }
 }
 
@@ -179,10 +178,12 @@ impl Resolve<'_> {
                     kept.push(s);
                     continue;
                 }
-                let first = sc.missing[0];
-                if self.called.contains(&s) && !sc.drops.iter().any(|(x, _)| *x == s) {
-                    sc.drops.push((s, crate::why::Cause::Requires(s, first)));
-                }
+                note_drop(
+                    &mut sc.drops,
+                    self.called,
+                    s,
+                    crate::why::Cause::Requires(s, sc.missing[0]),
+                );
                 if let Some(e) = sc.missing_map.iter_mut().find(|(x, _)| *x == s) {
                     e.1.clone_from(&sc.missing);
                 } else {
@@ -261,8 +262,12 @@ impl Resolve<'_> {
                 continue;
             }
             sc.blocked.push(s);
-            let by = sc.blocked_by[0];
-            sc.dropped(self.called, s, || crate::why::Cause::Removed(s, by));
+            note_drop(
+                &mut sc.drops,
+                self.called,
+                s,
+                crate::why::Cause::Removed(s, sc.blocked_by[0]),
+            );
             let active = self.time_before[s] % 2 == 1;
             let lvl = if active { LogLevel::Ops } else { LogLevel::Decisions };
             if self.log_level >= lvl {

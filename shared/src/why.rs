@@ -8,7 +8,6 @@ use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 
 use crate::schema::{Compiled, Id};
-use crate::transition::Transition;
 
 /// Why a mutation was canceled.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,8 +41,8 @@ pub enum Why {
         /// The handler's name.
         handler: String,
     },
-    /// The resolver dropped a called state for no single relation (kept for completeness:
-    /// the relations above explain every rejection the resolver makes).
+    /// The resolver dropped a called state without noting a relation (not produced today:
+    /// every drop of a called state records the relation behind it).
     Rejected {
         /// The called state.
         state: String,
@@ -99,27 +98,5 @@ impl Cause {
             Cause::Disposed => Why::Disposed,
             Cause::QueueFull => Why::QueueFull,
         }
-    }
-}
-
-/// Why the resolver rejected called state `s` (it is not in `t.target`): a surviving state that
-/// removes it, else a requirement missing from the target, else a called state that removes it.
-/// Only run when a transition is canceled.
-#[cold]
-pub(crate) fn rejected(c: &Compiled, t: &Transition, s: Id) -> Cause {
-    let removes = |b: Id| b != s && c.defs[b].remove.contains(&s);
-    if let Some(b) = t.target.iter().copied().find(|b| removes(*b)) {
-        return Cause::Removed(s, b);
-    }
-    if let Some(r) = c.defs[s].require.iter().copied().find(|r| !t.target.contains(r)) {
-        return Cause::Requires(s, r);
-    }
-    if let Some(b) = t.mutation.called.iter().copied().find(|b| removes(*b)) {
-        return Cause::Removed(s, b);
-    }
-    // removed by a candidate that lost later (an active state, or one pulled in by Add)
-    match (0..c.defs.len()).find(|b| removes(*b)) {
-        Some(b) => Cause::Removed(s, b),
-        None => Cause::Rejected(s),
     }
 }

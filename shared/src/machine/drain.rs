@@ -313,9 +313,11 @@ impl Machine {
                 if n_rejected > 0 {
                     let not_accepted: Vec<Id> = called.iter().copied().filter(|s| !t.target.contains(s)).collect();
                     let first = not_accepted[0];
+                    // the resolver noted the relation that dropped it (every drop of a called
+                    // state goes through one); `Rejected` only if that ever changes
                     t.cause = Some(match scratch.drops.iter().find(|(x, _)| *x == first) {
                         Some((_, cause)) => cause.clone(),
-                        None => crate::why::rejected(&c, t, first),
+                        None => Cause::Rejected(first),
                     });
                     self.log_fmt(LogLevel::Ops, || format!("[cancel:reject] {}", c.join(&not_accepted)));
                     if record {
