@@ -5,54 +5,22 @@
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { freePort, killAll, start } from './procs.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const ARTIFACTS = process.env.AMRPC_TEST_ARTIFACTS ?? path.join(ROOT, 'target/test-artifacts');
 const BIN = process.env.AMRPC_BIN ?? path.join(ROOT, 'target/release/amrpc');
 const APP = path.join(ROOT, 'web/example');
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const children = [];
 let browser;
 
 after(async () => {
-  for (const c of children) c.kill('SIGKILL');
+  killAll();
   await browser?.close();
 });
-
-async function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** Spawn and wait for `ready` in its output (bounded). */
-function start(cmd, args, opts, ready) {
-  const c = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
-  children.push(c);
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`${cmd} did not start: ${out}`)), 20_000);
-    const on = (d) => {
-      out += d;
-      if (ready.test(out)) {
-        clearTimeout(timer);
-        resolve(c);
-      }
-    };
-    c.stdout.on('data', on);
-    c.stderr.on('data', on);
-    c.on('exit', (code) => reject(new Error(`${cmd} exited (${code}): ${out}`)));
-  });
-}
 
 test('the example app drives the download worker through amrpc/react', async () => {
   const [srvPort, appPort] = [await freePort(), await freePort()];

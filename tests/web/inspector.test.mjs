@@ -8,12 +8,11 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { freePort, killAll, spawnTracked, start } from './procs.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BASE = process.env.AMRPC_TEST_HTTP;
@@ -30,7 +29,6 @@ const VIEWS = ['states', 'graph', 'log', 'timeline', 'payloads'];
 
 let browser;
 const opened = [];
-const children = [];
 
 before(async () => {
   assert.ok(BASE, 'AMRPC_TEST_HTTP is not set: run scripts/web/page.sh');
@@ -39,7 +37,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const c of children) c.kill('SIGKILL');
+  killAll();
   await browser?.close();
 });
 
@@ -77,8 +75,7 @@ async function shown(page, state) {
 /** Run `amrpc repl` with these lines on stdin; its output (bounded). */
 function repl(url, lines, id) {
   return new Promise((resolve, reject) => {
-    const c = spawn(BIN, ['repl', url, '--id', id], { stdio: ['pipe', 'pipe', 'pipe'] });
-    children.push(c);
+    const c = spawnTracked(BIN, ['repl', url, '--id', id]);
     let out = '';
     c.stdout.on('data', (d) => (out += d));
     c.stderr.on('data', (d) => (out += d));
@@ -94,36 +91,9 @@ function repl(url, lines, id) {
   });
 }
 
-async function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 /** `amrpc serve` on `port` (its own process, for the restart test). */
-async function serve(port) {
-  const c = spawn(BIN, ['serve', '--addr', `127.0.0.1:${port}`, '--web', path.join(ROOT, 'web'), '--pkg', PKG], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.push(c);
-  await new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`serve did not start: ${out}`)), WAIT_MS);
-    c.stdout.on('data', (d) => {
-      out += d;
-      if (out.includes('amrpc serving on')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    c.on('exit', (code) => reject(new Error(`serve exited (${code}): ${out}`)));
-  });
-  return c;
-}
+const serve = (port) =>
+  start(BIN, ['serve', '--addr', `127.0.0.1:${port}`, '--web', path.join(ROOT, 'web'), '--pkg', PKG], {}, /amrpc serving on/, WAIT_MS);
 
 test('two inspectors mirror each other', async () => {
   const a = await inspector('a');
