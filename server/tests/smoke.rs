@@ -4,6 +4,8 @@ use amrpc_core::states;
 use amrpc_core::{Api, Machine, Opts, Outcome, State, schema, struct_merge};
 use amrpc_server::{Server, ServerOpts};
 
+mod relay_support;
+
 fn worker() -> Machine {
     let own = schema([("A", State::new()), ("B", State::new().require(&["A"]))]);
     let m = Machine::new(struct_merge(&[&states::worker_schema(), &own]), Opts::default()).unwrap();
@@ -64,21 +66,11 @@ async fn the_workers_last_error_reaches_clients() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mirror_served_by_another_server_relays_both_ways() {
-    // root server with the worker
-    let root = Server::new(ServerOpts::default());
-    let w = root.add_worker("w", worker()).unwrap();
-    let root_addr = root.spawn("127.0.0.1:0").await.unwrap();
-    // a relay: its own server serving the mirror of the root's worker
-    let upstream = Client::connect(&format!("ws://{root_addr}/ws/w"), ClientOpts::default())
-        .await
-        .unwrap();
-    let relay = Server::new(ServerOpts::default());
-    relay.add_relay("w", upstream.mirror().clone()).unwrap();
-    let relay_addr = relay.spawn("127.0.0.1:0").await.unwrap();
+    // root server with the worker, and a relay: its own server serving the root worker's mirror
+    let r = relay_support::relayed(worker()).await;
+    let w = r.worker.clone();
     // a leaf client of the relay
-    let leaf = Client::connect(&format!("ws://{relay_addr}/ws/w"), ClientOpts::default())
-        .await
-        .unwrap();
+    let leaf = Client::connect(&r.leaf_url(), ClientOpts::default()).await.unwrap();
     let m = leaf.mirror();
     // a leaf mutation runs on the root worker, and its reply already shows it
     assert_eq!(m.add1("A", None).await, Ok(Outcome::Executed));
@@ -109,9 +101,7 @@ async fn a_mirror_served_by_another_server_relays_both_ways() {
         "the met wait left no binding on the root"
     );
     leaf.close().await;
-    upstream.close().await;
-    relay.shutdown();
-    root.shutdown();
+    r.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

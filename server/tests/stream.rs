@@ -9,6 +9,8 @@ use amrpc_core::{Api, Machine, Opts, Outcome, State, schema, states, struct_merg
 use amrpc_server::{Server, ServerOpts};
 use tokio::sync::broadcast;
 
+mod relay_support;
+
 fn worker() -> Machine {
     let own = schema([
         ("Online", State::new()),
@@ -84,18 +86,10 @@ async fn an_inspector_sees_another_clients_mutations() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_has_no_stream_and_says_so() {
-    let root = Server::new(ServerOpts::default());
-    root.add_worker("w", worker()).unwrap();
-    let root_addr = root.spawn("127.0.0.1:0").await.unwrap();
-    let upstream = Client::connect(&format!("ws://{root_addr}/ws/w"), ClientOpts::default())
-        .await
-        .unwrap();
-    let relay = Server::new(ServerOpts::default());
-    let rw = relay.add_relay("w", upstream.mirror().clone()).unwrap();
-    assert!(rw.transition_log().is_none());
-    let relay_addr = relay.spawn("127.0.0.1:0").await.unwrap();
+    let r = relay_support::relayed(worker()).await;
+    assert!(r.relay_worker.transition_log().is_none());
     let leaf = Client::connect(
-        &format!("ws://{relay_addr}/ws/w"),
+        &r.leaf_url(),
         ClientOpts {
             stream: true,
             ..ClientOpts::default()
@@ -106,9 +100,7 @@ async fn a_relay_has_no_stream_and_says_so() {
     // the session goes on: mutations still work
     assert_eq!(leaf.mirror().add1("Online", None).await, Ok(Outcome::Executed));
     leaf.close().await;
-    upstream.close().await;
-    relay.shutdown();
-    root.shutdown();
+    r.shutdown().await;
 }
 
 /// `GET path` over a plain HTTP/1.1 connection; the response's status line and body.

@@ -9,6 +9,8 @@ use amrpc_client::{Client, ClientOpts};
 use amrpc_core::{Api, Handlers, Machine, MutationType, Opts, Outcome, State, Why, schema, states, struct_merge};
 use amrpc_server::{Server, ServerOpts};
 
+mod relay_support;
+
 fn worker() -> Machine {
     let own = schema([
         ("Online", State::new()),
@@ -69,23 +71,11 @@ async fn the_native_mirror_gets_the_reason_in_the_reply() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_passes_the_reason_on() {
-    let root = Server::new(ServerOpts::default());
-    root.add_worker("w", worker()).unwrap();
-    let root_addr = root.spawn("127.0.0.1:0").await.unwrap();
-    let upstream = Client::connect(&format!("ws://{root_addr}/ws/w"), ClientOpts::default())
-        .await
-        .unwrap();
-    let relay = Server::new(ServerOpts::default());
-    relay.add_relay("w", upstream.mirror().clone()).unwrap();
-    let relay_addr = relay.spawn("127.0.0.1:0").await.unwrap();
-    let leaf = Client::connect(&format!("ws://{relay_addr}/ws/w"), ClientOpts::default())
-        .await
-        .unwrap();
+    let r = relay_support::relayed(worker()).await;
+    let leaf = Client::connect(&r.leaf_url(), ClientOpts::default()).await.unwrap();
     check_reasons(leaf.mirror()).await;
     leaf.close().await;
-    upstream.close().await;
-    relay.shutdown();
-    root.shutdown();
+    r.shutdown().await;
 }
 
 /// Kills the child on drop (a failed assertion must not leave a server running).
