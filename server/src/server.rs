@@ -480,17 +480,13 @@ impl Server {
         workers
             .into_iter()
             .map(|(name, w)| {
-                let names = w.machine.state_names();
-                let hash = amrpc_core::wire::schema_hash(
-                    &names,
-                    &amrpc_core::wire::schema_to_wire(&w.machine.get_struct(), &names),
-                );
+                let hash = amrpc_core::wire::machine_schema_hash(&w.machine);
                 WorkerInfo {
                     name,
                     id: w.machine.id().to_string(),
                     sessions: w.session_count(),
                     schema_hash: format!("{hash:016x}"),
-                    states: names.len(),
+                    states: w.machine.state_names().len(),
                     relay: w.relay.is_some(),
                     stream: w.log.is_some(),
                     inspectors: w.log.as_ref().map_or(0, |l| l.subscribers()),

@@ -150,7 +150,7 @@ async fn the_workers_endpoint_lists_sessions_and_schema_hashes() {
     // the hash a client sees in Welcome
     let m = c1.mirror().machine();
     let names = m.state_names();
-    let hash = amrpc_core::wire::schema_hash(&names, &amrpc_core::wire::schema_to_wire(&m.get_struct(), &names));
+    let hash = amrpc_core::wire::machine_schema_hash(m);
     assert_eq!(list[0]["schemaHash"], format!("{hash:016x}"));
     assert_eq!(list[0]["states"], names.len());
     c1.close().await;

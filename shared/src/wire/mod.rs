@@ -555,6 +555,12 @@ pub fn schema_from_wire(names: &[String], states: &[WireState]) -> Result<Schema
     Ok(out)
 }
 
+/// The schema hash a machine's sessions announce in `Welcome` (its state order and schema).
+pub fn machine_schema_hash(m: &crate::Machine) -> u64 {
+    let names = m.state_names();
+    schema_hash(&names, &schema_to_wire(&m.get_struct(), &names))
+}
+
 /// A stable 64-bit FNV-1a hash of the ordered names and the wire schema: equal hashes mean the
 /// same states in the same order with the same relations.
 pub fn schema_hash(names: &[String], states: &[WireState]) -> u64 {

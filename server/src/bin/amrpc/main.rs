@@ -191,7 +191,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let m = client.mirror().machine();
             let names = m.state_names();
             let schema = m.get_struct();
-            let hash = amrpc_core::wire::schema_hash(&names, &amrpc_core::wire::schema_to_wire(&schema, &names));
+            let hash = amrpc_core::wire::machine_schema_hash(m);
             let worker = url.rsplit('/').next().unwrap_or(&url);
             let text = amrpc_core::ts::declaration(worker, &names, &schema, hash);
             client.close().await;
