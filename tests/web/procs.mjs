@@ -24,7 +24,8 @@ export function start(cmd, args, opts, ready, ms = 20_000) {
     let out = '';
     const timer = setTimeout(() => reject(new Error(`${cmd} did not start: ${out}`)), ms);
     const on = (d) => {
-      out += d;
+      // colour codes (some CI environments force them) would split `host:port`
+      out += String(d).replace(/\x1b\[[0-9;]*m/g, '');
       if (ready.test(out)) {
         clearTimeout(timer);
         resolve(c);
