@@ -87,7 +87,11 @@ pub(crate) async fn run(pkg: &Path, chromium: &str, n: usize, limit: Duration) -
         ));
     }
     let (m, worker) = demo::bench_worker(13).map_err(|e| e.to_string())?;
-    let srv = Server::new(ServerOpts::default());
+    let srv = Server::new(ServerOpts {
+        // a benchmark client sends as fast as it can: no per-session rate limit
+        mutation_rate: 0,
+        ..Default::default()
+    });
     srv.add_worker("bench", m.clone()).map_err(|e| e.to_string())?;
     let (tx, rx) = oneshot::channel();
     let tx: ResultTx = Arc::new(Mutex::new(Some(tx)));

@@ -119,7 +119,11 @@ pub(crate) fn child_server(threads: usize) -> Result<(), String> {
     }
     .map_err(|e| e.to_string())?;
     let (m, worker) = demo::bench_worker(11).map_err(|e| e.to_string())?;
-    let srv = Server::new(ServerOpts::default());
+    let srv = Server::new(ServerOpts {
+        // a benchmark client sends as fast as it can: no per-session rate limit
+        mutation_rate: 0,
+        ..Default::default()
+    });
     srv.add_worker("bench", m.clone()).map_err(|e| e.to_string())?;
     let addr = rt.block_on(srv.spawn("127.0.0.1:0")).map_err(|e| e.to_string())?;
     if m.add1(START, None) != Outcome::Executed {

@@ -11,4 +11,7 @@ pub mod demo;
 pub mod server;
 
 pub use amrpc_core;
-pub use server::{AuthHook, Server, ServerError, ServerOpts, SessionInfo, Worker, WorkerInfo};
+pub use server::{
+    AuthHook, SNAPSHOT_FORMAT, Server, ServerError, ServerOpts, SessionInfo, Worker, WorkerInfo, WorkerSnapshot,
+    take_snapshot,
+};

@@ -462,42 +462,42 @@ async fn rejected_token_in_hello_and_url() {
 async fn rejected_origin() {
     within(TEST_LIMIT, "rejected_origin", async {
         let _g = EXCLUSIVE.read().await;
-        let opts = ServerOpts {
-            allowed_origins: Some(vec!["https://app.example".into()]),
-            ..Default::default()
-        };
-        let h = Harness::start(rels_worker("w-origin"), opts).await;
-        let before = h.w().time(None);
-        let with_origin = |o: &str| {
-            let mut req = h.url().into_client_request().unwrap();
-            req.headers_mut().insert("Origin", o.parse().unwrap());
-            req
-        };
-        match within(
-            WAIT,
-            "evil origin",
-            tokio_tungstenite::connect_async(with_origin("https://evil.example")),
-        )
-        .await
-        {
-            Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 403),
-            Err(e) => panic!("expected an HTTP 403, got {e}"),
-            Ok(_) => panic!("expected an HTTP 403, got a WebSocket"),
+        // by default only the server's own origin; with a list, those too
+        for list in [vec![], vec!["https://app.example".to_string()]] {
+            let opts = ServerOpts {
+                allowed_origins: list.clone(),
+                ..Default::default()
+            };
+            let h = Harness::start(rels_worker("w-origin"), opts).await;
+            let before = h.w().time(None);
+            let with_origin = |o: &str| {
+                let mut req = h.url().into_client_request().unwrap();
+                req.headers_mut().insert("Origin", o.parse().unwrap());
+                req
+            };
+            let own = format!("http://{}", h.addr);
+            for evil in ["https://evil.example", "null", "http://127.0.0.1.evil.example", &own.replace("http://", "http://x")] {
+                match within(WAIT, "evil origin", tokio_tungstenite::connect_async(with_origin(evil))).await {
+                    Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 403, "{evil}"),
+                    Err(e) => panic!("{evil}: expected an HTTP 403, got {e}"),
+                    Ok(_) => panic!("{evil}: expected an HTTP 403, got a WebSocket"),
+                }
+            }
+            assert_eq!(h.w().time(None), before, "the worker is untouched");
+            assert_eq!(h.worker.session_count(), 0);
+            // the server's own origin, a listed one, and no Origin at all (not a browser) get in
+            let mut good = vec![own.clone()];
+            good.extend(list.iter().cloned());
+            for o in &good {
+                let (mut ws, _) = within(WAIT, "good origin", tokio_tungstenite::connect_async(with_origin(o)))
+                    .await
+                    .unwrap_or_else(|e| panic!("{o}: {e}"));
+                ws.close(None).await.unwrap();
+            }
+            let c = try_connect(&h.url(), copts("native")).await.expect("no Origin header");
+            c.close().await;
+            h.stop().await;
         }
-        assert_eq!(h.w().time(None), before, "the worker is untouched");
-        assert_eq!(h.worker.session_count(), 0);
-        // an allowed Origin, and no Origin at all (not a browser), get in
-        let (mut ws, _) = within(
-            WAIT,
-            "good origin",
-            tokio_tungstenite::connect_async(with_origin("https://app.example")),
-        )
-        .await
-        .expect("allowed origin");
-        ws.close(None).await.unwrap();
-        let c = try_connect(&h.url(), copts("native")).await.expect("no Origin header");
-        c.close().await;
-        h.stop().await;
     })
     .await
 }

@@ -116,14 +116,26 @@ error_codes! {
     Disconnected = 30,
     /// Any other failure: a handler panic, an error added with `add_err`.
     Other = 31,
+    /// The session sent more mutations per second than the server allows; this one did not
+    /// run (protocol version 4).
+    RateLimited = 32,
+    /// The server restarted without the state this call needed to be answered once: the call
+    /// may or may not have run, and is not resent (it could run twice). Read the mirror, which
+    /// has resynced, to decide.
+    MayNotHaveRun = 33,
 }
 
 impl ErrorCode {
-    /// The codes a server sends (the first 16). The others are raised locally; a server maps
-    /// them to [`ErrorCode::Internal`] before they reach the wire, so older peers can decode
-    /// everything it sends.
+    /// The codes a server sends: the first 16, and since protocol version 4 `Timeout` (no
+    /// `Hello` in time, an unanswered ping), `TooManyInFlight`, `RateLimited` and
+    /// `MayNotHaveRun`. The others are raised locally; a server maps them to
+    /// [`ErrorCode::Internal`] before they reach the wire.
     pub const fn is_wire(self) -> bool {
         (self as u8) <= ErrorCode::TooManyWaits as u8
+            || matches!(
+                self,
+                ErrorCode::Timeout | ErrorCode::TooManyInFlight | ErrorCode::RateLimited | ErrorCode::MayNotHaveRun
+            )
     }
 
     /// Codes after which reconnecting cannot help: a client stops instead of retrying.

@@ -123,7 +123,15 @@ fn servers_send_only_the_wire_codes() {
     use amrpc_core::wire::{ClientMsg, Hello, PROTOCOL_VERSION, ServerMsg};
     use amrpc_core::{Machine, Opts, State, schema};
     let wire: Vec<ErrorCode> = ErrorCode::ALL.iter().copied().filter(|c| c.is_wire()).collect();
-    assert_eq!(wire, ErrorCode::ALL[..16], "the first 16, in wire order");
+    let mut expected = ErrorCode::ALL[..16].to_vec();
+    // protocol 4: the limits' and the restart's codes travel too
+    expected.extend([
+        ErrorCode::Timeout,
+        ErrorCode::TooManyInFlight,
+        ErrorCode::RateLimited,
+        ErrorCode::MayNotHaveRun,
+    ]);
+    assert_eq!(wire, expected, "the first 16 and protocol 4's, in wire order");
     let w = Machine::new(schema([("A", State::new())]), Opts::default()).unwrap();
     w.verify_states(&["A", "Exception"]).unwrap();
     let mut srv = ServerSession::new(&w, ServerConfig::default(), std::sync::Arc::new(ReplayCache::new(1)));

@@ -83,15 +83,15 @@ fn session_walk_through() {
 
     // Hello → Welcome
     let hello = cli.hello();
-    check("Hello", &hello, "00 03 03 63 6c 69 ac 02 00 00 00 00 00 00 00 00");
+    check("Hello", &hello, "00 04 03 63 6c 69 ac 02 00 00 00 00 00 00 00 00");
     assert!(matches!(client_frame(&hello), ClientMsg::Hello(_)));
     let f = sends(srv.handle_frame(&hello, 0, &w));
     assert_eq!(f.len(), 1);
     check(
         "Welcome",
         &f[0],
-        "00 03 01 77 07 02 05 53 74 61 72 74 09 45 78 63 65 70 74 69 6f 6e 02 00 00 00 01 01 00 00 02 00 00 00 00 00 \
-         96 f9 b7 ff 99 94 d1 cc a1 01 00 10 00 00 01 02 00 00 00 00 40 00 00",
+        "00 04 01 77 07 02 05 53 74 61 72 74 09 45 78 63 65 70 74 69 6f 6e 02 00 00 00 01 01 00 00 02 00 00 00 00 00 \
+         96 f9 b7 ff 99 94 d1 cc a1 01 00 10 00 00 01 02 00 00 00 00 40 00 00 00",
     );
     let ServerMsg::Welcome(welcome) = server_frame(&f[0]) else {
         panic!("not a Welcome")
@@ -252,7 +252,7 @@ fn hello_with_options() {
     let w = tiny_worker();
     let hash = ServerSession::new(&w, ServerConfig::default(), Arc::new(ReplayCache::new(1))).schema_hash();
     let h = ClientMsg::Hello(Hello {
-        version: 3,
+        version: amrpc_core::wire::PROTOCOL_VERSION,
         client_id: "cli".into(),
         instance: 300,
         token: Some("t0k".into()),
@@ -269,7 +269,7 @@ fn hello_with_options() {
     check(
         "Hello (options)",
         &h,
-        "00 03 03 63 6c 69 ac 02 01 03 74 30 6b 01 96 f9 b7 ff 99 94 d1 cc a1 01 01 32 01 01 05 53 74 61 72 74 01 01 01 05 09 01",
+        "00 04 03 63 6c 69 ac 02 01 03 74 30 6b 01 96 f9 b7 ff 99 94 d1 cc a1 01 01 32 01 01 05 53 74 61 72 74 01 01 01 05 09 01",
     );
     client_frame(&h);
 }

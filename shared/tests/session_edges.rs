@@ -103,6 +103,8 @@ fn a_deferred_retry_has_a_deadline() {
     let replay = Arc::new(ReplayCache::new(8));
     let cfg = || ServerConfig {
         push_interval_ms: 0,
+        // no keepalive deadline: only the retry's
+        ping_interval_ms: 0,
         ..Default::default()
     };
     let mut old = ServerSession::new(&w, cfg(), replay.clone());

@@ -52,6 +52,14 @@ struct Link {
 
 impl Link {
     fn new(worker: &Machine, scfg: ServerConfig, ccfg: ClientConfig, replay: Arc<ReplayCache>) -> Link {
+        // these tests jump through time: keepalive and the rate limit have tests of their own
+        // (session_limits.rs)
+        let scfg = ServerConfig {
+            ping_interval_ms: 0,
+            hello_timeout_ms: 0,
+            mutation_rate: 0,
+            ..scfg
+        };
         let changes = Arc::new(Changes::default());
         worker.bind_tracer(changes.clone());
         let seen = changes.0.load(Ordering::SeqCst);

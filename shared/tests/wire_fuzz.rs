@@ -301,6 +301,7 @@ fn gen_server(r: &mut Rng, variant: usize) -> ServerMsg {
                 (0..r.below(3)).map(|_| (r.next() as u16, gen_string(r))).collect()
             }),
             log_id: gen_opt(r, gen_u64),
+            replay_id: gen_u64(r),
         }),
         1 => ServerMsg::Executed(gen_reply(r)),
         2 => ServerMsg::Canceled {
@@ -1161,6 +1162,7 @@ fn hostile_welcomes_never_panic() {
                 max_waits: r.below(100) as u32,
                 args_types: None,
                 log_id: None,
+                replay_id: 0,
                 update: ClockUpdate {
                     seq: 0,
                     checksum: clock::checksum(&time),

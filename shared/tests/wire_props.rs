@@ -302,6 +302,7 @@ fn arb_welcome() -> impl Strategy<Value = Welcome> {
             any::<u32>(),
             prop::option::of(prop::collection::vec((any::<u16>(), arb_string()), 0..3)),
             prop::option::of(any::<u64>()),
+            any::<u64>(),
         ),
     )
         .prop_map(
@@ -316,7 +317,7 @@ fn arb_welcome() -> impl Strategy<Value = Welcome> {
                 push_interval_ms,
                 update,
                 worker_err,
-                (shallow, max_waits, args_types, log_id),
+                (shallow, max_waits, args_types, log_id, replay_id),
             )| {
                 Welcome {
                     version,
@@ -333,6 +334,7 @@ fn arb_welcome() -> impl Strategy<Value = Welcome> {
                     max_waits,
                     args_types,
                     log_id,
+                    replay_id,
                 }
             },
         )

@@ -133,6 +133,8 @@ struct Pending {
     frame: Vec<u8>,
     sent_at: u64,
     tries: u32,
+    /// It went out on a connection (the server may have run it).
+    sent: bool,
 }
 
 /// What [`ClientSession::call_timeouts`] decided.
@@ -184,6 +186,8 @@ pub struct ClientSession {
     offset: Vec<u64>,
     /// Most waits the server accepts (from `Welcome`).
     max_waits: u32,
+    /// The worker's replay cache (`Welcome::replay_id`) since the first handshake.
+    replay_id: Option<u64>,
 }
 
 impl core::fmt::Debug for ClientSession {
@@ -260,6 +264,7 @@ impl ClientSession {
             waits: BTreeSet::new(),
             offset: Vec::new(),
             max_waits: 0,
+            replay_id: None,
         }
     }
 
@@ -330,6 +335,7 @@ impl ClientSession {
             .values_mut()
             .map(|p| {
                 p.sent_at = now_ms;
+                p.sent = true;
                 p.frame.clone()
             })
             .collect()
@@ -542,6 +548,7 @@ impl ClientSession {
                 frame: bytes.clone(),
                 sent_at: now_ms,
                 tries: 0,
+                sent: self.phase == Phase::Open,
             },
         );
         Ok((req, bytes))
@@ -738,6 +745,18 @@ impl ClientSession {
             ));
         }
         self.epoch = w.epoch;
+        // another replay cache: the server restarted without the memory that makes a resend
+        // safe; calls that went out may have run, so they fail instead of running twice
+        let forgotten: Vec<u32> = match self.replay_id.replace(w.replay_id) {
+            Some(before) if before != w.replay_id => {
+                let sent: Vec<u32> = self.pending.iter().filter(|(_, p)| p.sent).map(|(r, _)| *r).collect();
+                for r in &sent {
+                    self.pending.remove(r);
+                }
+                sent
+            }
+            _ => Vec::new(),
+        };
         let log = w.log_id.unwrap_or(0);
         if log != self.stream_from.log {
             // another log (a restarted worker): the server sends from its oldest record
@@ -754,6 +773,16 @@ impl ClientSession {
         let mut out = alloc::vec![ClientOutput::Ready];
         for (req, result, why) in core::mem::take(&mut self.held) {
             out.push(ClientOutput::Reply { req, result, why });
+        }
+        for req in forgotten {
+            out.push(ClientOutput::Reply {
+                req,
+                result: Err(remote(
+                    ErrorCode::MayNotHaveRun,
+                    "the server restarted without its replay memory; the call may have run (not resent)",
+                )),
+                why: None,
+            });
         }
         out
     }

@@ -13,7 +13,7 @@ mod worker;
 
 pub use client::{CallTimeouts, ClientConfig, ClientOutput, ClientSession, MAX_PENDING, NOTIFY_REQ, state_indexes};
 pub use conn::{BROWSER_CLIENT_ID, ConnConfig, ConnOutput, Connection, NATIVE_CLIENT_ID, Status};
-pub use replay::{PER_INSTANCE, REQ_ID_WRAP, Replay, ReplayCache};
+pub use replay::{PER_INSTANCE, REQ_ID_WRAP, Replay, ReplayCache, ReplaySnapshot};
 pub use server::{Authorize, ServerConfig, ServerOutput, ServerSession, replay_key};
 pub use stream::{ARGS_CAP, Batch, LOG_CAPACITY, MAX_PER_POLL, Record, StreamTracer, TransitionLog};
 pub use worker::{Mutated, WorkerPort};

@@ -6,6 +6,7 @@
 //! far beyond the per-instance window, so a recycled id never meets a stale entry.
 
 use alloc::collections::{BTreeMap, VecDeque};
+use alloc::vec::Vec;
 
 use crate::sync::Mutex;
 use crate::types::Outcome;
@@ -45,9 +46,22 @@ struct Inner {
 }
 
 /// The replay cache: at most `max_instances` client instances, [`PER_INSTANCE`] outcomes each.
+/// Its id goes to clients in `Welcome::replay_id`: a client that sees another id after a
+/// reconnect knows this memory is gone (a restart without a snapshot) and does not resend.
 pub struct ReplayCache {
     inner: Mutex<Inner>,
     max_instances: usize,
+    id: u64,
+}
+
+/// A replay cache's finished outcomes, to restore after a planned restart (in-flight entries
+/// are left out: nothing runs across a restart).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReplaySnapshot {
+    /// The cache's id ([`ReplayCache::id`]).
+    pub id: u64,
+    /// Per client instance (least recently used first): its outcomes, oldest first.
+    pub instances: Vec<(u64, Vec<(u32, Outcome)>)>,
 }
 
 impl core::fmt::Debug for ReplayCache {
@@ -62,13 +76,62 @@ impl core::fmt::Debug for ReplayCache {
 impl ReplayCache {
     /// A cache for up to `max_instances` client instances (at least 1).
     pub fn new(max_instances: usize) -> ReplayCache {
+        Self::with_id(max_instances, 0)
+    }
+
+    /// [`ReplayCache::new`] with an id (a shell picks one per worker start; 0: unnamed, which
+    /// clients cannot tell apart across restarts).
+    pub fn with_id(max_instances: usize, id: u64) -> ReplayCache {
         ReplayCache {
             inner: Mutex::new(Inner {
                 instances: BTreeMap::new(),
                 clock: 0,
             }),
             max_instances: max_instances.max(1),
+            id,
         }
+    }
+
+    /// The id clients see in `Welcome::replay_id`.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The finished outcomes, for [`ReplayCache::restore`] after a restart.
+    pub fn snapshot(&self) -> ReplaySnapshot {
+        let g = self.inner.lock();
+        let mut instances: Vec<(u64, u64, Vec<(u32, Outcome)>)> = g
+            .instances
+            .iter()
+            .map(|(k, i)| {
+                let done = i
+                    .order
+                    .iter()
+                    .filter_map(|r| match i.map.get(r) {
+                        Some(Entry::Done(o)) => Some((*r, *o)),
+                        _ => None,
+                    })
+                    .collect();
+                (i.used, *k, done)
+            })
+            .collect();
+        instances.sort_by_key(|(used, ..)| *used);
+        ReplaySnapshot {
+            id: self.id,
+            instances: instances.into_iter().map(|(_, k, d)| (k, d)).collect(),
+        }
+    }
+
+    /// A cache holding a snapshot's outcomes under its id: retries of calls that ran before
+    /// the restart get their outcome, not a second run.
+    pub fn restore(max_instances: usize, snap: &ReplaySnapshot) -> ReplayCache {
+        let cache = Self::with_id(max_instances, snap.id);
+        for (instance, done) in &snap.instances {
+            for (req, outcome) in done {
+                cache.finish(*instance, *req, *outcome);
+            }
+        }
+        cache
     }
 
     fn instance(g: &mut Inner, max: usize, id: u64) -> &mut Instance {

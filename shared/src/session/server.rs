@@ -46,6 +46,28 @@ pub struct ServerConfig {
     /// one is refused with [`ErrorCode::TooManyWaits`]. Each is one binding on the worker, so
     /// this bounds what one client can make the worker check per transition.
     pub max_waits: usize,
+    /// The shell's time (ms) when the connection opened: the `Hello` deadline counts from it.
+    pub opened_at_ms: u64,
+    /// A connection that sends no `Hello` for this long is closed with [`ErrorCode::Timeout`]
+    /// (a silent socket holds a session slot). 0: no limit. Default: 10 000.
+    pub hello_timeout_ms: u64,
+    /// After this long without hearing from the client (no frame, no pong), the session asks
+    /// the shell for a WebSocket ping ([`ServerOutput::Ping`]). 0: no pings. Default: 15 000.
+    pub ping_interval_ms: u64,
+    /// A ping unanswered (nothing heard) for this long closes the session with
+    /// [`ErrorCode::Timeout`]: the peer is gone (a half-open TCP connection). Default: 15 000.
+    pub ping_timeout_ms: u64,
+    /// Most mutations one session may have in flight at once (forwarded by a relay, or retries
+    /// waiting for their original); past it a mutation fails with
+    /// [`ErrorCode::TooManyInFlight`] without running. Default: 256.
+    pub max_in_flight: usize,
+    /// Mutations per second one session may send (a token bucket of `mutation_burst`); past
+    /// it a mutation fails with [`ErrorCode::RateLimited`] without running. 0: no limit.
+    /// Default: 1 000.
+    pub mutation_rate: u32,
+    /// The bucket's size: mutations a session may send at once after a quiet spell.
+    /// Default: 2 000.
+    pub mutation_burst: u32,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +83,13 @@ impl Default for ServerConfig {
             chunk_size: 64 * 1024,
             epoch: 0,
             max_waits: 64,
+            opened_at_ms: 0,
+            hello_timeout_ms: 10_000,
+            ping_interval_ms: 15_000,
+            ping_timeout_ms: 15_000,
+            max_in_flight: 256,
+            mutation_rate: 1_000,
+            mutation_burst: 2_000,
         }
     }
 }
@@ -87,6 +116,9 @@ pub enum ServerOutput {
         /// The client's id.
         client_id: String,
     },
+    /// Send a WebSocket ping (the session heard nothing for `ping_interval_ms`); report what
+    /// comes back with [`ServerSession::heard`].
+    Ping,
     /// Close the connection (a `Bye` frame, if any, was emitted just before).
     Close {
         /// Why.
@@ -139,6 +171,40 @@ pub struct ServerSession {
     log: Option<Arc<TransitionLog>>,
     /// This session's reading of it.
     sub: Option<Subscription>,
+    /// When the client was last heard from (a frame, a pong), ms.
+    heard_at: u64,
+    /// When the unanswered ping went out.
+    ping_at: Option<u64>,
+    /// Mutations forwarded and not answered yet.
+    forwarded: usize,
+    /// The mutation rate's token bucket.
+    bucket: Bucket,
+}
+
+/// A token bucket in thousandths of a token (integer arithmetic, time from the shell).
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    milli: u64,
+    at: u64,
+}
+
+impl Bucket {
+    /// Take one token at `now_ms`, refilling `rate` per second up to `burst`.
+    fn take(&mut self, now_ms: u64, rate: u32, burst: u32) -> bool {
+        if rate == 0 {
+            return true;
+        }
+        let cap = u64::from(burst.max(1)) * 1000;
+        let refill = now_ms.saturating_sub(self.at).saturating_mul(u64::from(rate));
+        self.milli = self.milli.saturating_add(refill).min(cap);
+        self.at = self.at.max(now_ms);
+        if self.milli >= 1000 {
+            self.milli -= 1000;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// A session's place in the worker's [`TransitionLog`]; dropping it unsubscribes and forgets
@@ -233,6 +299,7 @@ impl ServerSession {
             .as_ref()
             .map(|m| names.iter().map(|n| m.contains(n)).collect());
         let exception = names.iter().position(|n| n == crate::EXCEPTION);
+        let (cfg_opened, cfg_burst) = (cfg.opened_at_ms, cfg.mutation_burst.max(1));
         ServerSession {
             exception_idx: exception,
             last_sent: alloc::vec![0; names.len()],
@@ -260,7 +327,21 @@ impl ServerSession {
             shallow: false,
             log: None,
             sub: None,
+            heard_at: cfg_opened,
+            ping_at: None,
+            forwarded: 0,
+            bucket: Bucket {
+                milli: u64::from(cfg_burst) * 1000,
+                at: cfg_opened,
+            },
         }
+    }
+
+    /// The client was heard from at `now_ms` (the shell calls it on a WebSocket pong or ping;
+    /// frames count by themselves).
+    pub fn heard(&mut self, now_ms: u64) {
+        self.heard_at = self.heard_at.max(now_ms);
+        self.ping_at = None;
     }
 
     /// The worker's transition log: sessions name their client in it (so the transitions they
@@ -338,6 +419,7 @@ impl ServerSession {
         if self.phase == Phase::Closed {
             return Vec::new();
         }
+        self.heard(now_ms);
         let msg = match ClientMsg::decode(bytes, self.cfg.max_frame) {
             Ok(m) => m,
             Err(wire::DecodeError::TooLarge { len, max }) => {
@@ -494,6 +576,7 @@ impl ServerSession {
                     .collect()
             }),
             log_id: self.log.as_ref().map(|l| l.id()),
+            replay_id: self.replay.id(),
         };
         self.last_err.clone_from(&welcome.worker_err);
         let mut out = alloc::vec![
@@ -662,6 +745,9 @@ impl ServerSession {
             }
         }
         if m.req == crate::session::client::NOTIFY_REQ {
+            if let Some(e) = self.limited(None, now_ms) {
+                return alloc::vec![e];
+            }
             // a no-sync mutation: run it, no reply, no replay entry (the client never resends
             // it); its change goes out with the next push, reply or Synced. A failure is
             // reported without a request id.
@@ -673,13 +759,30 @@ impl ServerSession {
                 Mutated::Failed(code, message) => alloc::vec![Self::error(None, code, message)],
             };
         }
+        let busy = self.forwarded + self.deferred.len() >= self.cfg.max_in_flight;
         match self.replay.begin(self.instance, m.req) {
-            Replay::New => match worker.mutate(m.req, ty, &m.states, m.args, self.cfg.epoch) {
-                Mutated::Done(outcome, why) => self.mutation_done(m.req, outcome, why, now_ms, worker),
-                Mutated::Failed(code, message) => self.mutation_failed(m.req, code, message),
-                Mutated::Forwarded => Vec::new(),
-            },
+            Replay::New => {
+                // refused before it runs: forgotten, so a later resend may run it
+                let refused = if busy {
+                    Some(self.too_many_in_flight(m.req))
+                } else {
+                    self.limited(Some(m.req), now_ms)
+                };
+                if let Some(e) = refused {
+                    self.replay.abandon(self.instance, m.req);
+                    return alloc::vec![e];
+                }
+                match worker.mutate(m.req, ty, &m.states, m.args, self.cfg.epoch) {
+                    Mutated::Done(outcome, why) => self.mutation_done(m.req, outcome, why, now_ms, worker),
+                    Mutated::Failed(code, message) => self.mutation_failed(m.req, code, message),
+                    Mutated::Forwarded => {
+                        self.forwarded += 1;
+                        Vec::new()
+                    }
+                }
+            }
             Replay::Done(outcome) => self.reply(m.req, outcome, None, now_ms, worker),
+            Replay::InFlight if busy => alloc::vec![self.too_many_in_flight(m.req)],
             Replay::InFlight => {
                 // the original runs elsewhere (an older session of this client); answer when done
                 self.last_poll_at = now_ms;
@@ -687,6 +790,21 @@ impl ServerSession {
                 Vec::new()
             }
         }
+    }
+
+    fn too_many_in_flight(&self, req: u32) -> ServerOutput {
+        let msg = alloc::format!("{} mutations in flight, the limit is {}", self.forwarded + self.deferred.len(), self.cfg.max_in_flight);
+        Self::error(Some(req), ErrorCode::TooManyInFlight, msg)
+    }
+
+    /// The error for a mutation past the session's rate, if it is.
+    fn limited(&mut self, req: Option<u32>, now_ms: u64) -> Option<ServerOutput> {
+        let (rate, burst) = (self.cfg.mutation_rate, self.cfg.mutation_burst);
+        if self.bucket.take(now_ms, rate, burst) {
+            return None;
+        }
+        let msg = alloc::format!("more than {rate} mutations per second (burst {burst}); it did not run");
+        Some(Self::error(req, ErrorCode::RateLimited, msg))
     }
 
     /// An `Error{code: WorkerError}` frame when the worker's `Exception` ticked since the last
@@ -773,6 +891,7 @@ impl ServerSession {
             self.dirty = true;
             return Vec::new();
         }
+        self.forwarded = self.forwarded.saturating_sub(1);
         self.replay.finish(self.instance, req, outcome);
         if self.phase != Phase::Open {
             return Vec::new();
@@ -784,6 +903,7 @@ impl ServerSession {
     /// error and may retry.
     pub fn mutation_failed(&mut self, req: u32, code: ErrorCode, message: String) -> Vec<ServerOutput> {
         if req_of(req).is_some() {
+            self.forwarded = self.forwarded.saturating_sub(1);
             self.replay.abandon(self.instance, req);
         }
         if self.phase != Phase::Open {
@@ -800,19 +920,50 @@ impl ServerSession {
     /// When to call [`ServerSession::poll`] next (ms): a pending push's slot, or soon while a
     /// retried request waits for its original to finish in another session.
     pub fn next_deadline(&self) -> Option<u64> {
-        if self.phase != Phase::Open {
-            return None;
+        match self.phase {
+            Phase::Closed => return None,
+            Phase::AwaitHello => {
+                return (self.cfg.hello_timeout_ms > 0).then(|| self.cfg.opened_at_ms + self.cfg.hello_timeout_ms);
+            }
+            Phase::Open => {}
+        }
+        if self.sub.as_ref().is_some_and(|s| s.more) {
+            return Some(self.last_poll_at);
         }
         let push =
             (self.dirty && self.push_interval_ms > 0).then(|| self.last_push_at + u64::from(self.push_interval_ms));
         let retry = (!self.deferred.is_empty()).then(|| self.last_poll_at + DEFERRED_RECHECK_MS);
-        if self.sub.as_ref().is_some_and(|s| s.more) {
-            return Some(self.last_poll_at);
+        [push, retry, self.keepalive_deadline()].into_iter().flatten().min()
+    }
+
+    /// When the next ping is due, or the unanswered one expires.
+    fn keepalive_deadline(&self) -> Option<u64> {
+        if self.cfg.ping_interval_ms == 0 {
+            return None;
         }
-        match (push, retry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        Some(match self.ping_at {
+            Some(at) => at + self.cfg.ping_timeout_ms.max(1),
+            None => self.heard_at + self.cfg.ping_interval_ms,
+        })
+    }
+
+    /// A silent connection's end (no `Hello` in time), a ping due, or a dead peer's end.
+    fn keepalive(&mut self, now_ms: u64) -> Option<Vec<ServerOutput>> {
+        if self.phase == Phase::AwaitHello {
+            let limit = self.cfg.hello_timeout_ms;
+            if limit > 0 && now_ms >= self.cfg.opened_at_ms + limit {
+                let msg = alloc::format!("no Hello within {limit} ms");
+                return Some(self.close(None, ErrorCode::Timeout, msg));
+            }
+            return None;
         }
+        self.keepalive_deadline().filter(|d| now_ms >= *d)?;
+        if let Some(at) = self.ping_at {
+            let msg = alloc::format!("no answer to a ping for {} ms", now_ms.saturating_sub(at));
+            return Some(self.close(None, ErrorCode::Timeout, msg));
+        }
+        self.ping_at = Some(now_ms);
+        Some(alloc::vec![ServerOutput::Ping])
     }
 
     /// Push the worker's changes if due (at most one push per interval; the trailing change is
@@ -820,6 +971,15 @@ impl ServerSession {
     /// Skip calling it while the socket is backed up: changes coalesce meanwhile.
     pub fn poll(&mut self, now_ms: u64, worker: &dyn WorkerPort) -> Vec<ServerOutput> {
         let mut out = Vec::new();
+        if self.phase == Phase::Closed {
+            return out;
+        }
+        if let Some(k) = self.keepalive(now_ms) {
+            if self.phase != Phase::Open {
+                return k;
+            }
+            out.extend(k);
+        }
         if self.phase != Phase::Open {
             return out;
         }

@@ -29,8 +29,9 @@ use crate::types::{Args, Outcome};
 /// of a `Queued` reply, shallow clocks (`Hello::shallow`), the wait limit in `Welcome` and the
 /// args types on request (`Hello::types`). Version 3 added why a mutation was canceled
 /// (`Canceled::why`), the transition stream (`Hello::stream`, `Transition`, `Dropped`) and
-/// `Hello::all_ticks`.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// `Hello::all_ticks`. Version 4 added `Welcome::replay_id` and the codes of the limits and
+/// restarts on the wire (`Timeout`, `TooManyInFlight`, `RateLimited`, `MayNotHaveRun`).
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Default largest frame a decoder accepts, in bytes.
 pub const DEFAULT_MAX_FRAME: usize = 1 << 20;
@@ -330,6 +331,11 @@ pub struct Welcome {
     /// its stream with it after a reconnect ([`StreamFrom`]); another id means another log (the
     /// worker restarted).
     pub log_id: Option<u64>,
+    /// The id of the worker's replay cache (protocol 4; 0: unnamed). The same id after a
+    /// reconnect: calls sent before it may be resent, each runs at most once. Another id: the
+    /// server restarted without that memory, so calls already sent fail with
+    /// [`ErrorCode::MayNotHaveRun`] instead of being resent (they could run twice).
+    pub replay_id: u64,
 }
 
 /// A state definition with relations as indexes.

@@ -39,6 +39,15 @@ enum Cmd {
         /// builds it].
         #[arg(long)]
         pkg: Option<PathBuf>,
+        /// A browser Origin allowed besides the server's own (repeatable; `*`: any). Pages from
+        /// other origins are refused by default.
+        #[arg(long = "allow-origin", value_name = "ORIGIN")]
+        allow_origins: Vec<String>,
+        /// Keep the workers' state across planned restarts: on SIGINT/SIGTERM each worker's
+        /// clock and replay memory go to `DIR/<worker>.json`; at start a snapshot found there is
+        /// restored (once: it is renamed `.json.restored`).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
     },
     /// Servers for the browser and Node tests: an open one (workers `test`, `downloads`) and a
     /// locked one (client id `allowed-client`, token `secret`, Origin `http://allowed.test`);
@@ -95,14 +104,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             push_ms,
             web,
             pkg,
+            allow_origins,
+            state_dir,
         } => {
             let srv = Server::new(ServerOpts {
                 push_interval: Duration::from_millis(push_ms),
+                allowed_origins: allow_origins,
                 ..Default::default()
             });
             let (bench, _worker) = amrpc_core::demo::bench_worker(1)?;
-            srv.add_worker("bench", bench)?;
-            srv.add_worker("downloads", demo::download_worker(Duration::from_millis(400))?)?;
+            let restore = |name: &str| -> Result<Option<amrpc_server::WorkerSnapshot>, amrpc_server::ServerError> {
+                let Some(dir) = &state_dir else { return Ok(None) };
+                let snap = amrpc_server::take_snapshot(dir, name)?;
+                if snap.is_some() {
+                    println!("restored worker {name} from {}", dir.display());
+                }
+                Ok(snap)
+            };
+            srv.add_worker_restored("bench", bench, restore("bench")?.as_ref())?;
+            let downloads = demo::download_worker(Duration::from_millis(400))?;
+            srv.add_worker_restored("downloads", downloads, restore("downloads")?.as_ref())?;
             let web = web.unwrap_or_else(|| default_dir("web"));
             let pkg = pkg.unwrap_or_else(|| default_dir("target/npm/web"));
             let router = with_web(srv.router(), Some(&web), Some(&pkg));
@@ -116,11 +137,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("try: amrpc repl ws://{local}/ws/downloads");
             let s2 = srv.clone();
             tokio::spawn(async move {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    s2.shutdown();
-                }
+                stop_signal().await;
+                s2.shutdown();
             });
             srv.serve_router(listener, router).await?;
+            if let Some(dir) = &state_dir {
+                if !srv.sessions_closed(Duration::from_secs(5)).await {
+                    eprintln!("sessions still open after 5 s; saving anyway");
+                }
+                for path in srv.save_snapshots(dir)? {
+                    println!("saved {}", path.display());
+                }
+            }
         }
         Cmd::ServeTest { web, pkg } => {
             let open = Server::new(ServerOpts::default());
@@ -135,12 +163,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 auth: Some(std::sync::Arc::new(|_id: &str, token: Option<&str>| {
                     token == Some("secret")
                 })),
-                allowed_origins: Some(vec!["http://allowed.test".into()]),
+                allowed_origins: vec!["http://allowed.test".into()],
                 ..Default::default()
             });
             demo::test_worker(&locked, "test")?;
-            // the same id and token checks without the Origin list: browsers can test them too
+            // the same id and token checks with any Origin: the test pages (served by the open
+            // server, another origin) can test them too
             let auth = Server::new(ServerOpts {
+                allowed_origins: vec!["*".into()],
                 allow_ids: Some(vec!["allowed-client".into()]),
                 auth: Some(std::sync::Arc::new(|_id: &str, token: Option<&str>| {
                     token == Some("secret")
@@ -262,4 +292,27 @@ fn with_web(router: Router, web: Option<&Path>, pkg: Option<&Path>) -> Router {
         },
     ));
     router.merge(files)
+}
+
+/// SIGINT (Ctrl-C) or, on Unix, SIGTERM (what `kill` and service managers send).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
