@@ -364,6 +364,11 @@ impl ServerSession {
         self.waker = waker;
     }
 
+    /// The worker's replay cache this session shares.
+    pub fn replay(&self) -> &Arc<ReplayCache> {
+        &self.replay
+    }
+
     /// Remote waits this session holds.
     pub fn waits(&self) -> usize {
         self.waits.len()
