@@ -20,6 +20,7 @@
 mod mirror;
 mod opts;
 mod shell;
+mod tls;
 
 pub use amrpc_core;
 pub use mirror::Mirror;

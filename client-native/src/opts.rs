@@ -48,6 +48,9 @@ pub struct ClientOpts {
     /// Upstream's `PushAllTicks`: a clock update per worker transition, no coalescing.
     /// Default: false.
     pub all_ticks: bool,
+    /// PEM certificates to trust for `wss://` besides the system's roots (a private CA, a
+    /// test certificate). Default: none.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 impl Default for ClientOpts {
@@ -71,6 +74,7 @@ impl Default for ClientOpts {
             max_frame: 16 << 20,
             stream: false,
             all_ticks: false,
+            ca_pem: None,
         }
     }
 }

@@ -102,6 +102,12 @@ impl Client {
     /// Connection failures are retried per `opts`; refusals and malformed URLs fail at once with
     /// their code ([`Error::code`]).
     pub async fn connect(url: &str, opts: ClientOpts) -> Result<Client, Error> {
+        // wss: the TLS settings once (the system's roots are read from disk), not per dial
+        let tls = if url.starts_with("wss://") {
+            Some(crate::tls::client_config(opts.ca_pem.as_deref())?)
+        } else {
+            None
+        };
         let conn = Connection::new(opts.conn_config());
         let states = conn.states().clone();
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
@@ -119,6 +125,7 @@ impl Client {
             worker_err: worker_err.clone(),
             start: Instant::now(),
             closed: None,
+            tls,
         };
         tokio::spawn(shell.run());
         let machine = ready_rx.await.map_err(|_| Error::Disposed)??;
@@ -173,6 +180,7 @@ struct Shell {
     worker_err: Arc<Mutex<Option<Error>>>,
     start: Instant,
     closed: Option<oneshot::Sender<()>>,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Dial errors retrying cannot fix.
@@ -187,10 +195,11 @@ impl Shell {
 
     fn dial(&self) -> Dialing {
         let url = self.url.clone();
+        let tls = self.tls.clone().map(tokio_tungstenite::Connector::Rustls);
         Box::pin(async move {
             // no Nagle: a mutation is one small frame and waits for its reply
             let cfg = tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4 << 10);
-            tokio_tungstenite::connect_async_with_config(url, Some(cfg), true)
+            tokio_tungstenite::connect_async_tls_with_config(url, Some(cfg), true, tls)
                 .await
                 .map(|(ws, _)| ws)
         })

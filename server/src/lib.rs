@@ -12,6 +12,7 @@ pub mod server;
 
 pub use amrpc_core;
 pub use server::{
-    AuthHook, SNAPSHOT_FORMAT, Server, ServerError, ServerOpts, SessionInfo, Worker, WorkerInfo, WorkerSnapshot,
+    AuthHook, SNAPSHOT_FORMAT, Server, ServerError, ServerOpts, SessionInfo, TlsConfig, Worker, WorkerInfo,
+    WorkerSnapshot,
     take_snapshot,
 };

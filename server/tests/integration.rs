@@ -60,7 +60,13 @@ async fn fifty_clients_converge_after_10k_mixed_mutations() {
         const MUTATORS: usize = 5;
         const MUTATIONS: usize = 10_000;
         const IN_FLIGHT: usize = 1;
-        let h = Harness::start(mixed_worker("w-converge"), ServerOpts::default()).await;
+        // 2 000 mutations per client as fast as they go: past the default rate limit, which
+        // has its own test (rate_limit_refuses_typed_and_loses_nothing)
+        let unlimited = ServerOpts {
+            mutation_rate: 0,
+            ..Default::default()
+        };
+        let h = Harness::start(mixed_worker("w-converge"), unlimited).await;
         let url = h.url();
         let connects = (0..CLIENTS).map(|i| Client::connect(&url, copts(&format!("c{i}"))));
         let clients: Vec<Client> = within(WAIT * 2, "50 clients connect", futures::future::join_all(connects))
@@ -793,6 +799,8 @@ async fn slow_client_is_closed_and_memory_stays_bounded() {
             // small, but above tungstenite's 128 KiB write buffer: see small_max_write_buffer below
             max_write_buffer: 160 << 10,
             send_timeout: SEND_TIMEOUT,
+            // the healthy client's mutations run flat out
+            mutation_rate: 0,
             ..Default::default()
         };
         let h = Harness::start(w, opts).await;

@@ -159,6 +159,38 @@ impl core::fmt::Debug for Transition {
 }
 
 impl Transition {
+    /// A copy for a handler that runs elsewhere ([`crate::machine::HandlerRunner`]): all a
+    /// handler can read; the queue keeps the mutation's eval.
+    pub(crate) fn detached(&self) -> Transition {
+        Transition {
+            id: self.id,
+            c: self.c.clone(),
+            mutation: Mutation {
+                ty: self.mutation.ty,
+                called: self.mutation.called.clone(),
+                args: self.mutation.args.clone(),
+                auto: self.mutation.auto,
+                eval: None,
+                ctx: self.mutation.ctx.clone(),
+                queue_tick: self.mutation.queue_tick,
+                source: self.mutation.source,
+            },
+            time_before: self.time_before.clone(),
+            time_after: self.time_after.clone(),
+            target: self.target.clone(),
+            enters: self.enters.clone(),
+            exits: self.exits.clone(),
+            accepted: self.accepted,
+            steps: self.steps.clone(),
+            log_entries: Vec::new(),
+            pre_log_entries: Vec::new(),
+            queue_len: self.queue_len,
+            completed: self.completed,
+            clock_mark: self.clock_mark,
+            cause: self.cause.clone(),
+        }
+    }
+
     /// Active before the transition (odd tick).
     #[inline]
     pub(crate) fn was_active(&self, id: Id) -> bool {

@@ -3,6 +3,7 @@
 
 mod opts;
 mod session;
+mod tls;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 pub use opts::{AuthHook, ServerError, ServerOpts};
+pub use tls::TlsConfig;
 pub use worker::{SNAPSHOT_FORMAT, SessionInfo, Worker, WorkerInfo, WorkerSnapshot};
 
 /// `dir/<name>.json`; a worker name that is not a plain file name is refused.
@@ -240,6 +242,18 @@ impl Server {
             .await
     }
 
+    /// [`Server::serve_router`] over TLS (`wss://`, `https://`): a plain-text client on this
+    /// port fails its handshake and is dropped; the others are not held up.
+    pub async fn serve_router_tls(&self, listener: TcpListener, router: Router, tls: &TlsConfig) -> std::io::Result<()> {
+        let mut stop = self.0.shutdown.subscribe();
+        let listener = tls::TlsListener::new(listener, tls)?;
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
+    }
+
     /// Serve [`Server::router`] on `listener` until [`Server::shutdown`].
     pub async fn serve(&self, listener: TcpListener) -> std::io::Result<()> {
         self.serve_router(listener, self.router()).await
@@ -247,11 +261,24 @@ impl Server {
 
     /// Bind `addr` (port 0 picks one) and serve in a background task; returns the address.
     pub async fn spawn(&self, addr: &str) -> Result<SocketAddr, ServerError> {
+        self.spawn_with(addr, None).await
+    }
+
+    /// [`Server::spawn`] over TLS.
+    pub async fn spawn_tls(&self, addr: &str, tls: TlsConfig) -> Result<SocketAddr, ServerError> {
+        self.spawn_with(addr, Some(tls)).await
+    }
+
+    async fn spawn_with(&self, addr: &str, tls: Option<TlsConfig>) -> Result<SocketAddr, ServerError> {
         let listener = TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         let srv = self.clone();
         tokio::spawn(async move {
-            if let Err(e) = srv.serve(listener).await {
+            let r = match tls {
+                Some(tls) => srv.serve_router_tls(listener, srv.router(), &tls).await,
+                None => srv.serve(listener).await,
+            };
+            if let Err(e) = r {
                 tracing::error!(error = %e, "server stopped");
             }
         });

@@ -124,6 +124,9 @@ pub enum ServerError {
     /// Binding handlers failed.
     #[error(transparent)]
     Machine(#[from] amrpc_core::Error),
+    /// TLS settings are unusable (a certificate or key that does not parse or match).
+    #[error("tls: {0}")]
+    Tls(String),
     /// A snapshot does not fit (another machine, another format) or cannot be read.
     #[error("snapshot: {0}")]
     Snapshot(String),
@@ -137,7 +140,7 @@ impl ServerError {
     pub fn code(&self) -> ErrorCode {
         match self {
             ServerError::NotVerified(_) | ServerError::MissingStates { .. } => ErrorCode::StateMissing,
-            ServerError::Duplicate(_) | ServerError::Snapshot(_) => ErrorCode::InvalidArgs,
+            ServerError::Duplicate(_) | ServerError::Snapshot(_) | ServerError::Tls(_) => ErrorCode::InvalidArgs,
             ServerError::Machine(e) => e.code(),
             ServerError::Io(_) => ErrorCode::Internal,
         }

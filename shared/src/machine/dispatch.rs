@@ -11,7 +11,7 @@ use crate::schema::{EXCEPTION, Id, Ids};
 use crate::transition::{Mutation, Step, StepData, StepState, Transition};
 use crate::types::{Args, Error, LogLevel, MutationType, Outcome, StepType, Value};
 
-use super::{ExceptionArgsPanic, Machine};
+use super::{ExceptionArgsPanic, HandlerRunner, Machine};
 use crate::why::Cause;
 
 enum Called {
@@ -54,6 +54,37 @@ fn call_handler(f: &HandlerFn, e: &Event<'_>, _catch: bool) -> Called {
 }
 
 impl Machine {
+    /// One handler call on the machine's [`HandlerRunner`]: the handler gets its own copies
+    /// (the machine is shared) and the transition waits at most the handler timeout.
+    fn call_isolated(
+        &self,
+        runner: &dyn HandlerRunner,
+        f: &HandlerFn,
+        name: &str,
+        args: &Args,
+        t: &Transition,
+    ) -> Option<Called> {
+        let out: Arc<crate::sync::Mutex<Option<Called>>> = Arc::new(crate::sync::Mutex::new(None));
+        let (f, m, name, args, tr, slot) = (f.clone(), self.clone(), String::from(name), args.clone(), t.detached(), out.clone());
+        let catch = self.0.panic_to_exception;
+        let job = alloc::boxed::Box::new(move || {
+            let e = Event {
+                name: &name,
+                machine: &m,
+                args: &args,
+                transition: &tr,
+            };
+            let r = call_handler(&f, &e, catch);
+            *slot.lock() = Some(r);
+        });
+        if !runner.run(job, core::time::Duration::from_nanos(self.0.handler_timeout_ns)) {
+            return None;
+        }
+        let r = out.lock().take();
+        // finished without a result: it unwound (panics not caught, `dont_panic_to_exception`)
+        Some(r.unwrap_or_else(|| Called::Panic(String::from("handler panicked"), format!("handler {}", self.id()))))
+    }
+
     pub(super) fn emit_events(&self, t: &mut Transition, d: &Dispatch, tracing: bool) -> Outcome {
         let mut result = if t.accepted {
             Outcome::Executed
@@ -343,14 +374,18 @@ impl Machine {
                 Some(_) => t.clock_mark,
                 None => 0,
             };
-            let res = {
-                let e = Event {
-                    name,
-                    machine: self,
-                    args,
-                    transition: t,
-                };
-                call_handler(f, &e, self.0.panic_to_exception)
+            // None: an isolated handler outlived the timeout and was left behind
+            let res = match &self.0.runner {
+                Some(runner) if self.0.handler_timeout_ns > 0 => self.call_isolated(runner.as_ref(), f, name, args, t),
+                _ => {
+                    let e = Event {
+                        name,
+                        machine: self,
+                        args,
+                        transition: t,
+                    };
+                    Some(call_handler(f, &e, self.0.panic_to_exception))
+                }
             };
             let elapsed = match now {
                 Some(f) => {
@@ -365,7 +400,7 @@ impl Machine {
                 self.with_tracers(|tr| tr.handler_end(t, set_name, name));
             }
             match res {
-                Called::Panic(msg, trace) => {
+                Some(Called::Panic(msg, trace)) => {
                     self.recover(t, &step, &msg, &trace);
                     t.cause.get_or_insert_with(|| Cause::Panic(ev.name.clone()));
                     panicked = true;
@@ -377,23 +412,25 @@ impl Machine {
                         break;
                     }
                 }
-                Called::Ok(ret) => {
-                    if elapsed > self.0.handler_timeout_ns {
-                        let targets = t.c.join(&t.target);
-                        self.log_fmt(LogLevel::Ops, || format!("[cancel] ({targets}) by timeout"));
-                        self.add_err(Error::HandlerTimeout(String::from(name)), None);
-                        t.cause.get_or_insert_with(|| Cause::Timeout(ev.name.clone()));
-                        if t.steps.capacity() > 0 {
-                            t.steps.push(step);
-                        }
-                        return Outcome::Canceled;
-                    }
+                // returned in time
+                Some(Called::Ok(ret)) if elapsed <= self.0.handler_timeout_ns => {
                     self.log_fmt(LogLevel::Everything, || format!("[handler:end] {name}"));
                     if !ev.is_final_name && !ret {
                         t.cause.get_or_insert_with(|| Cause::Handler(ev.name.clone()));
                         outcome = Outcome::Canceled;
                         break;
                     }
+                }
+                // returned late, or left behind on its runner
+                _ => {
+                    let targets = t.c.join(&t.target);
+                    self.log_fmt(LogLevel::Ops, || format!("[cancel] ({targets}) by timeout"));
+                    self.add_err(Error::HandlerTimeout(String::from(name)), None);
+                    t.cause.get_or_insert_with(|| Cause::Timeout(ev.name.clone()));
+                    if t.steps.capacity() > 0 {
+                        t.steps.push(step);
+                    }
+                    return Outcome::Canceled;
                 }
             }
         }

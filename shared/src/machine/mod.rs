@@ -33,9 +33,14 @@ mod text;
 mod waits;
 
 pub(crate) use log::exception_state;
+#[cfg(feature = "std")]
+mod isolate;
+
+#[cfg(feature = "std")]
+pub use isolate::{RUNNER_THREADS, ThreadRunner};
 pub use opts::{
-    ArgsMapper, Clock, ExceptionArgsPanic, HANDLER_TIMEOUT, Logger, Opts, QUEUE_LIMIT, Serialized, Time, is_time_after,
-    opts_with_debug, opts_with_tracers,
+    ArgsMapper, Clock, ExceptionArgsPanic, HANDLER_TIMEOUT, HandlerRunner, Logger, Opts, QUEUE_LIMIT, Serialized, Time,
+    is_time_after, opts_with_debug, opts_with_tracers,
 };
 
 struct WhenBinding {
@@ -147,6 +152,7 @@ pub(crate) struct Inner {
     log_buf: Mutex<Vec<String>>,
     handler_timeout_ns: u64,
     now: Option<fn() -> u64>,
+    runner: Option<Arc<dyn HandlerRunner>>,
     log_stack_trace: bool,
     panic_to_exception: bool,
     queue_limit: usize,
@@ -283,6 +289,7 @@ impl Machine {
             log_buf: Mutex::new(Vec::new()),
             handler_timeout_ns: timeout.as_nanos() as u64,
             now,
+            runner: opts.handler_runner.clone(),
             log_stack_trace: !opts.dont_log_stack_trace,
             panic_to_exception: !opts.dont_panic_to_exception,
             queue_limit: opts.queue_limit.unwrap_or(QUEUE_LIMIT),

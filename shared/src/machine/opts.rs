@@ -57,6 +57,23 @@ pub struct Opts {
     /// Monotonic clock in nanoseconds, for handler timeouts. Default: `std::time::Instant` (with
     /// `std`, off wasm); without a clock, timeouts are off.
     pub now: Option<fn() -> u64>,
+    /// Run handlers away from the transition (opt-in isolation, e.g. [`crate::ThreadRunner`]):
+    /// the machine waits for a handler at most its handler timeout, then cancels the
+    /// transition (`Exception` with [`crate::Error::HandlerTimeout`]) and moves on, while the
+    /// late handler finishes on its own (see [`HandlerRunner`]). Default: none — handlers run
+    /// inline, the fastest, and a timeout is only noticed when the handler returns.
+    pub handler_runner: Option<Arc<dyn HandlerRunner>>,
+}
+
+/// Runs a machine's handler calls somewhere else (another thread), so a hung handler can be
+/// left behind at the timeout. The machine hands over one call at a time and waits.
+///
+/// A late handler (one that outlived `timeout`) keeps running; when it returns, its result is
+/// dropped — the transition was already canceled — and what it mutated meanwhile is queued
+/// like any other mutation. Its [`crate::Event::machine`] stays usable.
+pub trait HandlerRunner: Send + Sync {
+    /// Run `job` elsewhere and wait for it at most `timeout`: true if it finished in time.
+    fn run(&self, job: alloc::boxed::Box<dyn FnOnce() + Send>, timeout: Duration) -> bool;
 }
 
 impl core::fmt::Debug for Opts {
@@ -65,6 +82,7 @@ impl core::fmt::Debug for Opts {
             .field("id", &self.id)
             .field("handler_timeout", &self.handler_timeout)
             .field("log_level", &self.log_level)
+            .field("handler_runner", &self.handler_runner.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -48,6 +48,12 @@ enum Cmd {
         /// restored (once: it is renamed `.json.restored`).
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
+        /// Serve https:// and wss:// with this PEM certificate chain (needs --tls-key).
+        #[arg(long, value_name = "PEM", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert.
+        #[arg(long, value_name = "PEM", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Servers for the browser and Node tests: an open one (workers `test`, `downloads`) and a
     /// locked one (client id `allowed-client`, token `secret`, Origin `http://allowed.test`);
@@ -87,6 +93,9 @@ enum Cmd {
         /// Auth token.
         #[arg(long)]
         token: Option<String>,
+        /// A PEM CA certificate to trust for wss:// besides the system's roots.
+        #[arg(long, value_name = "PEM")]
+        ca: Option<PathBuf>,
     },
 }
 
@@ -106,7 +115,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             pkg,
             allow_origins,
             state_dir,
+            tls_cert,
+            tls_key,
         } => {
+            let tls = match (&tls_cert, &tls_key) {
+                (Some(c), Some(k)) => Some(amrpc_server::TlsConfig::from_pem_files(c, k)?),
+                _ => None,
+            };
+            let (http, ws) = if tls.is_some() { ("https", "wss") } else { ("http", "ws") };
             let srv = Server::new(ServerOpts {
                 push_interval: Duration::from_millis(push_ms),
                 allowed_origins: allow_origins,
@@ -129,18 +145,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let router = with_web(srv.router(), Some(&web), Some(&pkg));
             let listener = tokio::net::TcpListener::bind(&addr).await?;
             let local = listener.local_addr()?;
-            println!("amrpc serving on http://{local}");
+            println!("amrpc serving on {http}://{local}");
             for w in srv.worker_names() {
-                println!("  worker {w}: ws://{local}/ws/{w}");
+                println!("  worker {w}: {ws}://{local}/ws/{w}");
             }
-            println!("  inspector: http://{local}/ (pick a worker; the classic page: http://{local}/classic/)");
-            println!("try: amrpc repl ws://{local}/ws/downloads");
+            println!("  inspector: {http}://{local}/ (pick a worker; the classic page: {http}://{local}/classic/)");
+            println!("try: amrpc repl {ws}://{local}/ws/downloads");
             let s2 = srv.clone();
             tokio::spawn(async move {
                 stop_signal().await;
                 s2.shutdown();
             });
-            srv.serve_router(listener, router).await?;
+            match &tls {
+                Some(tls) => srv.serve_router_tls(listener, router, tls).await?,
+                None => srv.serve_router(listener, router).await?,
+            }
             if let Some(dir) = &state_dir {
                 if !srv.sessions_closed(Duration::from_secs(5)).await {
                     eprintln!("sessions still open after 5 s; saving anyway");
@@ -198,10 +217,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             tokio::spawn(async move { auth.serve(l3).await });
             open.serve_router(l1, router).await?;
         }
-        Cmd::Repl { url, id, token } => {
+        Cmd::Repl { url, id, token, ca } => {
             let opts = ClientOpts {
                 client_id: id,
                 token,
+                ca_pem: ca.map(std::fs::read).transpose()?,
                 ..Default::default()
             };
             let client = Client::connect(&url, opts).await?;
