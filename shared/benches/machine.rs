@@ -319,11 +319,43 @@ fn getters(c: &mut Criterion) {
     wb.finish("getters");
 }
 
+/// Handler isolation's cost: add + remove of a state with an Enter and a State handler (two
+/// handler calls per op), inline vs on a [`amrpc_core::ThreadRunner`] (two thread hand-offs per
+/// call). docs/BENCHMARKS.md, "Handler isolation".
+fn isolation(c: &mut Criterion) {
+    let mut g = c.benchmark_group("isolation");
+    let cases: [(&str, Option<Arc<dyn amrpc_core::HandlerRunner>>); 2] = [
+        ("inline", None),
+        ("thread_runner", Some(Arc::new(amrpc_core::ThreadRunner::default()))),
+    ];
+    for (name, runner) in cases {
+        let m = Machine::new(
+            schema([("A", State::new()), ("B", State::new())]),
+            Opts {
+                handler_runner: runner,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        m.bind_handlers(Handlers::new("h").enter("A", |_e| true).state("A", |_e| {}))
+            .unwrap();
+        timed(|| {
+            g.bench_function(name, |b| {
+                b.iter(|| {
+                    assert_eq!(m.add1("A", None), Outcome::Executed);
+                    assert_eq!(m.remove1("A", None), Outcome::Executed);
+                })
+            });
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = worker_op, worker_op_noop_handlers, stream, worker_op_plain, bench_add1_remove1, getters
+    targets = worker_op, worker_op_noop_handlers, stream, worker_op_plain, bench_add1_remove1, getters, isolation
 }
 criterion_main!(benches);
