@@ -41,10 +41,10 @@ impl Scenario for Arpc {
     async fn setup(seed: u64, proxied: bool) -> Result<Self, String> {
         let (machine, worker) = demo::bench_worker(seed).map_err(|e| e.to_string())?;
         let srv = Server::new(ServerOpts {
-        // a benchmark client sends as fast as it can: no per-session rate limit
-        mutation_rate: 0,
-        ..Default::default()
-    });
+            // a benchmark client sends as fast as it can: no per-session rate limit
+            mutation_rate: 0,
+            ..Default::default()
+        });
         srv.add_worker("bench", machine.clone()).map_err(|e| e.to_string())?;
         let addr = srv.spawn("127.0.0.1:0").await.map_err(|e| e.to_string())?;
         let proxy = if proxied {

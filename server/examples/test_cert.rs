@@ -19,7 +19,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let spki = signing_key.subject_public_key_info();
     let digest = ring::digest::digest(&ring::digest::SHA256, &spki);
     use base64::Engine;
-    std::fs::write(dir.join("spki.txt"), base64::engine::general_purpose::STANDARD.encode(digest))?;
+    std::fs::write(
+        dir.join("spki.txt"),
+        base64::engine::general_purpose::STANDARD.encode(digest),
+    )?;
     println!("{}", dir.display());
     Ok(())
 }

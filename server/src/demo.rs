@@ -232,3 +232,34 @@ pub fn typed_worker() -> Result<Machine, Error> {
     m.bind_handlers(Handlers::new("typed").enter(typed::Fetch, |e| e.typed_args::<typed::typed::Fetch>().is_ok()))?;
     Ok(m)
 }
+
+/// The restart tests' worker (`amrpc serve-journal`): `Inc` (Multi) appends its `id` arg and a
+/// newline to `journal` each time it runs, before the reply leaves — a record of every
+/// execution that survives the process being killed. Nothing else.
+pub fn journal_worker(journal: &std::path::Path) -> Result<Machine, Error> {
+    use std::io::Write;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(journal)
+        .map_err(|e| Error::InvalidArgs(format!("journal {}: {e}", journal.display())))?;
+    let file = std::sync::Mutex::new(file);
+    let m = Machine::new(
+        struct_merge(&[&states::worker_schema(), &schema([("Inc", State::new().multi())])]),
+        Opts {
+            id: Some("journal".into()),
+            ..Default::default()
+        },
+    )?;
+    let mut names = vec!["Inc"];
+    names.extend(states::WORKER_STATES);
+    m.verify_states(&names)?;
+    m.bind_handlers(Handlers::new("journal").state("Inc", move |e| {
+        let id = e.args().get("id").and_then(Value::as_str).unwrap_or("?").to_string();
+        let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(err) = writeln!(f, "{id}") {
+            e.machine().add_err(Error::Other(format!("journal: {err}")), None);
+        }
+    }))?;
+    Ok(m)
+}

@@ -13,6 +13,5 @@ pub mod server;
 pub use amrpc_core;
 pub use server::{
     AuthHook, SNAPSHOT_FORMAT, Server, ServerError, ServerOpts, SessionInfo, TlsConfig, Worker, WorkerInfo,
-    WorkerSnapshot,
-    take_snapshot,
+    WorkerSnapshot, take_snapshot,
 };

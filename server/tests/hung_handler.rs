@@ -11,8 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use amrpc_core::{
-    Api, Error, Handlers, Machine, MutationType, Opts, Outcome, State, ThreadRunner, Why, schema, states,
-    struct_merge,
+    Api, Error, Handlers, Machine, MutationType, Opts, Outcome, State, ThreadRunner, Why, schema, states, struct_merge,
 };
 use amrpc_server::ServerOpts;
 use rpc_support::{Harness, TEST_LIMIT, copts, eventually, within};
@@ -54,9 +53,17 @@ async fn a_hung_handler_returns_at_the_timeout_and_the_worker_keeps_serving() {
         let t0 = Instant::now();
         let (outcome, why) = a.mirror().mutate_why(MutationType::Add, &["Hang"], None).await.unwrap();
         let took = t0.elapsed();
-        assert!(!finished.load(Ordering::SeqCst), "the reply came while the handler still slept");
+        assert!(
+            !finished.load(Ordering::SeqCst),
+            "the reply came while the handler still slept"
+        );
         assert_eq!(outcome, Outcome::Canceled);
-        assert_eq!(why, Some(Why::Timeout { handler: "HangEnter".into() }));
+        assert_eq!(
+            why,
+            Some(Why::Timeout {
+                handler: "HangEnter".into()
+            })
+        );
         // Exception shows the timeout, on the worker and on the mirrors
         assert!(h.w().is1("Exception"));
         assert!(matches!(h.w().err(), Some(Error::HandlerTimeout(n)) if n == "HangEnter"));
@@ -78,7 +85,10 @@ async fn a_hung_handler_returns_at_the_timeout_and_the_worker_keeps_serving() {
             TIMEOUT * 10
         );
         // the late handler finishes on its own; its transition stays canceled
-        eventually(Duration::from_secs(10), "the late handler ends", || finished.load(Ordering::SeqCst)).await;
+        eventually(Duration::from_secs(10), "the late handler ends", || {
+            finished.load(Ordering::SeqCst)
+        })
+        .await;
         assert!(h.w().not1("Hang"));
         a.close().await;
         b.close().await;
@@ -97,9 +107,23 @@ async fn without_isolation_the_caller_waits_for_the_whole_handler() {
         let (outcome, why) = a.mirror().mutate_why(MutationType::Add, &["Hang"], None).await.unwrap();
         let took = t0.elapsed();
         // noticed only when the handler returned: canceled, but after the whole sleep
-        assert!(finished.load(Ordering::SeqCst), "inline: the reply waits for the handler");
-        assert_eq!((outcome, why), (Outcome::Canceled, Some(Why::Timeout { handler: "HangEnter".into() })));
-        eprintln!("inline: the hung call returned after {took:?} (the handler slept {:?})", TIMEOUT * 10);
+        assert!(
+            finished.load(Ordering::SeqCst),
+            "inline: the reply waits for the handler"
+        );
+        assert_eq!(
+            (outcome, why),
+            (
+                Outcome::Canceled,
+                Some(Why::Timeout {
+                    handler: "HangEnter".into()
+                })
+            )
+        );
+        eprintln!(
+            "inline: the hung call returned after {took:?} (the handler slept {:?})",
+            TIMEOUT * 10
+        );
         a.close().await;
         h.stop().await;
     })

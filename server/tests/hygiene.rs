@@ -74,34 +74,38 @@ async fn a_close_is_answered_with_a_close() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_connections_are_closed_at_the_hello_deadline() {
-    within(TEST_LIMIT, "silent_connections_are_closed_at_the_hello_deadline", async {
-        let opts = ServerOpts {
-            hello_timeout: Duration::from_millis(500),
-            ..Default::default()
-        };
-        // 1 000 sockets each side in this process: past a default soft limit of 1 024
-        rlimit::increase_nofile_limit(8_192).expect("raise the fd limit");
-        let h = Harness::start(rels_worker("w-silent"), opts).await;
-        const N: usize = 1_000;
-        let mut socks = Vec::with_capacity(N);
-        for _ in 0..N {
-            socks.push(tokio_tungstenite::connect_async(h.url()).await.expect("connects").0);
-        }
-        // a client that says Hello in time is unaffected
-        let c = Harness::client(&h.url(), copts("talker")).await;
-        let mut codes = Vec::with_capacity(N);
-        for ws in &mut socks {
-            codes.push(within(WAIT, "closed by the server", close_code(ws)).await);
-        }
-        let closed = codes.iter().filter(|c| c.is_some()).count();
-        eprintln!("{closed} of {N} silent connections closed with a Close frame at the Hello deadline");
-        assert_eq!(closed, N, "{codes:?}");
-        assert!(codes.iter().all(|c| *c == Some(1008)), "policy close");
-        eventually(WAIT, "only the talker left", || h.worker.session_count() == 1).await;
-        assert_eq!(c.mirror().add(&["A", "C"], None).await, Ok(Outcome::Executed));
-        c.close().await;
-        h.stop().await;
-    })
+    within(
+        TEST_LIMIT,
+        "silent_connections_are_closed_at_the_hello_deadline",
+        async {
+            let opts = ServerOpts {
+                hello_timeout: Duration::from_millis(500),
+                ..Default::default()
+            };
+            // 1 000 sockets each side in this process: past a default soft limit of 1 024
+            rlimit::increase_nofile_limit(8_192).expect("raise the fd limit");
+            let h = Harness::start(rels_worker("w-silent"), opts).await;
+            const N: usize = 1_000;
+            let mut socks = Vec::with_capacity(N);
+            for _ in 0..N {
+                socks.push(tokio_tungstenite::connect_async(h.url()).await.expect("connects").0);
+            }
+            // a client that says Hello in time is unaffected
+            let c = Harness::client(&h.url(), copts("talker")).await;
+            let mut codes = Vec::with_capacity(N);
+            for ws in &mut socks {
+                codes.push(within(WAIT, "closed by the server", close_code(ws)).await);
+            }
+            let closed = codes.iter().filter(|c| c.is_some()).count();
+            eprintln!("{closed} of {N} silent connections closed with a Close frame at the Hello deadline");
+            assert_eq!(closed, N, "{codes:?}");
+            assert!(codes.iter().all(|c| *c == Some(1008)), "policy close");
+            eventually(WAIT, "only the talker left", || h.worker.session_count() == 1).await;
+            assert_eq!(c.mirror().add(&["A", "C"], None).await, Ok(Outcome::Executed));
+            c.close().await;
+            h.stop().await;
+        },
+    )
     .await
 }
 
@@ -125,7 +129,11 @@ async fn a_peer_that_stops_answering_pings_is_dropped() {
         eventually(WAIT, "two sessions", || h.worker.session_count() == 2).await;
         eventually(WAIT, "the dead session dropped", || h.worker.session_count() == 1).await;
         // the live one is the one left, on its first connection
-        assert_eq!(tick(live.states(), amrpc_core::states::CONNECTED), connected, "never reconnected");
+        assert_eq!(
+            tick(live.states(), amrpc_core::states::CONNECTED),
+            connected,
+            "never reconnected"
+        );
         assert_eq!(live.mirror().add(&["A", "C"], None).await, Ok(Outcome::Executed));
         drop(dead);
         live.close().await;
@@ -151,7 +159,15 @@ async fn rate_limit_refuses_typed_and_loses_nothing() {
         let ok = results.iter().filter(|r| matches!(r, Ok(Outcome::Executed))).count();
         let limited = results
             .iter()
-            .filter(|r| matches!(r, Err(Error::Rpc { code: ErrorCode::RateLimited, .. })))
+            .filter(|r| {
+                matches!(
+                    r,
+                    Err(Error::Rpc {
+                        code: ErrorCode::RateLimited,
+                        ..
+                    })
+                )
+            })
             .count();
         eprintln!("rate limit 20/s, burst 10: {ok} ran, {limited} refused with RateLimited");
         assert_eq!(ok + limited, 40, "{results:?}");

@@ -482,7 +482,12 @@ async fn rejected_origin() {
                 req
             };
             let own = format!("http://{}", h.addr);
-            for evil in ["https://evil.example", "null", "http://127.0.0.1.evil.example", &own.replace("http://", "http://x")] {
+            for evil in [
+                "https://evil.example",
+                "null",
+                "http://127.0.0.1.evil.example",
+                &own.replace("http://", "http://x"),
+            ] {
                 match within(WAIT, "evil origin", tokio_tungstenite::connect_async(with_origin(evil))).await {
                     Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 403, "{evil}"),
                     Err(e) => panic!("{evil}: expected an HTTP 403, got {e}"),

@@ -39,18 +39,28 @@ async fn native_client_over_wss() {
         let url = format!("wss://localhost:{}/ws/w", addr.port());
 
         // trusted by its CA: a full session
-        let c = Client::connect(&url, opts("tls", Some(&cert_pem))).await.expect("wss connects");
+        let c = Client::connect(&url, opts("tls", Some(&cert_pem)))
+            .await
+            .expect("wss connects");
         assert_eq!(c.mirror().add(&["A", "C"], None).await, Ok(Outcome::Executed));
         assert!(worker.machine().is(&["A", "C"]));
-        assert_eq!(c.mirror().time(None), worker.machine().time(None), "the mirror is in sync");
+        assert_eq!(
+            c.mirror().time(None),
+            worker.machine().time(None),
+            "the mirror is in sync"
+        );
 
         // by IP address too (the certificate names 127.0.0.1)
         let ip = format!("wss://127.0.0.1:{}/ws/w", addr.port());
-        let c2 = Client::connect(&ip, opts("tls-ip", Some(&cert_pem))).await.expect("wss by IP");
+        let c2 = Client::connect(&ip, opts("tls-ip", Some(&cert_pem)))
+            .await
+            .expect("wss by IP");
         c2.close().await;
 
         // not trusted (system roots only): refused, with an error, not a hang
-        let err = Client::connect(&url, opts("untrusting", None)).await.expect_err("unknown issuer");
+        let err = Client::connect(&url, opts("untrusting", None))
+            .await
+            .expect_err("unknown issuer");
         assert_eq!(err.code(), ErrorCode::ConnRetryFailed, "{err}");
 
         // plain ws:// to the TLS port: a clean failure, promptly
@@ -62,7 +72,9 @@ async fn native_client_over_wss() {
         )
         .await;
         assert!(r.is_err(), "a plain WebSocket must not open on the TLS port");
-        let err = Client::connect(&plain, opts("plain", None)).await.expect_err("plain client");
+        let err = Client::connect(&plain, opts("plain", None))
+            .await
+            .expect_err("plain client");
         assert_eq!(err.code(), ErrorCode::ConnRetryFailed, "{err}");
 
         // and the trusted session is unaffected by all of that
@@ -86,7 +98,10 @@ fn bad_certificates_are_typed_errors() {
     let e = TlsConfig::from_pem(cert_pem.as_bytes(), other_key.as_bytes()).unwrap_err();
     assert!(e.to_string().contains("tls"), "{e}");
     // a CA that is not PEM, on the client
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let e = rt
         .block_on(Client::connect("wss://127.0.0.1:1/ws/w", opts("x", Some("garbage"))))
         .unwrap_err();

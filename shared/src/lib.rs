@@ -63,12 +63,12 @@ pub mod wire;
 pub use api::{Api, BoxFuture};
 pub use error::{ErrorCode, TS_ERROR_CODE};
 pub use handlers::{Event, HandlerFn, Handlers, HandlersId};
-#[cfg(feature = "std")]
-pub use machine::{RUNNER_THREADS, ThreadRunner};
 pub use machine::{
     ArgsMapper, Clock, ExceptionArgsPanic, HANDLER_TIMEOUT, HandlerRunner, Logger, Machine, Opts, QUEUE_LIMIT,
     Serialized, Time,
 };
+#[cfg(feature = "std")]
+pub use machine::{RUNNER_THREADS, ThreadRunner};
 pub use schema::{ANY, EXCEPTION, Schema, State, schema, struct_merge};
 pub use tracer::{NoOpTracer, Tracer};
 pub use transition::{Mutation, MutationInfo, Step, StepData, Transition};

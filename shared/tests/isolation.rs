@@ -21,11 +21,7 @@ struct Hang {
 fn machine(threads: usize) -> (Machine, Arc<Hang>, mpsc::Sender<()>, Arc<ThreadRunner>) {
     let runner = Arc::new(ThreadRunner::new("test-handlers", threads));
     let m = Machine::new(
-        schema([
-            ("Hang", State::new()),
-            ("Other", State::new()),
-            ("Late", State::new()),
-        ]),
+        schema([("Hang", State::new()), ("Other", State::new()), ("Late", State::new())]),
         Opts {
             handler_timeout: Some(TIMEOUT),
             handler_runner: Some(runner.clone()),
@@ -61,10 +57,17 @@ fn a_hung_handler_is_left_behind_at_the_timeout() {
     let (outcome, why) = m.mutate_why(amrpc_core::MutationType::Add, &["Hang"], None).unwrap();
     eprintln!("the hung call returned after {:?} (timeout {TIMEOUT:?})", t0.elapsed());
     assert_eq!(outcome, Outcome::Canceled);
-    assert!(!hang.finished.load(Ordering::SeqCst), "returned while the handler still hangs");
+    assert!(
+        !hang.finished.load(Ordering::SeqCst),
+        "returned while the handler still hangs"
+    );
     assert_eq!(why.map(|w| w.to_string()), Some("HangEnter timed out".to_string()));
     assert!(m.is1("Exception"), "Exception shows the timeout");
-    assert!(matches!(m.err(), Some(Error::HandlerTimeout(h)) if h == "HangEnter"), "{:?}", m.err());
+    assert!(
+        matches!(m.err(), Some(Error::HandlerTimeout(h)) if h == "HangEnter"),
+        "{:?}",
+        m.err()
+    );
     assert!(m.not1("Hang"));
     assert_eq!(runner.late(), 1);
     // the machine goes on meanwhile
@@ -101,7 +104,11 @@ fn with_every_thread_held_a_call_is_canceled_without_running() {
     }
     // the thread is free again: a handler in time runs and is accepted
     m.remove1("Exception", None);
-    assert_eq!(m.add1("Hang", None), Outcome::Executed, "no release pending: it returns at once");
+    assert_eq!(
+        m.add1("Hang", None),
+        Outcome::Executed,
+        "no release pending: it returns at once"
+    );
     assert_eq!(runner.threads(), 1);
 }
 
@@ -121,9 +128,12 @@ fn isolated_handlers_keep_the_semantics_in_time() {
     .unwrap();
     m.bind_handlers(
         Handlers::new("h")
-            .enter("A", |e| matches!(e.args().get("ok"), Some(amrpc_core::Value::Bool(true))))
+            .enter("A", |e| {
+                matches!(e.args().get("ok"), Some(amrpc_core::Value::Bool(true)))
+            })
             .state("B", |e| {
-                e.machine().add1("A", Some([("ok", amrpc_core::Value::Bool(true))].into_iter().collect()));
+                e.machine()
+                    .add1("A", Some([("ok", amrpc_core::Value::Bool(true))].into_iter().collect()));
             })
             .state("P", |_| panic!("boom")),
     )

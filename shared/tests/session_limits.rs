@@ -84,7 +84,11 @@ fn a_connection_without_hello_is_closed_at_its_deadline() {
     let mut s = ServerSession::new(&w, cfg_open(0), Arc::new(ReplayCache::new(4)));
     s.handle_frame(&hello(), 400, &w);
     assert!(s.is_open());
-    assert!(s.poll(10_000, &w).iter().all(|o| !matches!(o, ServerOutput::Close { .. })));
+    assert!(
+        s.poll(10_000, &w)
+            .iter()
+            .all(|o| !matches!(o, ServerOutput::Close { .. }))
+    );
 }
 
 fn cfg_open(opened: u64) -> ServerConfig {
@@ -150,14 +154,20 @@ fn mutations_past_the_rate_fail_typed_and_do_not_run() {
     // Multi: the first add ticks 1, each later one 2
     assert_eq!(w.tick("A"), 9, "only the accepted five ran");
     // 100 ms later one token is back (10/s); the refused request may be sent again and runs
-    assert!(matches!(sent(&s.handle_frame(&add(6), 100, &w)).as_slice(), [ServerMsg::Executed(_)]));
+    assert!(matches!(
+        sent(&s.handle_frame(&add(6), 100, &w)).as_slice(),
+        [ServerMsg::Executed(_)]
+    ));
     assert!(matches!(
         sent(&s.handle_frame(&add(7), 100, &w)).as_slice(),
         [ServerMsg::Error(e)] if e.code == ErrorCode::RateLimited
     ));
     assert_eq!(w.tick("A"), 11);
     // a resend of a request that ran is answered from the replay cache, not charged
-    assert!(matches!(sent(&s.handle_frame(&add(1), 100, &w)).as_slice(), [ServerMsg::Executed(_)]));
+    assert!(matches!(
+        sent(&s.handle_frame(&add(1), 100, &w)).as_slice(),
+        [ServerMsg::Executed(_)]
+    ));
     assert_eq!(w.tick("A"), 11);
 }
 
@@ -183,7 +193,10 @@ fn mutations_past_the_in_flight_limit_fail_typed_and_do_not_run() {
     // one finishes: there is room again, and the refused one can be sent again
     let (req, ty, idx, args) = relay.take();
     let o = w.mutate_indexes(ty, &idx, Some(args)).unwrap();
-    assert!(matches!(sent(&s.mutation_done(req, o, None, 1, &relay)).as_slice(), [ServerMsg::Executed(_)]));
+    assert!(matches!(
+        sent(&s.mutation_done(req, o, None, 1, &relay)).as_slice(),
+        [ServerMsg::Executed(_)]
+    ));
     assert!(s.handle_frame(&add(4), 1, &relay).is_empty(), "forwarded now");
     assert_eq!(relay.reqs(), vec![2, 3, 4]);
 }
@@ -264,7 +277,8 @@ fn after_a_restart_with_the_replay_memory_a_resend_runs_at_most_once() {
     assert_eq!(resent.len(), 1);
     let got = p.deliver(&resent[0]);
     assert!(
-        got.iter().any(|o| matches!(o, ClientOutput::Reply { req: r, result: Ok(Outcome::Executed), .. } if *r == req)),
+        got.iter()
+            .any(|o| matches!(o, ClientOutput::Reply { req: r, result: Ok(Outcome::Executed), .. } if *r == req)),
         "{got:?}"
     );
     assert_eq!(w.tick("A"), 1, "answered from the restored memory, not run again");

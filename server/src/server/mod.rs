@@ -26,8 +26,11 @@ pub use worker::{SNAPSHOT_FORMAT, SessionInfo, Worker, WorkerInfo, WorkerSnapsho
 
 /// `dir/<name>.json`; a worker name that is not a plain file name is refused.
 fn snapshot_path(dir: &std::path::Path, name: &str) -> Result<std::path::PathBuf, ServerError> {
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) || name.starts_with('.') {
-        return Err(ServerError::Snapshot(format!("worker name {name:?} is not a file name")));
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) || name.starts_with('.')
+    {
+        return Err(ServerError::Snapshot(format!(
+            "worker name {name:?} is not a file name"
+        )));
     }
     Ok(dir.join(format!("{name}.json")))
 }
@@ -141,7 +144,10 @@ impl Server {
     pub async fn sessions_closed(&self, limit: std::time::Duration) -> bool {
         // every session holds a permit: all of them back means none is left
         let all = u32::try_from(self.0.opts.max_sessions).unwrap_or(u32::MAX);
-        matches!(tokio::time::timeout(limit, self.0.permits.acquire_many(all)).await, Ok(Ok(_)))
+        matches!(
+            tokio::time::timeout(limit, self.0.permits.acquire_many(all)).await,
+            Ok(Ok(_))
+        )
     }
 
     /// Serve a mirror of a remote worker as `/ws/{name}` (see [`Worker::relay`]).
@@ -244,7 +250,12 @@ impl Server {
 
     /// [`Server::serve_router`] over TLS (`wss://`, `https://`): a plain-text client on this
     /// port fails its handshake and is dropped; the others are not held up.
-    pub async fn serve_router_tls(&self, listener: TcpListener, router: Router, tls: &TlsConfig) -> std::io::Result<()> {
+    pub async fn serve_router_tls(
+        &self,
+        listener: TcpListener,
+        router: Router,
+        tls: &TlsConfig,
+    ) -> std::io::Result<()> {
         let mut stop = self.0.shutdown.subscribe();
         let listener = tls::TlsListener::new(listener, tls)?;
         axum::serve(listener, router)
@@ -289,4 +300,3 @@ impl Server {
 async fn workers_handler(State(server): State<Server>) -> axum::Json<Vec<WorkerInfo>> {
     axum::Json(server.workers_info())
 }
-

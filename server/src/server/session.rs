@@ -303,7 +303,10 @@ async fn run_session(srv: Server, worker: Worker, socket: WebSocket, url_token: 
         for o in outputs {
             match o {
                 ServerOutput::Ping => {
-                    if tokio::time::timeout(send_timeout, tx.send(Message::Ping(Default::default()))).await.is_err() {
+                    if tokio::time::timeout(send_timeout, tx.send(Message::Ping(Default::default())))
+                        .await
+                        .is_err()
+                    {
                         break 'session;
                     }
                 }

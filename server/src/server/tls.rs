@@ -87,7 +87,9 @@ impl TlsListener {
         let accept = tokio::spawn(async move {
             let permits = Arc::new(Semaphore::new(MAX_HANDSHAKES));
             loop {
-                let Ok(permit) = permits.clone().acquire_owned().await else { return };
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    return;
+                };
                 let (tcp, addr) = match listener.accept().await {
                     Ok(c) => c,
                     Err(e) => {

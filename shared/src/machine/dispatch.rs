@@ -65,7 +65,14 @@ impl Machine {
         t: &Transition,
     ) -> Option<Called> {
         let out: Arc<crate::sync::Mutex<Option<Called>>> = Arc::new(crate::sync::Mutex::new(None));
-        let (f, m, name, args, tr, slot) = (f.clone(), self.clone(), String::from(name), args.clone(), t.detached(), out.clone());
+        let (f, m, name, args, tr, slot) = (
+            f.clone(),
+            self.clone(),
+            String::from(name),
+            args.clone(),
+            t.detached(),
+            out.clone(),
+        );
         let catch = self.0.panic_to_exception;
         let job = alloc::boxed::Box::new(move || {
             let e = Event {

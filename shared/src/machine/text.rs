@@ -174,6 +174,17 @@ impl Machine {
     /// merged transitions (a non-Multi state that ticked by 2 without changing was off or on in
     /// between). Ticks must not decrease.
     pub fn apply_time(&self, time: &[u64]) -> Result<(), Error> {
+        self.apply_time_from(time, false)
+    }
+
+    /// [`Machine::apply_time`] for a mirror whose worker restarted without its clock: ticks
+    /// may go down (the worker's new incarnation counts from where it restarted). Tracers and
+    /// waits see it as `apply_time` does.
+    pub fn reset_time(&self, time: &[u64]) -> Result<(), Error> {
+        self.apply_time_from(time, true)
+    }
+
+    fn apply_time_from(&self, time: &[u64], backwards: bool) -> Result<(), Error> {
         let (c, time_before) = {
             let mut core = self.0.core.lock();
             let core = &mut *core;
@@ -185,7 +196,7 @@ impl Machine {
                 )));
             }
             for (pos, id) in core.c.order.iter().enumerate() {
-                if time[pos] < core.clock[*id] {
+                if time[pos] < core.clock[*id] && !backwards {
                     return Err(Error::InvalidArgs(format!(
                         "tick of {} would go back from {} to {}",
                         core.c.names[*id], core.clock[*id], time[pos]

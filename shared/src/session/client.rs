@@ -626,6 +626,13 @@ impl ClientSession {
             .map_err(|e| remote(ErrorCode::Malformed, alloc::format!("clock went backwards: {e}")))
     }
 
+    /// The mirror takes a restarted worker's clock, lower ticks included.
+    fn reset_time(&mut self) -> Result<(), Error> {
+        let Some(m) = &self.mirror else { return Ok(()) };
+        m.reset_time(&self.mirrored_time())
+            .map_err(|e| remote(ErrorCode::Malformed, e.to_string()))
+    }
+
     /// The mirror's ticks: the server's, plus the shallow re-base offset (if any).
     fn mirrored_time(&self) -> Vec<u64> {
         if self.offset.is_empty() {
@@ -648,7 +655,9 @@ impl ClientSession {
             .collect();
     }
 
-    fn apply_full(&mut self, u: &ClockUpdate) -> Result<(), Error> {
+    /// A full clock (`Welcome`, `Synced`). `restarted`: the worker restarted without its replay
+    /// memory (another `Welcome::replay_id`), so its clock may be lower than the mirror's.
+    fn apply_full(&mut self, u: &ClockUpdate, restarted: bool) -> Result<(), Error> {
         let Ticks::Full(t) = &u.ticks else {
             return Err(remote(ErrorCode::Malformed, "expected a full clock"));
         };
@@ -658,17 +667,21 @@ impl ClientSession {
         if clock::checksum(t) != u.checksum {
             return Err(remote(ErrorCode::Malformed, "full clock fails its checksum"));
         }
+        let mut backwards = false;
         if self.cfg.shallow {
             self.rebase_shallow(t);
         } else if t.iter().zip(&self.time).any(|(new, old)| new < old) {
-            return Err(remote(ErrorCode::Malformed, "worker clock went backwards"));
+            if !restarted {
+                return Err(remote(ErrorCode::Malformed, "worker clock went backwards"));
+            }
+            backwards = true;
         }
         if *t != self.time {
             self.changed = true;
             self.time.clone_from(t);
         }
         self.last_seq = u.seq;
-        self.push_time()
+        if backwards { self.reset_time() } else { self.push_time() }
     }
 
     fn welcome(&mut self, w: Welcome) -> Vec<ClientOutput> {
@@ -747,6 +760,7 @@ impl ClientSession {
         self.epoch = w.epoch;
         // another replay cache: the server restarted without the memory that makes a resend
         // safe; calls that went out may have run, so they fail instead of running twice
+        let restarted = self.replay_id.is_some_and(|r| r != w.replay_id);
         let forgotten: Vec<u32> = match self.replay_id.replace(w.replay_id) {
             Some(before) if before != w.replay_id => {
                 let sent: Vec<u32> = self.pending.iter().filter(|(_, p)| p.sent).map(|(r, _)| *r).collect();
@@ -766,7 +780,7 @@ impl ClientSession {
         if w.worker_err.is_some() {
             self.worker_err = w.worker_err;
         }
-        if let Err(e) = self.apply_full(&w.update) {
+        if let Err(e) = self.apply_full(&w.update, restarted) {
             return self.close(e);
         }
         self.phase = Phase::Open;
@@ -848,7 +862,7 @@ impl ClientSession {
                     return out; // a stale sync (an older resync): ignore
                 }
                 self.resync = None;
-                if let Err(e) = self.apply_full(&update) {
+                if let Err(e) = self.apply_full(&update, false) {
                     return self.close(e);
                 }
                 out.push(ClientOutput::Synced);

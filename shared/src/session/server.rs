@@ -798,7 +798,11 @@ impl ServerSession {
     }
 
     fn too_many_in_flight(&self, req: u32) -> ServerOutput {
-        let msg = alloc::format!("{} mutations in flight, the limit is {}", self.forwarded + self.deferred.len(), self.cfg.max_in_flight);
+        let msg = alloc::format!(
+            "{} mutations in flight, the limit is {}",
+            self.forwarded + self.deferred.len(),
+            self.cfg.max_in_flight
+        );
         Self::error(Some(req), ErrorCode::TooManyInFlight, msg)
     }
 

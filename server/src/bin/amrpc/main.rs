@@ -67,6 +67,25 @@ enum Cmd {
         /// `target/npm/web` here, else the workspace's].
         #[arg(long)]
         pkg: Option<PathBuf>,
+        /// Also serve the open server over TLS with `DIR/cert.pem` and `DIR/key.pem` (made by
+        /// `cargo run -p amrpc-server --example test_cert -- DIR`): prints
+        /// `AMRPC_TEST_URL_TLS=wss://localhost:…` and `AMRPC_TEST_HTTPS=https://localhost:…`.
+        #[arg(long, value_name = "DIR")]
+        tls_dir: Option<PathBuf>,
+    },
+    /// The restart tests' server: worker `journal` (`Inc` appends its `id` arg to the
+    /// journal file on every run), with `--state-dir` as `serve` has it.
+    #[command(hide = true)]
+    ServeJournal {
+        /// Address to listen on.
+        #[arg(long)]
+        addr: String,
+        /// The journal file (appended to).
+        #[arg(long)]
+        journal: PathBuf,
+        /// As `serve --state-dir`.
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
     },
     /// Write TypeScript typings of a worker (`.d.ts`): its state names as a union and each
     /// state's args type, for `connect<Schema>(url)` of the npm package `amrpc`.
@@ -122,24 +141,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 (Some(c), Some(k)) => Some(amrpc_server::TlsConfig::from_pem_files(c, k)?),
                 _ => None,
             };
-            let (http, ws) = if tls.is_some() { ("https", "wss") } else { ("http", "ws") };
+            let (http, ws) = if tls.is_some() {
+                ("https", "wss")
+            } else {
+                ("http", "ws")
+            };
             let srv = Server::new(ServerOpts {
                 push_interval: Duration::from_millis(push_ms),
                 allowed_origins: allow_origins,
                 ..Default::default()
             });
             let (bench, _worker) = amrpc_core::demo::bench_worker(1)?;
-            let restore = |name: &str| -> Result<Option<amrpc_server::WorkerSnapshot>, amrpc_server::ServerError> {
-                let Some(dir) = &state_dir else { return Ok(None) };
-                let snap = amrpc_server::take_snapshot(dir, name)?;
-                if snap.is_some() {
-                    println!("restored worker {name} from {}", dir.display());
-                }
-                Ok(snap)
-            };
-            srv.add_worker_restored("bench", bench, restore("bench")?.as_ref())?;
+            add_restored(&srv, "bench", bench, state_dir.as_deref())?;
             let downloads = demo::download_worker(Duration::from_millis(400))?;
-            srv.add_worker_restored("downloads", downloads, restore("downloads")?.as_ref())?;
+            add_restored(&srv, "downloads", downloads, state_dir.as_deref())?;
             let web = web.unwrap_or_else(|| default_dir("web"));
             let pkg = pkg.unwrap_or_else(|| default_dir("target/npm/web"));
             let router = with_web(srv.router(), Some(&web), Some(&pkg));
@@ -160,16 +175,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Some(tls) => srv.serve_router_tls(listener, router, tls).await?,
                 None => srv.serve_router(listener, router).await?,
             }
-            if let Some(dir) = &state_dir {
-                if !srv.sessions_closed(Duration::from_secs(5)).await {
-                    eprintln!("sessions still open after 5 s; saving anyway");
-                }
-                for path in srv.save_snapshots(dir)? {
-                    println!("saved {}", path.display());
-                }
-            }
+            save_on_exit(&srv, state_dir.as_deref()).await?;
         }
-        Cmd::ServeTest { web, pkg } => {
+        Cmd::ServeJournal {
+            addr,
+            journal,
+            state_dir,
+        } => {
+            let srv = Server::new(ServerOpts {
+                mutation_rate: 0,
+                ..Default::default()
+            });
+            add_restored(&srv, "journal", demo::journal_worker(&journal)?, state_dir.as_deref())?;
+            let listener = tokio::net::TcpListener::bind(&addr).await?;
+            println!("amrpc serving on http://{}", listener.local_addr()?);
+            use std::io::Write;
+            std::io::stdout().flush()?;
+            let s2 = srv.clone();
+            tokio::spawn(async move {
+                stop_signal().await;
+                s2.shutdown();
+            });
+            srv.serve(listener).await?;
+            save_on_exit(&srv, state_dir.as_deref()).await?;
+        }
+        Cmd::ServeTest { web, pkg, tls_dir } => {
             let open = Server::new(ServerOpts::default());
             demo::test_worker(&open, "test")?;
             demo::queue_workers(&open, "queue")?;
@@ -204,6 +234,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("AMRPC_TEST_URL_LOCKED=ws://{}", l2.local_addr()?);
             println!("AMRPC_TEST_URL_AUTH=ws://{}", l3.local_addr()?);
             println!("AMRPC_TEST_HTTP=http://{}", l1.local_addr()?);
+            let tls = match &tls_dir {
+                Some(dir) => {
+                    let tls = amrpc_server::TlsConfig::from_pem_files(&dir.join("cert.pem"), &dir.join("key.pem"))?;
+                    let l4 = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                    let port = l4.local_addr()?.port();
+                    // the certificate names localhost and 127.0.0.1
+                    println!("AMRPC_TEST_URL_TLS=wss://localhost:{port}");
+                    println!("AMRPC_TEST_HTTPS=https://localhost:{port}");
+                    Some((l4, tls))
+                }
+                None => None,
+            };
             use std::io::Write;
             std::io::stdout().flush()?;
             let pkg = match (&web, pkg) {
@@ -215,6 +257,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let l2srv = locked.clone();
             tokio::spawn(async move { l2srv.serve(l2).await });
             tokio::spawn(async move { auth.serve(l3).await });
+            if let Some((l4, tls)) = tls {
+                let (o, r) = (open.clone(), router.clone());
+                tokio::spawn(async move { o.serve_router_tls(l4, r, &tls).await });
+            }
             open.serve_router(l1, router).await?;
         }
         Cmd::Repl { url, id, token, ca } => {
@@ -335,4 +381,34 @@ async fn stop_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// Serve `machine` as `name`, from its snapshot in `state_dir` if there is one.
+fn add_restored(
+    srv: &Server,
+    name: &str,
+    machine: amrpc_core::Machine,
+    state_dir: Option<&Path>,
+) -> Result<(), amrpc_server::ServerError> {
+    let snap = match state_dir {
+        Some(dir) => amrpc_server::take_snapshot(dir, name)?,
+        None => None,
+    };
+    if let (Some(dir), Some(_)) = (state_dir, &snap) {
+        println!("restored worker {name} from {}", dir.display());
+    }
+    srv.add_worker_restored(name, machine, snap.as_ref())?;
+    Ok(())
+}
+
+/// After a graceful stop: once the sessions ended, every worker's snapshot to `state_dir`.
+async fn save_on_exit(srv: &Server, state_dir: Option<&Path>) -> Result<(), amrpc_server::ServerError> {
+    let Some(dir) = state_dir else { return Ok(()) };
+    if !srv.sessions_closed(Duration::from_secs(5)).await {
+        eprintln!("sessions still open after 5 s; saving anyway");
+    }
+    for path in srv.save_snapshots(dir)? {
+        println!("saved {}", path.display());
+    }
+    Ok(())
 }
