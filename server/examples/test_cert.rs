@@ -8,6 +8,8 @@
 
 use std::path::PathBuf;
 
+use rcgen::PublicKeyData;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = PathBuf::from(std::env::args().nth(1).ok_or("usage: test_cert DIR")?);
     std::fs::create_dir_all(&dir)?;

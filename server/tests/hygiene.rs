@@ -6,25 +6,15 @@ mod rpc_support;
 
 use std::time::Duration;
 
-use amrpc_core::wire::{ClientMsg, Hello, PROTOCOL_VERSION, ServerMsg};
+use amrpc_core::wire::ServerMsg;
 use amrpc_core::{Api, Error, ErrorCode, Outcome};
 use amrpc_server::ServerOpts;
 use futures::{SinkExt, StreamExt};
+use rpc_support::raw::hello;
 use rpc_support::{Harness, TEST_LIMIT, copts, eventually, rels_worker, tick, within};
 use tokio_tungstenite::tungstenite::Message;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-fn hello(id: &str) -> Vec<u8> {
-    ClientMsg::Hello(Hello {
-        version: PROTOCOL_VERSION,
-        client_id: id.into(),
-        instance: 1,
-        ..Default::default()
-    })
-    .encode()
-    .unwrap()
-}
 
 /// The server's close frame code of a raw socket's next messages (skipping data frames), or
 /// `None` if the TCP connection ended without one.

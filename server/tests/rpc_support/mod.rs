@@ -20,6 +20,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub(crate) mod raw;
+
 /// Every wait in the tests is bounded by this unless a test says otherwise.
 pub(crate) const WAIT: Duration = Duration::from_secs(5);
 
