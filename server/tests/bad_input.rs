@@ -41,7 +41,7 @@ fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
 async fn unaffected(h: &Harness, good: &Client, what: &str) {
     eventually(WAIT, what, || h.worker.session_count() == 1).await;
     assert_eq!(
-        good.mirror().toggle1("B", None).await.map(|_| ()),
+        good.mirror().add1("B", None).await.map(|_| ()),
         Ok(()),
         "{what}: the good client works"
     );
@@ -54,6 +54,7 @@ async fn each_bad_input_ends_only_its_own_session() {
     within(TEST_LIMIT * 2, "bad inputs", async {
         let opts = ServerOpts {
             max_message_size: MAX,
+            hello_timeout: Duration::from_secs(1),
             ping_interval: Duration::from_millis(300),
             ping_timeout: Duration::from_millis(300),
             ..Default::default()
@@ -80,14 +81,19 @@ async fn each_bad_input_ends_only_its_own_session() {
         unaffected(&h, &good, "truncated message").await;
 
         // a truncated WebSocket frame, then silence: the frame never completes, so nothing is
-        // heard; the session is closed by its Hello deadline / ping timeout, not kept forever
-        let mut s = raw_tcp_upgrade(h.addr).await;
-        let f = frame(0x82, &hello("cut-frame"));
-        s.write_all(&f[..f.len() - 3]).await.unwrap();
-        let t = Instant::now();
-        tcp_until_closed(&mut s).await;
-        eprintln!("truncated frame + silence: closed after {:?}", t.elapsed());
-        unaffected(&h, &good, "truncated frame").await;
+        // heard. Before Hello the Hello deadline closes it; after Hello, the unanswered ping
+        for after_hello in [false, true] {
+            let mut s = raw_tcp_upgrade(h.addr).await;
+            if after_hello {
+                s.write_all(&frame(0x82, &hello("cut-frame"))).await.unwrap();
+            }
+            let f = frame(0x82, &hello("cut-frame"));
+            s.write_all(&f[..f.len() - 3]).await.unwrap();
+            let t = Instant::now();
+            tcp_until_closed(&mut s).await;
+            eprintln!("truncated frame + silence (after Hello: {after_hello}): closed after {:?}", t.elapsed());
+            unaffected(&h, &good, "truncated frame").await;
+        }
 
         // a fragment flood: continuation frames without FIN past the message limit
         let mut s = raw_tcp_upgrade(h.addr).await;
