@@ -91,7 +91,10 @@ async fn each_bad_input_ends_only_its_own_session() {
             s.write_all(&f[..f.len() - 3]).await.unwrap();
             let t = Instant::now();
             tcp_until_closed(&mut s).await;
-            eprintln!("truncated frame + silence (after Hello: {after_hello}): closed after {:?}", t.elapsed());
+            eprintln!(
+                "truncated frame + silence (after Hello: {after_hello}): closed after {:?}",
+                t.elapsed()
+            );
             unaffected(&h, &good, "truncated frame").await;
         }
 

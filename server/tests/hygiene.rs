@@ -162,7 +162,7 @@ async fn rate_limit_refuses_typed_and_loses_nothing() {
         eprintln!("rate limit 20/s, burst 10: {ok} ran, {limited} refused with RateLimited");
         assert_eq!(ok + limited, 40, "{results:?}");
         assert!(ok >= 10 && limited > 0, "{ok} ran");
-        let ran = (tick(h.w(), "B") - before + 1) / 2;
+        let ran = (tick(h.w(), "B") - before).div_ceil(2);
         assert_eq!(ran as usize, ok, "exactly the accepted ones ran");
         // the session goes on: a refused call can be sent again once the bucket refills
         let again = within(WAIT, "a retry after the refill", async {

@@ -11,17 +11,16 @@ use std::time::{Duration, Instant};
 
 use amrpc_client::{Client, ClientOpts};
 use amrpc_core::states as names;
-use amrpc_core::wire::{ClientMsg, ErrorCode, Hello, PROTOCOL_VERSION, ServerMsg};
+use amrpc_core::wire::{ClientMsg, ErrorCode};
 use amrpc_core::{Api, Args, Error, Handlers, Machine, Outcome, State, Value, schema};
 use amrpc_server::{AuthHook, ServerOpts};
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use rpc_support::raw::*;
 use rpc_support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpSocket;
 use tokio::sync::RwLock;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 /// The RSS test needs the process to itself: it takes this for writing, every other test for

@@ -54,6 +54,9 @@ pub struct ReplayCache {
     id: u64,
 }
 
+/// One instance's finished outcomes, oldest first.
+type Done = Vec<(u32, Outcome)>;
+
 /// A replay cache's finished outcomes, to restore after a planned restart (in-flight entries
 /// are left out: nothing runs across a restart).
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -61,7 +64,7 @@ pub struct ReplaySnapshot {
     /// The cache's id ([`ReplayCache::id`]).
     pub id: u64,
     /// Per client instance (least recently used first): its outcomes, oldest first.
-    pub instances: Vec<(u64, Vec<(u32, Outcome)>)>,
+    pub instances: Vec<(u64, Done)>,
 }
 
 impl core::fmt::Debug for ReplayCache {
@@ -100,7 +103,8 @@ impl ReplayCache {
     /// The finished outcomes, for [`ReplayCache::restore`] after a restart.
     pub fn snapshot(&self) -> ReplaySnapshot {
         let g = self.inner.lock();
-        let mut instances: Vec<(u64, u64, Vec<(u32, Outcome)>)> = g
+        // (last used, instance, outcomes oldest first)
+        let mut instances: Vec<(u64, u64, Done)> = g
             .instances
             .iter()
             .map(|(k, i)| {
