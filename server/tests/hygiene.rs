@@ -184,3 +184,34 @@ async fn rate_limit_refuses_typed_and_loses_nothing() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_max_sessions_a_connection_is_told_overloaded() {
+    within(TEST_LIMIT, "past_max_sessions_a_connection_is_told_overloaded", async {
+        let opts = ServerOpts {
+            max_sessions: 2,
+            ..Default::default()
+        };
+        let h = Harness::start(rels_worker("w-full"), opts).await;
+        let a = Harness::client(&h.url(), copts("a")).await;
+        let b = Harness::client(&h.url(), copts("b")).await;
+        let (mut third, _) = tokio_tungstenite::connect_async(h.url()).await.expect("upgraded");
+        let (msgs, close) = rpc_support::raw::read_to_end(&mut third).await;
+        assert_eq!(
+            rpc_support::raw::bye_code(&msgs),
+            Some(ErrorCode::Overloaded),
+            "{msgs:?}"
+        );
+        assert!(close.is_some(), "closed with a Close frame");
+        // the two sessions are unaffected; when one leaves, a new client gets in
+        assert_eq!(a.mirror().add(&["A", "C"], None).await, Ok(Outcome::Executed));
+        b.close().await;
+        eventually(WAIT, "a slot is free", || h.srv.session_count() == 1).await;
+        let c = Harness::client(&h.url(), copts("c")).await;
+        assert_eq!(c.mirror().time(None), h.w().time(None));
+        a.close().await;
+        c.close().await;
+        h.stop().await;
+    })
+    .await
+}

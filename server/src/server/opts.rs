@@ -17,7 +17,8 @@ pub struct ServerOpts {
     pub push_interval: Duration,
     /// Largest incoming WebSocket message. Default: 1 MiB.
     pub max_message_size: usize,
-    /// Most concurrent sessions; more connections get HTTP 503. Default: 4096.
+    /// Most concurrent sessions; more connections get `Bye Overloaded` (clients retry with
+    /// backoff). Default: 4096.
     pub max_sessions: usize,
     /// A client that does not read for this long is closed (`Overloaded`). Default: 10 s.
     pub send_timeout: Duration,

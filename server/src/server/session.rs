@@ -39,22 +39,13 @@ pub(super) async fn ws_handler(
         }
     }
     let Some(worker) = srv.worker(&worker) else {
-        // a browser cannot read an HTTP status on a failed WebSocket: accept and say why
         let msg = format!("no worker named {worker:?} on this server");
-        return ws.on_upgrade(move |mut socket| async move {
-            let bye = ServerMsg::Bye(ErrorMsg {
-                req: None,
-                code: ErrorCode::UnknownWorker,
-                message: msg,
-            });
-            if let Ok(b) = bye.encode() {
-                let _ = socket.send(Message::Binary(b.into())).await;
-            }
-            let _ = socket.close().await;
-        });
+        return refuse(ws, ErrorCode::UnknownWorker, msg);
     };
     let Ok(permit) = srv.0.permits.clone().try_acquire_owned() else {
-        return reject(StatusCode::SERVICE_UNAVAILABLE, "too many sessions");
+        tracing::info!(max = opts.max_sessions, "session refused: too many sessions");
+        let msg = format!("too many sessions (the limit is {})", opts.max_sessions);
+        return refuse(ws, ErrorCode::Overloaded, msg);
     };
     let url_token = query.get("token").cloned();
     ws.max_message_size(opts.max_message_size)
@@ -70,6 +61,31 @@ pub(super) async fn ws_handler(
             worker.sessions.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         })
+}
+
+/// Accept the upgrade only to say why there is no session (a browser cannot read an HTTP status
+/// on a failed WebSocket): a `Bye` with `code`, then a close, bounded in time.
+fn refuse(ws: WebSocketUpgrade, code: ErrorCode, message: String) -> Response {
+    ws.on_upgrade(move |mut socket| async move {
+        let reason: String = message.chars().take(100).collect();
+        let bye = ServerMsg::Bye(ErrorMsg {
+            req: None,
+            code,
+            message,
+        });
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            if let Ok(b) = bye.encode() {
+                let _ = socket.send(Message::Binary(b.into())).await;
+            }
+            let close = CloseFrame {
+                code: 1008,
+                reason: reason.into(),
+            };
+            let _ = socket.send(Message::Close(Some(close))).await;
+            let _ = socket.close().await;
+        })
+        .await;
+    })
 }
 
 /// A browser's `Origin` may open a session: the server's own (its host and port are the
