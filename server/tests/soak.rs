@@ -1,0 +1,381 @@
+//! Fault-injection soak (issue 12, "What it must show" item 1): a fault-injecting proxy
+//! (`fault_proxy`) between 10 native clients and a worker cuts, delays, half-opens, stalls and
+//! refuses connections, one fault per cycle from a seeded schedule, while every client keeps
+//! several mutations in flight. Each mutation adds the worker's *Multi* state `Inc` with a call
+//! id unique over the run; the worker's handler counts its runs per id. The soak proves:
+//!
+//! * no mutation ran more than once (every id's count is at most 1);
+//! * every call a client saw succeed ran (`Executed`, `Queued`: count 1); a `Canceled` one (the
+//!   worker's queue was full) did not (count 0);
+//! * calls that failed are counted apart: how many ran anyway and how many did not (either is
+//!   allowed — a `Timeout` does not say whether the worker got the request — but never twice);
+//! * after the last fault every client resumes and every mirror converges to the worker's clock.
+//!
+//! After each cycle the test waits (bounded) until every client has had a call succeed since the
+//! heal, so a client that never recovers fails its cycle. `AMRPC_SOAK_CYCLES` sets the number of
+//! cycles (default 60, the CI run); `scripts/soak.sh` runs the full 1,000. `AMRPC_SOAK_SEED` picks
+//! another fault schedule. Figures (cycles, faults, mutations, retries, reconnects, time) are
+//! printed. Loopback only; every loop and wait is bounded; the only sleeps are the faults'
+//! durations.
+
+mod fault_proxy;
+mod rpc_support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use amrpc_client::{Client, ClientOpts};
+use amrpc_core::states as names;
+use amrpc_core::{Api, Args, EXCEPTION, Error, Handlers, Machine, Outcome, State, Value, schema};
+use amrpc_server::ServerOpts;
+use fault_proxy::{Dir, Fault, Proxy, ProxyOpts};
+use rpc_support::*;
+use tokio::task::JoinSet;
+
+const CLIENTS: usize = 10;
+/// Calls each client keeps in flight.
+const IN_FLIGHT: usize = 4;
+/// Cycles when `AMRPC_SOAK_CYCLES` is not set (the CI run).
+const CI_CYCLES: u64 = 60;
+const DEFAULT_SEED: u64 = 0x50a4_2024;
+/// Call ids: client index × this + the client's sequence number.
+const ID_STRIDE: i64 = 1 << 32;
+/// A call whose id is a multiple of this runs a handler that takes [`SLOW_HANDLER`]: a cut
+/// sometimes lands while one runs, and the retry on the new connection finds it in flight.
+const SLOW_EVERY: i64 = 512;
+const SLOW_HANDLER: Duration = Duration::from_millis(30);
+/// How long a cycle may take to see every client succeed again after the heal.
+const RESUME: Duration = Duration::from_secs(20);
+const CALL_TIMEOUT: Duration = Duration::from_millis(300);
+
+fn env_u64(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok()?;
+    let v = v.trim();
+    let parsed = match v.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => v.parse(),
+    };
+    Some(parsed.unwrap_or_else(|_| panic!("{name}={v:?} is not a number")))
+}
+
+/// Handler runs by call id.
+type Runs = Arc<Mutex<HashMap<i64, u32>>>;
+
+/// The worker: `Inc` (*Multi*), whose handler counts its runs by the `id` arg.
+fn soak_worker() -> (Machine, Runs) {
+    let own = schema([("Inc", State::new().multi())]);
+    let names = sadd(&[EXCEPTION, "Inc"], &names::WORKER_STATES);
+    let w = worker_with("w-soak", &own, &names, None);
+    let runs: Runs = Arc::default();
+    let r = runs.clone();
+    w.bind_handlers(Handlers::new("soak").state("Inc", move |e| {
+        let id = e.args().get("id").and_then(Value::as_int).unwrap_or(-1);
+        *r.lock().unwrap().entry(id).or_insert(0) += 1;
+        if id % SLOW_EVERY == 0 {
+            std::thread::sleep(SLOW_HANDLER);
+        }
+    }))
+    .unwrap();
+    (w, runs)
+}
+
+/// Client `k`'s options: a short call timeout and a fast reconnect. Every third client gives up
+/// on a call after one resend, so long faults also produce failed calls.
+fn soak_opts(k: usize) -> ClientOpts {
+    ClientOpts {
+        call_timeout: CALL_TIMEOUT,
+        call_retries: if k % 3 == 2 { 1 } else { 30 },
+        conn_timeout: Duration::from_secs(1),
+        conn_retries: 100,
+        conn_retry_delay: Duration::from_millis(10),
+        conn_retry_backoff: Duration::from_millis(200),
+        ..copts(&format!("soak-{k}"))
+    }
+}
+
+/// One call's result, as its client saw it.
+type Seen = (i64, Result<Outcome, Error>);
+
+/// Client `k`'s loop: keep [`IN_FLIGHT`] calls going (each its own task) until `stop`, then let
+/// the outstanding ones finish. Bounded by `max_calls`.
+async fn run_client(k: usize, c: Client, stop: Arc<AtomicBool>, ok: Arc<AtomicU64>, max_calls: i64) -> Vec<Seen> {
+    let mut calls = JoinSet::new();
+    let mut seen = Vec::new();
+    let mut seq = 0i64;
+    loop {
+        while calls.len() < IN_FLIGHT && !stop.load(Ordering::SeqCst) && seq < max_calls {
+            let id = k as i64 * ID_STRIDE + seq;
+            seq += 1;
+            let m = c.mirror().clone();
+            calls.spawn(async move { (id, m.add1("Inc", Some(Args::new().with("id", id))).await) });
+        }
+        let Some(done) = calls.join_next().await else {
+            return seen;
+        };
+        let (id, r) = done.expect("a call task");
+        if r.is_ok() {
+            ok.fetch_add(1, Ordering::SeqCst);
+        }
+        seen.push((id, r));
+    }
+}
+
+/// The kinds of fault a cycle picks from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    /// Cut now; clients reconnect at once.
+    Cut,
+    /// Cut, then refuse new connections for a while.
+    CutRefuse,
+    /// Cut, then refuse the next few connections.
+    CutRefuseNext,
+    /// Latency each way (sometimes beyond the call timeout).
+    Delay,
+    /// Nothing forwarded, sockets open; the heal cuts.
+    HalfOpen,
+    /// The proxy stops reading from the clients.
+    StallUp,
+    /// The proxy stops reading from the server.
+    StallDown,
+}
+
+const KINDS: [Kind; 7] = [
+    Kind::Cut,
+    Kind::CutRefuse,
+    Kind::CutRefuseNext,
+    Kind::Delay,
+    Kind::HalfOpen,
+    Kind::StallUp,
+    Kind::StallDown,
+];
+
+/// Milliseconds in `lo..hi`.
+fn ms(rng: &mut Rng, lo: u64, hi: u64) -> Duration {
+    Duration::from_millis(lo + rng.below(hi - lo))
+}
+
+/// Run one fault: inject it (into every open connection, or a random part of them), hold it for
+/// its duration, heal. Returns the kind.
+async fn fault_cycle(p: &Proxy, rng: &mut Rng) -> Kind {
+    let kind = KINDS[rng.below(KINDS.len() as u64) as usize];
+    let open = p.open_conns();
+    let part: Vec<u64> = open.iter().copied().filter(|_| rng.below(2) == 0).collect();
+    let conns = if rng.below(2) == 0 || part.is_empty() {
+        None
+    } else {
+        Some(part.as_slice())
+    };
+    // the fault's duration: a deliberate sleep
+    let hold = |d: Duration| tokio::time::sleep(d);
+    match kind {
+        Kind::Cut => {
+            p.inject(Fault::Cut, conns);
+        }
+        Kind::CutRefuse => {
+            p.refuse(true);
+            p.inject(Fault::Cut, conns);
+            hold(ms(rng, 20, 300)).await;
+        }
+        Kind::CutRefuseNext => {
+            p.refuse_next(1 + rng.below(CLIENTS as u64));
+            p.inject(Fault::Cut, conns);
+        }
+        Kind::Delay => {
+            // half the time beyond the call timeout: resends while the originals are on the way
+            let d = if rng.below(2) == 0 {
+                ms(rng, 1, 100)
+            } else {
+                ms(rng, 300, 600)
+            };
+            p.inject(Fault::Delay(d), conns);
+            hold(ms(rng, 50, 500)).await;
+        }
+        Kind::HalfOpen => {
+            p.inject(Fault::HalfOpen, conns);
+            hold(ms(rng, 50, 800)).await;
+        }
+        Kind::StallUp | Kind::StallDown => {
+            let dir = if kind == Kind::StallUp { Dir::Up } else { Dir::Down };
+            p.inject(Fault::Stall(dir), conns);
+            hold(ms(rng, 50, 800)).await;
+        }
+    }
+    p.heal();
+    kind
+}
+
+/// Activations of a (non-Multi) state of a client's own machine.
+fn activations(m: &Machine, state: &str) -> u64 {
+    tick(m, state).div_ceil(2)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_faults_exactly_once_and_convergence() {
+    let cycles = env_u64("AMRPC_SOAK_CYCLES").unwrap_or(CI_CYCLES);
+    let seed = env_u64("AMRPC_SOAK_SEED").unwrap_or(DEFAULT_SEED);
+    // a hang guard, not a timed assertion: the run takes a fraction of this
+    let limit = Duration::from_secs(120 + 3 * cycles);
+    within(limit, "soak", soak(cycles, seed)).await
+}
+
+async fn soak(cycles: u64, seed: u64) {
+    let (w, runs) = soak_worker();
+    // the server on its own runtime, as a separate process: its blocking handlers stall only it
+    let h = Harness::start_isolated(w, ServerOpts::default());
+    let p = Proxy::start_with(h.addr, ProxyOpts { log_frames: false }).await;
+    let url = p.url();
+    let connects = (0..CLIENTS).map(|k| Client::connect(&url, soak_opts(k)));
+    let clients: Vec<Client> = within(WAIT, "clients connect", futures::future::join_all(connects))
+        .await
+        .into_iter()
+        .map(|r| r.expect("a client connects"))
+        .collect();
+    eventually(WAIT, "every session open", || h.worker.session_count() == CLIENTS).await;
+
+    let start = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let oks: Vec<Arc<AtomicU64>> = (0..CLIENTS).map(|_| Arc::default()).collect();
+    let max_calls = 10_000 + 5_000 * cycles as i64;
+    let loops: Vec<_> = clients
+        .iter()
+        .enumerate()
+        .map(|(k, c)| tokio::spawn(run_client(k, c.clone(), stop.clone(), oks[k].clone(), max_calls)))
+        .collect();
+
+    // the faults, one per cycle; after each, every client succeeds again
+    let mut rng = Rng::new(seed);
+    let mut kinds: BTreeMap<Kind, u64> = BTreeMap::new();
+    let resumed = |marks: &[u64]| oks.iter().zip(marks).all(|(n, m)| n.load(Ordering::SeqCst) > *m);
+    eventually(RESUME, "traffic starts", || resumed(&[0; CLIENTS])).await;
+    for cycle in 0..cycles {
+        let kind = fault_cycle(&p, &mut rng).await;
+        *kinds.entry(kind).or_default() += 1;
+        let marks: Vec<u64> = oks.iter().map(|n| n.load(Ordering::SeqCst)).collect();
+        let what = format!("every client succeeds again after cycle {cycle} ({kind:?})");
+        eventually(RESUME, &what, || resumed(&marks)).await;
+    }
+    let faulting = start.elapsed();
+
+    // the end: no more faults, no new calls; every outstanding call finishes
+    p.heal();
+    stop.store(true, Ordering::SeqCst);
+    let mut seen: Vec<Seen> = Vec::new();
+    for l in loops {
+        seen.extend(
+            within(Duration::from_secs(30), "outstanding calls finish", l)
+                .await
+                .unwrap(),
+        );
+    }
+    let elapsed = start.elapsed();
+
+    // every mirror converges to the worker's clock (pushes alone, then a sync agrees)
+    eventually(Duration::from_secs(10), "every mirror converges", || {
+        let wt = h.w().time(None);
+        clients.iter().all(|c| c.mirror().time(None) == wt)
+    })
+    .await;
+    for c in &clients {
+        within(WAIT, "sync", c.mirror().sync()).await.expect("sync");
+        assert_eq!(
+            c.mirror().time(None),
+            h.w().time(None),
+            "{} after a sync",
+            c.states().id()
+        );
+        assert!(c.states().is1(names::READY), "{}", c.states().string_all());
+    }
+
+    // the worker's count of handler runs against what the clients saw (tallied and printed
+    // first, asserted after)
+    let runs = runs.lock().unwrap().clone();
+    let attempted = seen.len();
+    let ids: HashMap<i64, &Result<Outcome, Error>> = seen.iter().map(|(id, r)| (*id, r)).collect();
+    let twice: Vec<(i64, u32)> = runs.iter().filter(|(_, n)| **n > 1).map(|(i, n)| (*i, *n)).collect();
+    let unknown: Vec<i64> = runs.keys().filter(|id| !ids.contains_key(id)).copied().collect();
+    let (mut executed, mut queued, mut canceled) = (0u64, 0u64, 0u64);
+    let (mut ran_anyway, mut not_run) = (0u64, 0u64);
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    // succeeded but never ran; canceled but ran
+    let (mut lost, mut canceled_ran): (Vec<i64>, Vec<i64>) = (Vec::new(), Vec::new());
+    for (id, r) in &seen {
+        let ran = runs.get(id).copied().unwrap_or(0) > 0;
+        match r {
+            Ok(Outcome::Executed | Outcome::Queued(_)) => {
+                if matches!(r, Ok(Outcome::Executed)) {
+                    executed += 1;
+                } else {
+                    queued += 1;
+                }
+                if !ran {
+                    lost.push(*id);
+                }
+            }
+            Ok(Outcome::Canceled) => {
+                canceled += 1;
+                if ran {
+                    canceled_ran.push(*id);
+                }
+            }
+            Err(e) => {
+                *errors.entry(e.code().to_string()).or_default() += 1;
+                if ran {
+                    ran_anyway += 1;
+                } else {
+                    not_run += 1;
+                }
+            }
+        }
+    }
+    let ok = executed + queued + canceled;
+    let failed = ran_anyway + not_run;
+    let total_runs: u64 = runs.values().map(|n| u64::from(*n)).sum();
+
+    let stats = p.stats();
+    let reconnects: u64 = clients
+        .iter()
+        .map(|c| activations(c.states(), names::CONNECTED).saturating_sub(1))
+        .sum();
+    let retry_episodes: u64 = clients
+        .iter()
+        .map(|c| activations(c.states(), names::RETRYING_CALL))
+        .sum();
+    let handler_timeouts = activations(h.w(), names::ERR_HANDLER_TIMEOUT);
+    eprintln!(
+        "soak: {cycles} cycles (seed {seed:#x}) in {faulting:.1?} ({elapsed:.1?} with the drain); faults by kind \
+         {kinds:?}; proxy: {} connections forwarded, {} refused, {} connection faults; mutations: {attempted} \
+         attempted ({:.0}/s), {ok} ok (executed {executed}, queued {queued}, canceled {canceled}), {failed} failed \
+         ({ran_anyway} ran anyway, {not_run} did not; by code {errors:?}); clients: {reconnects} reconnects, \
+         {retry_episodes} call-retry episodes; worker: {total_runs} handler runs ({} ran twice, {} canceled but \
+         ran), {handler_timeouts} handler timeouts",
+        stats.conns,
+        stats.refused,
+        stats.faults,
+        attempted as f64 / elapsed.as_secs_f64(),
+        twice.len(),
+        canceled_ran.len(),
+    );
+    assert_eq!(ids.len(), attempted, "call ids are unique");
+    assert!(
+        twice.is_empty(),
+        "mutations that ran more than once (id, runs): {twice:?}"
+    );
+    assert!(unknown.is_empty(), "runs of ids no client sent: {unknown:?}");
+    assert!(lost.is_empty(), "calls that succeeded but never ran: {lost:?}");
+    // a Canceled reply says the mutation did not run (here: the worker's queue was full)
+    assert!(
+        canceled_ran.is_empty(),
+        "calls reported Canceled that ran: {canceled_ran:?}"
+    );
+    assert_eq!(total_runs, executed + queued + ran_anyway);
+    assert!(stats.faults > 0 || cycles == 0, "faults were injected");
+    assert!(executed > 0, "mutations ran");
+
+    for c in clients {
+        c.close().await;
+    }
+    eventually(WAIT, "no sessions left", || h.worker.session_count() == 0).await;
+    h.stop().await;
+}
