@@ -379,3 +379,38 @@ async fn soak(cycles: u64, seed: u64) {
     eventually(WAIT, "no sessions left", || h.worker.session_count() == 0).await;
     h.stop().await;
 }
+
+/// A half-open connection that never heals (the peer vanished without a FIN or RST): the client
+/// should notice by itself — its calls get no reply — and reconnect. It does not yet: a call
+/// timeout resends on the same socket, and after `call_retries` the call fails with `Timeout`
+/// while the connection stays `Ready`; nothing pings (the soak heals a half-open connection with a
+/// cut instead). Run with `--ignored` to see it fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "no liveness check: the client never detects a half-open connection (see the doc comment)"]
+async fn half_open_connection_is_detected() {
+    within(TEST_LIMIT, "half_open_connection_is_detected", async {
+        let (w, runs) = soak_worker();
+        let h = Harness::start_isolated(w, ServerOpts::default());
+        let p = Proxy::start_with(h.addr, ProxyOpts { log_frames: false }).await;
+        let opts = ClientOpts {
+            call_timeout: Duration::from_millis(200),
+            call_retries: 2,
+            ..soak_opts(0)
+        };
+        let c = Harness::client(&p.url(), opts).await;
+        let inc = |id: i64| c.mirror().add1("Inc", Some(Args::new().with("id", id)));
+        assert_eq!(within(WAIT, "a call", inc(1)).await, Ok(Outcome::Executed));
+        p.half_open();
+        let r = within(WAIT, "a call on the half-open connection", inc(2)).await;
+        eprintln!("on the half-open connection: {r:?}");
+        eventually(WAIT, "the client reconnects", || p.conns() >= 2).await;
+        assert_eq!(
+            within(WAIT, "a call after the reconnect", inc(3)).await,
+            Ok(Outcome::Executed)
+        );
+        assert_eq!(runs.lock().unwrap().get(&3), Some(&1));
+        c.close().await;
+        h.stop().await;
+    })
+    .await
+}
