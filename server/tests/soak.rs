@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use amrpc_client::{Client, ClientOpts};
+use amrpc_core::session::PER_INSTANCE;
 use amrpc_core::states as names;
 use amrpc_core::{Api, Args, EXCEPTION, Error, Handlers, Machine, Outcome, State, Value, schema};
 use amrpc_server::ServerOpts;
@@ -409,6 +410,86 @@ async fn half_open_connection_is_detected() {
             Ok(Outcome::Executed)
         );
         assert_eq!(runs.lock().unwrap().get(&3), Some(&1));
+        c.close().await;
+        h.stop().await;
+    })
+    .await
+}
+
+/// The soak's double execution, step by step (a bug: see the doc comment; run with `--ignored`).
+///
+/// A session busy running a long handler (`Slow`) does not read its socket; a mutation the
+/// client sends meanwhile (`Inc` 0) waits there. The connection is cut; the client reconnects and
+/// resends both: the new session answers `Inc` 0 (queued behind `Slow`) and then more than the
+/// replay window's worth ([`PER_INSTANCE`]) of further calls, which evict its outcome from the
+/// worker's replay cache. When `Slow` returns, the old session reads the stale `Inc` 0 from its
+/// socket, finds no entry and runs it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: a superseded session runs a stale frame once the replay window has moved on"]
+async fn stale_frame_on_a_superseded_session_runs_once() {
+    within(TEST_LIMIT, "stale_frame_on_a_superseded_session_runs_once", async {
+        let own = schema([("Inc", State::new().multi()), ("Slow", State::new())]);
+        let names = sadd(&[EXCEPTION, "Inc", "Slow"], &names::WORKER_STATES);
+        let w = worker_with("w-stale", &own, &names, Some(Duration::from_secs(30)));
+        let runs: Runs = Arc::default();
+        let started = Arc::new(AtomicBool::new(false));
+        // `Slow` runs until the test lets it go (bounded: 20 s)
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let released = Mutex::new(released);
+        let (r, s) = (runs.clone(), started.clone());
+        w.bind_handlers(
+            Handlers::new("stale")
+                .state("Inc", move |e| {
+                    let id = e.args().get("id").and_then(Value::as_int).unwrap_or(-1);
+                    *r.lock().unwrap().entry(id).or_insert(0) += 1;
+                })
+                .state("Slow", move |_e| {
+                    s.store(true, Ordering::SeqCst);
+                    let _ = released.lock().unwrap().recv_timeout(Duration::from_secs(20));
+                }),
+        )
+        .unwrap();
+        let h = Harness::start_isolated(w, ServerOpts::default());
+        let p = Proxy::start(h.addr).await;
+        let opts = ClientOpts {
+            conn_retry_delay: Duration::from_millis(10),
+            ..copts("stale")
+        };
+        let c = Harness::client(&p.url(), opts).await;
+        let inc = |id: i64| {
+            let m = c.mirror().clone();
+            async move { m.add1("Inc", Some(Args::new().with("id", id))).await }
+        };
+
+        let m = c.mirror().clone();
+        let slow = tokio::spawn(async move { m.add1("Slow", None).await });
+        eventually(WAIT, "Slow runs", || started.load(Ordering::SeqCst)).await;
+        let first = tokio::spawn(inc(0));
+        eventually(WAIT, "Inc 0 is in the server's socket", || {
+            p.count(Dir::Up, fault_proxy::cli_tag::ADD) == 2 && p.written().0 == p.bytes().0.total
+        })
+        .await;
+        p.cut();
+        let r = within(WAIT, "Inc 0, on the new connection", first).await.unwrap();
+        assert!(matches!(r, Ok(Outcome::Queued(_))), "{r:?}");
+        assert_eq!(p.conns(), 2);
+        // more calls than the replay window keeps, all answered while Slow still runs
+        let more = PER_INSTANCE as i64 + 8;
+        for batch in 0..more / 8 {
+            let calls = (1..=8).map(|i| inc(batch * 8 + i));
+            for r in within(WAIT, "a batch", futures::future::join_all(calls)).await {
+                assert!(matches!(r, Ok(Outcome::Queued(_))), "{r:?}");
+            }
+        }
+        release.send(()).unwrap();
+        assert_eq!(within(WAIT, "Slow", slow).await.unwrap(), Ok(Outcome::Executed));
+        // the old session reads what its socket still holds, then ends
+        eventually(WAIT, "the old session ends", || h.worker.session_count() == 1).await;
+        let wt = h.w().time(None);
+        eventually(WAIT, "the mirror converges", || c.mirror().time(None) == wt).await;
+        let runs = runs.lock().unwrap().clone();
+        assert_eq!(runs.len() as i64, 1 + more / 8 * 8, "every Inc ran");
+        assert_eq!(runs.get(&0), Some(&1), "Inc 0 ran once");
         c.close().await;
         h.stop().await;
     })

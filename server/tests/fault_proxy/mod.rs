@@ -167,6 +167,9 @@ struct Shared {
     opts: ProxyOpts,
     log: Mutex<Log>,
     conns: AtomicU64,
+    /// Bytes written on, client → server and server → client.
+    written_up: AtomicU64,
+    written_down: AtomicU64,
     refused: AtomicU64,
     faults: AtomicU64,
     refuse: AtomicBool,
@@ -377,6 +380,11 @@ async fn pump(
                         if r.is_err() {
                             return cut_self(&shared, conn);
                         }
+                        let written = match dir {
+                            Dir::Up => &shared.written_up,
+                            Dir::Down => &shared.written_down,
+                        };
+                        written.fetch_add(bytes.len() as u64, Ordering::SeqCst);
                     }
                     () = cut(&mut ctl) => return,
                 }
@@ -431,6 +439,8 @@ impl Proxy {
             opts,
             log: Mutex::new(Log::default()),
             conns: AtomicU64::new(0),
+            written_up: AtomicU64::new(0),
+            written_down: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             faults: AtomicU64::new(0),
             refuse: AtomicBool::new(false),
@@ -573,6 +583,16 @@ impl Proxy {
     pub(crate) fn bytes(&self) -> (Bytes, Bytes) {
         let l = lock(&self.shared.log);
         (l.up, l.down)
+    }
+
+    /// Bytes written on so far, client → server and server → client (what the other end's socket
+    /// got; [`Proxy::bytes`] counts what the proxy read).
+    pub(crate) fn written(&self) -> (u64, u64) {
+        let sh = &self.shared;
+        (
+            sh.written_up.load(Ordering::SeqCst),
+            sh.written_down.load(Ordering::SeqCst),
+        )
     }
 
     /// Total bytes both ways.
