@@ -416,16 +416,16 @@ async fn half_open_connection_is_detected() {
     .await
 }
 
-/// The soak's double execution, step by step (a bug: see the doc comment; run with `--ignored`).
+/// The soak's double execution, step by step (found by the soak, fixed in the replay cache).
 ///
 /// A session busy running a long handler (`Slow`) does not read its socket; a mutation the
 /// client sends meanwhile (`Inc` 0) waits there. The connection is cut; the client reconnects and
 /// resends both: the new session answers `Inc` 0 (queued behind `Slow`) and then more than the
 /// replay window's worth ([`PER_INSTANCE`]) of further calls, which evict its outcome from the
 /// worker's replay cache. When `Slow` returns, the old session reads the stale `Inc` 0 from its
-/// socket, finds no entry and runs it again.
+/// socket. Before the fix it found no entry and ran it again; now the old session is superseded
+/// by the new one (`ReplayCache::claim`) and drops it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a superseded session runs a stale frame once the replay window has moved on"]
 async fn stale_frame_on_a_superseded_session_runs_once() {
     within(TEST_LIMIT, "stale_frame_on_a_superseded_session_runs_once", async {
         let own = schema([("Inc", State::new().multi()), ("Slow", State::new())]);
