@@ -161,9 +161,12 @@ fn ms(rng: &mut Rng, lo: u64, hi: u64) -> Duration {
 /// its duration, heal. Returns the kind.
 async fn fault_cycle(p: &Proxy, rng: &mut Rng) -> Kind {
     let kind = KINDS[rng.below(KINDS.len() as u64) as usize];
+    // the same number of draws every cycle, however many connections are open: the schedule
+    // (kinds, durations, all or part) depends on the seed alone
+    let (all, mask) = (rng.below(2) == 0, rng.next());
     let open = p.open_conns();
-    let part: Vec<u64> = open.iter().copied().filter(|_| rng.below(2) == 0).collect();
-    let conns = if rng.below(2) == 0 || part.is_empty() {
+    let part: Vec<u64> = open.iter().copied().filter(|c| (mask >> (c % 64)) & 1 == 1).collect();
+    let conns = if all || part.is_empty() {
         None
     } else {
         Some(part.as_slice())
