@@ -325,4 +325,10 @@ fn main() {
     // (clock [5, 9], fix the checksum, Diff mode, pairs (0, 3) (0, 4) (1, 1), checksum byte)
     let raw = [2, 5, 9, 1, 0, 0, 0, 3, 0, 0, 4, 1, 0, 1, 0];
     write("apply_clock", "raw-diff", &raw);
+
+    // session: Hello, mutations of A and B, a sync, time passing (pings, pushes), a garbage frame
+    write("session", "handshake-and-calls", &[0, 1, 1, 2, 3, 4, 10, 1]);
+    write("session", "silent-then-late-hello", &[4, 100, 0, 1]);
+    write("session", "garbage-after-hello", &[0, 5, 0x40, 1, 2, 3, 4, 1]);
+    write("session", "burst-past-the-rate", &[0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 4, 2, 1]);
 }

@@ -217,3 +217,84 @@ pub fn check_clock(case: &ClockCase) {
         }
     }
 }
+
+/// The `session` target: a server session and a client session joined back to back, driven by
+/// arbitrary input. Each step takes one byte: `0..=3` — the client's next frame is a valid
+/// `Hello` / a mutation by the client session / a `Sync`; `4` — time moves by the next byte
+/// (× 64 ms) and the server polls (pushes, deadlines, pings); anything else — a frame of that
+/// many bytes (up to 250) taken from the input as is. Neither session may panic; every frame the
+/// server sends decodes; after it says `Close` it sends nothing more; the client's mirror, when
+/// it has one, never holds ticks the worker does not have.
+pub fn check_session(data: &[u8]) {
+    use amrpc_core::session::{ClientConfig, ClientSession, ReplayCache, ServerConfig, ServerOutput, ServerSession};
+    use amrpc_core::{Machine, MutationType, Opts, State, schema};
+    use std::sync::Arc;
+
+    let w = Machine::new(
+        schema([("A", State::new().multi()), ("B", State::new().require(&["A"]))]),
+        Opts::default(),
+    )
+    .expect("schema");
+    w.verify_states(&["A", "B", "Exception"]).expect("states");
+    let cfg = ServerConfig {
+        max_frame: 4096,
+        hello_timeout_ms: 5_000,
+        ping_interval_ms: 2_000,
+        ping_timeout_ms: 2_000,
+        mutation_rate: 50,
+        mutation_burst: 8,
+        ..Default::default()
+    };
+    let mut srv = ServerSession::new(&w, cfg, Arc::new(ReplayCache::with_id(4, 7)));
+    let mut cli = ClientSession::new(ClientConfig::default());
+    let mut now = 0u64;
+    let mut closed = false;
+    let mut i = 0;
+    while i < data.len() {
+        let op = data[i];
+        i += 1;
+        let frame: Option<Vec<u8>> = match op {
+            0 => Some(cli.hello()),
+            1 | 2 => cli.mutate(MutationType::Add, &[if op == 1 { "A" } else { "B" }], None, now).ok().map(|(_, f)| f),
+            3 => cli.sync(),
+            4 => {
+                now += 64 * u64::from(*data.get(i).unwrap_or(&1));
+                i += 1;
+                let out = srv.poll(now, &w);
+                deliver(&out, &mut cli, &mut closed);
+                None
+            }
+            n => {
+                let n = usize::from(n).min(data.len() - i);
+                let f = data[i..i + n].to_vec();
+                i += n;
+                Some(f)
+            }
+        };
+        if let Some(f) = frame {
+            let out = srv.handle_frame(&f, now, &w);
+            if closed {
+                assert!(out.is_empty(), "output after Close: {out:?}");
+            }
+            deliver(&out, &mut cli, &mut closed);
+        }
+    }
+    if let Some(m) = cli.mirror() {
+        let (mirror, worker) = (m.time(None), w.time(None));
+        assert!(mirror.iter().zip(&worker).all(|(a, b)| a <= b), "mirror {mirror:?} ahead of {worker:?}");
+    }
+
+    fn deliver(out: &[ServerOutput], cli: &mut ClientSession, closed: &mut bool) {
+        for o in out {
+            assert!(!*closed, "output after Close: {o:?}");
+            match o {
+                ServerOutput::Send(b) => {
+                    ServerMsg::decode(b, DEFAULT_MAX_FRAME).expect("the server sends frames that decode");
+                    let _ = cli.handle_frame(b);
+                }
+                ServerOutput::Close { .. } => *closed = true,
+                ServerOutput::Ping | ServerOutput::HandshakeDone { .. } => {}
+            }
+        }
+    }
+}

@@ -3,6 +3,7 @@
 //! oversize and malformed frames, and a slow client that stops reading. Everything runs on
 //! 127.0.0.1; every loop and wait is bounded.
 
+mod fault_proxy;
 mod rpc_support;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -14,6 +15,7 @@ use amrpc_core::states as names;
 use amrpc_core::wire::{ClientMsg, ErrorCode};
 use amrpc_core::{Api, Args, Error, Handlers, Machine, Outcome, State, Value, schema};
 use amrpc_server::{AuthHook, ServerOpts};
+use fault_proxy::*;
 use futures::SinkExt;
 use rpc_support::raw::*;
 use rpc_support::*;

@@ -1,8 +1,9 @@
 //! Upstream `pkg/rpc/rpc_test.go` (v0.8.0, spec/arpc.md §6.1) and the head cases of §6.4 that
 //! apply, ported to our WebSocket transport. Byte figures are measured with a byte-counting TCP
-//! proxy (`rpc_support::Proxy`) between the client and the server; calls and pushes are counted
+//! proxy (`fault_proxy::Proxy`) between the client and the server; calls and pushes are counted
 //! as WebSocket frames parsed by that proxy. See docs/upstream-tests.md.
 
+mod fault_proxy;
 mod rpc_support;
 
 use std::collections::BTreeSet;
@@ -16,6 +17,7 @@ use amrpc_core::states as names;
 use amrpc_core::wire::{ErrorCode, schema_hash, schema_to_wire};
 use amrpc_core::{Api, Args, Clock, EXCEPTION, Handlers, Machine, Outcome, State, Value, schema};
 use amrpc_server::ServerOpts;
+use fault_proxy::*;
 use rpc_support::*;
 use tokio::net::{TcpListener, TcpStream};
 

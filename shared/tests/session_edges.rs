@@ -1,6 +1,7 @@
 //! Edge cases of the sessions found in review: the replay window covers every request a client
 //! can have in flight; a retry whose original runs elsewhere is rechecked by deadline; a peer of
-//! another protocol version is told so even when its first message does not decode.
+//! another protocol version is told so even when its first message does not decode. Found by the
+//! soak (`server/tests/soak.rs`): a stale frame a superseded session reads late does not run.
 use std::sync::Arc;
 
 use amrpc_core::session::{
@@ -95,6 +96,44 @@ fn resending_a_full_window_runs_each_request_once() {
         assert_eq!(w.tick("A"), tick, "ran twice");
     }
     assert_eq!(w.tick("A"), tick);
+}
+
+/// The client reconnected; its old session, busy until now, reads a frame the client sent on the
+/// old connection (and resent on the new one, where it ran and where more than the replay
+/// window's worth of calls followed, evicting its outcome). The old session is superseded: it
+/// drops the frame and closes instead of running it again.
+#[test]
+fn a_superseded_session_does_not_run_a_stale_frame() {
+    let w = worker();
+    let replay = Arc::new(ReplayCache::new(8));
+    let add = |req: u32| {
+        ClientMsg::Add(MutationReq {
+            req,
+            states: vec![0],
+            ..Default::default()
+        })
+        .encode()
+        .unwrap()
+    };
+    let mut old = ServerSession::new(&w, ServerConfig::default(), replay.clone());
+    old.handle_frame(&hello(11), 0, &w);
+    let mut new = ServerSession::new(&w, ServerConfig::default(), replay);
+    new.handle_frame(&hello(11), 1, &w);
+    for req in 1..=PER_INSTANCE as u32 + 1 {
+        let frames = sent(&new.handle_frame(&add(req), 2, &w));
+        assert!(
+            matches!(frames.as_slice(), [ServerMsg::Executed(r)] if r.req == req),
+            "{frames:?}"
+        );
+    }
+    let tick = w.tick("A");
+    let out = old.handle_frame(&add(1), 3, &w);
+    assert_eq!(w.tick("A"), tick, "the stale frame ran again");
+    assert!(
+        matches!(sent(&out).as_slice(), [ServerMsg::Bye(e)] if e.code == ErrorCode::Closed),
+        "{out:?}"
+    );
+    assert!(matches!(out.last(), Some(ServerOutput::Close { .. })), "{out:?}");
 }
 
 #[test]

@@ -112,7 +112,10 @@ impl Machine {
         }
         match first {
             Some(o) => (o, first_cause),
-            None => (Outcome::Canceled, None),
+            // Between our queue check and taking the drain, another drainer ran our item and
+            // let go: it ran there. Queued, as when the drain is busy (not Canceled: it may have
+            // been executed — the soak saw exactly that).
+            None => (Outcome::Queued(0), None),
         }
     }
 

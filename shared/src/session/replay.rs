@@ -4,6 +4,12 @@
 //! Each client instance keeps its last [`PER_INSTANCE`] outcomes; instances are evicted least
 //! recently used first. Clients wrap request ids at [`REQ_ID_WRAP`] (so ids stay 2-byte varints),
 //! far beyond the per-instance window, so a recycled id never meets a stale entry.
+//!
+//! Each session of an instance [`ReplayCache::claim`]s it at its handshake; an older session of
+//! the same instance is then superseded ([`Replay::Superseded`]): the client has moved on to the
+//! newer connection and resends there whatever it still waits for, so anything still reaching the
+//! old one (read late from its socket) is stale — and may be older than the window, whose entries
+//! the newer connection's calls push out.
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
@@ -25,6 +31,8 @@ pub enum Replay {
     InFlight,
     /// Already ran: answer with this outcome, don't run again.
     Done(Outcome),
+    /// A newer session of this client instance has claimed it: don't run, don't answer.
+    Superseded,
 }
 
 #[derive(Clone, Copy)]
@@ -38,11 +46,15 @@ struct Instance {
     map: BTreeMap<u32, Entry>,
     order: VecDeque<u32>,
     used: u64,
+    /// The number of the newest session that claimed this instance (0: none yet).
+    session: u64,
 }
 
 struct Inner {
     instances: BTreeMap<u64, Instance>,
     clock: u64,
+    /// Sessions numbered so far (over all instances).
+    sessions: u64,
 }
 
 /// The replay cache: at most `max_instances` client instances, [`PER_INSTANCE`] outcomes each.
@@ -89,6 +101,7 @@ impl ReplayCache {
             inner: Mutex::new(Inner {
                 instances: BTreeMap::new(),
                 clock: 0,
+                sessions: 0,
             }),
             max_instances: max_instances.max(1),
             id,
@@ -151,10 +164,24 @@ impl ReplayCache {
         inst
     }
 
-    /// Look a request up; a new one is marked in flight.
-    pub fn begin(&self, instance: u64, req: u32) -> Replay {
+    /// A session of `instance` completed its handshake: returns its number, for
+    /// [`ReplayCache::begin`]. Every older session of the instance is superseded from now on.
+    pub fn claim(&self, instance: u64) -> u64 {
+        let mut g = self.inner.lock();
+        g.sessions += 1;
+        let n = g.sessions;
+        Self::instance(&mut g, self.max_instances, instance).session = n;
+        n
+    }
+
+    /// Look a request of session `session` (its [`ReplayCache::claim`]) up; a new one is marked
+    /// in flight.
+    pub fn begin(&self, instance: u64, session: u64, req: u32) -> Replay {
         let mut g = self.inner.lock();
         let inst = Self::instance(&mut g, self.max_instances, instance);
+        if session < inst.session {
+            return Replay::Superseded;
+        }
         match inst.map.get(&req) {
             Some(Entry::InFlight) => Replay::InFlight,
             Some(Entry::Done(o)) => Replay::Done(*o),

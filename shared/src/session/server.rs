@@ -147,6 +147,8 @@ pub struct ServerSession {
     mutable: Option<Vec<bool>>,
     client_id: String,
     instance: u64,
+    /// This session's claim on its instance in the replay cache (see [`ReplayCache::claim`]).
+    claim: u64,
     tracked: Option<Vec<bool>>,
     last_sent: Vec<u64>,
     seq: u8,
@@ -313,6 +315,7 @@ impl ServerSession {
             phase: Phase::AwaitHello,
             client_id: String::new(),
             instance: 0,
+            claim: 0,
             tracked: None,
             seq: 0,
             push_interval_ms: 0,
@@ -548,6 +551,7 @@ impl ServerSession {
             ),
         };
         self.instance = replay_key(&h.client_id, h.instance);
+        self.claim = self.replay.claim(self.instance);
         self.client_id = h.client_id;
         self.shallow = h.shallow;
         let now = self.observed(worker.time());
@@ -765,7 +769,14 @@ impl ServerSession {
             };
         }
         let busy = self.forwarded + self.deferred.len() >= self.cfg.max_in_flight;
-        match self.replay.begin(self.instance, m.req) {
+        match self.replay.begin(self.instance, self.claim, m.req) {
+            // the client reconnected: this frame is stale (it resends what it still waits for on
+            // the new connection), and its outcome may be gone from the cache
+            Replay::Superseded => self.close(
+                None,
+                ErrorCode::Closed,
+                "superseded: this client has a newer connection".into(),
+            ),
             Replay::New => {
                 // refused before it runs: forgotten, so a later resend may run it
                 let refused = if busy {
