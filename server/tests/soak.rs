@@ -391,12 +391,11 @@ async fn soak(cycles: u64, seed: u64) {
 }
 
 /// A half-open connection that never heals (the peer vanished without a FIN or RST): the client
-/// should notice by itself — its calls get no reply — and reconnect. It does not yet: a call
-/// timeout resends on the same socket, and after `call_retries` the call fails with `Timeout`
-/// while the connection stays `Ready`; nothing pings (the soak heals a half-open connection with a
-/// cut instead). Run with `--ignored` to see it fail.
+/// notices by itself — a call is due for a resend and nothing at all came back for two call
+/// timeouts — and reconnects; the call is resent after the handshake and runs once. (Found by
+/// the soak: before, a call timeout resent on the dead socket and the call failed with `Timeout`
+/// while the client stayed `Ready`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "no liveness check: the client never detects a half-open connection (see the doc comment)"]
 async fn half_open_connection_is_detected() {
     within(TEST_LIMIT, "half_open_connection_is_detected", async {
         let (w, runs) = soak_worker();

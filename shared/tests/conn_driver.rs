@@ -251,15 +251,34 @@ fn a_call_without_a_reply_is_resent_then_times_out() {
     r.c.start(0);
     r.run(0);
     r.open(1);
-    // the server stops answering (its frames are lost), the socket stays up
+    // the server stops answering this call (its reply is lost) but is alive: it keeps sending
+    // (here: a Sync's answer each time the client resends), so the link is not presumed dead
+    let sync_answer = |r: &mut Rig, now: u64| {
+        let sync = amrpc_core::wire::ClientMsg::Sync {
+            req: 9_000 + now as u32,
+        }
+        .encode()
+        .unwrap();
+        let out = r.srv.as_mut().unwrap().handle_frame(&sync, now, &r.w);
+        for so in out {
+            if let ServerOutput::Send(b) = so {
+                r.c.frame(now, &b);
+            }
+        }
+    };
     let srv = r.srv.take();
     r.c.call(10, MutationType::Add, &["A"], None, "slow");
     r.run(10);
+    r.srv = srv;
     assert_eq!(r.c.next_deadline(), Some(1_010));
+    sync_answer(&mut r, 900);
+    let srv = r.srv.take();
     r.c.tick(1_010);
     r.run(1_010);
     assert_eq!(r.lost, 2, "resent once (same frame)");
     assert!(r.is(ss::RETRYING_CALL));
+    r.srv = srv;
+    sync_answer(&mut r, 1_900);
     r.c.tick(2_010);
     r.run(2_010);
     assert_eq!(r.done, vec![("slow", Err(Error::Timeout))]);
@@ -267,9 +286,56 @@ fn a_call_without_a_reply_is_resent_then_times_out() {
     assert_eq!(
         r.c.status(),
         Status::Ready,
-        "a call timeout does not drop the connection"
+        "a call timeout does not drop a connection the server still talks on"
     );
+}
+
+#[test]
+fn a_silent_connection_with_a_call_due_is_presumed_dead_and_replaced() {
+    let mut r = Rig::new(2);
+    r.c.start(0);
+    r.run(0);
+    r.open(1);
+    // half-open: nothing the client sends arrives, nothing comes back, the socket stays up
+    let srv = r.srv.take();
+    r.c.call(10, MutationType::Add, &["A"], None, "lost");
+    r.run(10);
+    r.c.tick(1_010);
+    r.run(1_010);
+    assert_eq!(r.lost, 2, "resent once on the silent socket");
+    // the second timeout with nothing heard for two call timeouts: reconnect
+    r.c.tick(2_010);
+    r.run(2_010);
+    assert!(r.done.is_empty(), "the call is not failed: {:?}", r.done);
+    assert_eq!(r.c.status(), Status::Disconnected, "the dead socket was dropped");
     drop(srv);
+    // the reconnect resends it; it runs once and completes
+    let at = r.c.next_deadline().expect("a reconnect is scheduled");
+    r.c.tick(at);
+    r.run(at);
+    assert_eq!(r.dials, 2);
+    r.open(at + 1);
+    assert_eq!(r.done, vec![("lost", Ok(Outcome::Executed))]);
+    assert_eq!(r.w.tick("A"), 1, "ran once");
+}
+
+#[test]
+fn a_socket_without_a_welcome_is_dropped_at_the_dial_timeout() {
+    let mut r = Rig::new(3);
+    r.c.start(0);
+    r.run(0);
+    // the socket opens but the Hello (or the Welcome) is lost
+    r.c.opened(5);
+    r.run(5);
+    assert_eq!(r.c.next_deadline(), Some(505), "the Welcome is due within conn_timeout");
+    r.c.tick(505);
+    r.run(505);
+    assert_eq!(r.c.status(), Status::Disconnected);
+    let at = r.c.next_deadline().unwrap();
+    r.c.tick(at);
+    r.run(at);
+    r.open(at + 1);
+    assert_eq!(r.c.status(), Status::Ready, "the next attempt gets in");
 }
 
 #[test]

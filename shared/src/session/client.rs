@@ -317,6 +317,11 @@ impl ClientSession {
         self.resyncs
     }
 
+    /// True while a request waits for its reply.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// Requests sent and not answered yet.
     pub fn pending(&self) -> Vec<u32> {
         self.pending.keys().copied().collect()

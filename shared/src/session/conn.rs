@@ -141,6 +141,11 @@ pub struct Connection<T> {
     link: Link,
     attempts: u32,
     delay_ms: u64,
+    /// When the current socket opened (the `Welcome` deadline counts from it).
+    opened_at: u64,
+    /// When the server was last heard from on the current socket (any frame), or when a call
+    /// started waiting after a quiet spell: the start of the silence that presumes a link dead.
+    heard_at: u64,
     rng: u64,
     calls: BTreeMap<u32, T>,
     /// Remote waits: request id → the shell's key for it (completions are in `calls`).
@@ -190,6 +195,8 @@ impl<T> Connection<T> {
             states,
             link: Link::Idle,
             attempts: 0,
+            opened_at: 0,
+            heard_at: 0,
             calls: BTreeMap::new(),
             waits: BTreeMap::new(),
             syncs: Vec::new(),
@@ -208,9 +215,16 @@ impl<T> Connection<T> {
         match self.link {
             Link::Dialing { deadline } => Some(deadline),
             Link::Waiting { until } => Some(until),
+            Link::Open if !self.session.is_ready() => Some(self.welcome_deadline()),
             Link::Open => self.session.next_call_deadline(self.cfg.call_timeout_ms),
             Link::Idle | Link::Closed => None,
         }
+    }
+
+    /// A socket that opened gets its `Welcome` within the dial timeout, or is dropped (a lost
+    /// `Hello` or `Welcome` would otherwise wait forever).
+    fn welcome_deadline(&self) -> u64 {
+        self.opened_at.saturating_add(self.cfg.conn_timeout_ms.max(1))
     }
 
     /// The mirror, once a handshake has completed.
@@ -281,11 +295,13 @@ impl<T> Connection<T> {
     }
 
     /// The socket asked for by [`ConnOutput::Dial`] is open: the handshake starts.
-    pub fn opened(&mut self, _now_ms: u64) {
+    pub fn opened(&mut self, now_ms: u64) {
         if !matches!(self.link, Link::Dialing { .. }) {
             return;
         }
         self.link = Link::Open;
+        self.opened_at = now_ms;
+        self.heard_at = now_ms;
         self.states.add1(ss::CONNECTED, None);
         let hello = self.session.hello();
         self.out.push_back(ConnOutput::Send(hello));
@@ -385,7 +401,27 @@ impl<T> Connection<T> {
                 self.lost(now_ms, "dial timed out");
             }
             Link::Waiting { until } if now_ms >= until => self.dial(now_ms),
+            Link::Open if !self.session.is_ready() => {
+                if now_ms >= self.welcome_deadline() {
+                    self.out.push_back(ConnOutput::CloseSocket);
+                    self.lost(now_ms, "no Welcome within the dial timeout");
+                }
+            }
             Link::Open => {
+                // A call is due for a resend and the server has said nothing at all for two call
+                // timeouts: the connection is presumed dead (half-open: our frames go nowhere,
+                // nothing comes back), so reconnect; the calls are resent after the handshake and
+                // run at most once. A live server answers something (replies, pushes, pings).
+                let silent = now_ms.saturating_sub(self.heard_at);
+                let due = self
+                    .session
+                    .next_call_deadline(self.cfg.call_timeout_ms)
+                    .is_some_and(|d| now_ms >= d);
+                if due && silent >= self.cfg.call_timeout_ms.saturating_mul(2).max(1) {
+                    self.out.push_back(ConnOutput::CloseSocket);
+                    self.lost(now_ms, "no answer from the server: the connection is presumed dead");
+                    return;
+                }
                 let t = self
                     .session
                     .call_timeouts(now_ms, self.cfg.call_timeout_ms, self.cfg.call_retries);
@@ -409,6 +445,7 @@ impl<T> Connection<T> {
         if self.link != Link::Open {
             return;
         }
+        self.heard_at = self.heard_at.max(now_ms);
         for o in self.session.handle_frame(bytes) {
             match o {
                 ClientOutput::Send(f) => self.out.push_back(ConnOutput::Send(f)),
@@ -470,6 +507,7 @@ impl<T> Connection<T> {
     /// A call by state names. Its result comes back as [`ConnOutput::Done`] with `done` —
     /// at once for a call that cannot be made (unknown state, closed, too many in flight).
     pub fn call(&mut self, now_ms: u64, ty: MutationType, states: &[&str], args: Option<Args>, done: T) {
+        self.start_waiting(now_ms);
         let r = self
             .check_open()
             .and_then(|()| self.session.mutate(ty, states, args, now_ms));
@@ -478,10 +516,19 @@ impl<T> Connection<T> {
 
     /// [`Connection::call`] with states by index in the worker's state order.
     pub fn call_indexes(&mut self, now_ms: u64, ty: MutationType, states: Vec<u16>, args: Option<Args>, done: T) {
+        self.start_waiting(now_ms);
         let r = self
             .check_open()
             .and_then(|()| self.session.mutate_indexes(ty, states, args, now_ms));
         self.queue_call(r, done);
+    }
+
+    /// A first call after a quiet spell: the server's silence counts from now (an idle link is
+    /// not a dead one).
+    fn start_waiting(&mut self, now_ms: u64) {
+        if !self.session.has_pending() {
+            self.heard_at = self.heard_at.max(now_ms);
+        }
     }
 
     /// A no-sync mutation by state names (upstream `AddNS`): sent now, no reply, never resent;
