@@ -70,6 +70,21 @@ enum Stop {
     Marker,
 }
 
+/// Whether a mutation made here ran. A client's mutation (the load run's probe) runs on a
+/// session's thread; a mutation made here meanwhile is `Queued` and runs in that thread's drain:
+/// wait for it (bounded), so that the answer's tick includes it and the next command reads the
+/// state after it (an op's value, a toggle's direction), as the worker's own caller would.
+async fn ran(m: &amrpc_core::Machine, r: Outcome) -> bool {
+    match r {
+        Outcome::Executed => true,
+        Outcome::Canceled => false,
+        Outcome::Queued(q) => matches!(
+            tokio::time::timeout(Duration::from_secs(10), m.when_queue(q, None)).await,
+            Ok(Ok(()))
+        ),
+    }
+}
+
 /// Answer commands until `quit` or the line `marker`.
 async fn serve_commands(
     st: &ChildState,
@@ -83,7 +98,7 @@ async fn serve_commands(
                 let op = demo::op_of(m.switch(&[&VALUES])).unwrap_or(0);
                 let t0 = realtime_ns();
                 let r = m.add1(CALL_OP, Some(demo::op_args(op)));
-                let ok = if r == Outcome::Executed { "" } else { " failed" };
+                let ok = if ran(m, r).await { "" } else { " failed" };
                 println!("op {t0} {}{ok}", m.tick(EVENT));
             }
             "toggle" => {
@@ -94,7 +109,7 @@ async fn serve_commands(
                 } else {
                     m.add1(HEALTHCHECK, None)
                 };
-                let ok = if r == Outcome::Executed { "" } else { " failed" };
+                let ok = if ran(m, r).await { "" } else { " failed" };
                 println!("toggle {t0} {}{ok}", m.tick(HEALTHCHECK));
             }
             "sessions" => println!("sessions {}", st.srv.session_count()),
