@@ -15,10 +15,11 @@
 //!    and not the parent's 10,000 client tasks'), connects while the N are connected and then
 //!    toggles `Ready` on the worker over the wire every `probe_every`, each a full round trip (a
 //!    real change: the server pushes it to all N);
-//! 6. meanwhile a burst: M worker mutations (ops and toggles, alternating) written to the child in
-//!    one write, back to back, and one more new client connecting as it starts; every mirror
-//!    must reach the worker's clock as it was right after the burst (the convergence time is
-//!    recorded);
+//! 6. meanwhile R bursts, one after the other: M worker mutations (ops and toggles, alternating)
+//!    written to the child in one write, back to back; after each, every mirror must reach the
+//!    worker's clock as it was right after it (the convergence time is recorded) before the next
+//!    starts. One more new client connects as the first burst starts. R > 1 gives convergence
+//!    more than one sample and the probe more round trips under load;
 //! 7. the probe stops; every mirror must then show exactly the worker's final clock (all
 //!    states), and the server must still hold the N sessions.
 //!
@@ -46,8 +47,10 @@ pub(crate) struct LoadParams {
     pub(crate) clients: usize,
     /// Handshakes in flight at once.
     pub(crate) concurrency: usize,
-    /// Worker mutations in the burst (M).
+    /// Worker mutations per burst (M).
     pub(crate) burst: usize,
+    /// Bursts (R).
+    pub(crate) bursts: usize,
     /// Fan-out samples of each kind (op, toggle).
     pub(crate) mutations: usize,
     /// Pause between fan-out samples (more than the push interval).
@@ -106,23 +109,26 @@ pub(crate) struct Handshakes {
     pub(crate) server_sessions: u64,
 }
 
-/// The burst and the convergence after it.
+/// The bursts and the convergence after each.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub(crate) struct Burst {
-    /// Worker mutations sent back to back.
+    /// Bursts.
+    pub(crate) rounds: usize,
+    /// Worker mutations per burst, sent back to back.
     pub(crate) mutations: usize,
-    /// Of them, not `Executed` (or an unreadable answer).
+    /// Of all, not `Executed` (or an unreadable answer).
     pub(crate) failed: usize,
-    /// The worker's time from the first mutation to the start of the last, ms.
-    pub(crate) worker_ms: f64,
-    /// Clients whose mirror reached the worker's clock as it was after the burst.
+    /// Per burst: the worker's time from its first mutation to the start of its last.
+    pub(crate) worker: Pcts,
+    /// Clients whose mirror reached the worker's clock after every burst (the fewest of any
+    /// burst).
     pub(crate) converged: usize,
-    /// The worker's last burst mutation → the last client converged, ms.
-    pub(crate) converge_from_last_ms: f64,
-    /// The worker's first burst mutation → the last client converged, ms.
-    pub(crate) converge_from_first_ms: f64,
-    /// The last burst mutation → the median client converged, ms.
-    pub(crate) median_client_ms: f64,
+    /// Per burst: its last mutation → the last client converged.
+    pub(crate) converge: Pcts,
+    /// Per burst: its first mutation → the last client converged.
+    pub(crate) converge_from_first: Pcts,
+    /// Per burst: its last mutation → the median client converged.
+    pub(crate) median_client: Pcts,
     /// Clients showing exactly the worker's final clock (every state) once the probe stopped.
     pub(crate) exact_final_clock: usize,
     /// States in that clock.
@@ -138,7 +144,7 @@ pub(crate) struct Probe {
     pub(crate) connect_ms: f64,
     /// Round trips that returned `Executed`, or `Queued` and then ran (`when_queue`).
     pub(crate) round_trips: usize,
-    /// Of them, `Queued` first (the worker was busy with the burst).
+    /// Of them, `Queued` first (the worker was busy with a burst).
     pub(crate) queued: usize,
     /// Round trips that failed or did not return `Executed`.
     pub(crate) failures: usize,
@@ -147,9 +153,9 @@ pub(crate) struct Probe {
     /// `add1(Ready)` / `remove1(Ready)` → the reply (→ the mutation ran, when `Queued`), over
     /// the successful round trips.
     pub(crate) rtt: Pcts,
-    /// Round trips made while the burst was being sent or was converging.
+    /// Round trips made while the bursts were being sent or were converging.
     pub(crate) during_burst: usize,
-    /// A second new client, connecting as the burst starts: connected, and its dial →
+    /// A second new client, connecting as the first burst starts: connected, and its dial →
     /// `Welcome`, ms.
     pub(crate) late_connected: bool,
     pub(crate) late_connect_ms: f64,
@@ -268,16 +274,12 @@ pub(crate) async fn run(p: &LoadParams) -> Result<LoadResult, String> {
     }
     // a few round trips under the idle N sessions first
     tokio::time::sleep(p.probe_every * 4).await;
-    let mut burst = Burst {
-        mutations: p.burst,
-        ..Default::default()
-    };
     probe.set(Phase::Burst);
-    let burst_res = run_burst(&mut srv, &clients, &mut burst).await;
+    let burst_res = run_bursts(&mut srv, &clients, p.bursts.max(1), p.burst).await;
     let probe = probe.stop().await;
-    burst_res?;
+    let mut burst = burst_res?;
     eprintln!(
-        "load: probe: connected in {:.2} ms, {} round trips ({} during the burst, {} queued), {} failed, RTT p50 {:.2} / p99 {:.2} / max {:.2} ms; a client connecting as the burst started took {:.2} ms",
+        "load: probe: connected in {:.2} ms, {} round trips ({} during the bursts, {} queued), {} failed, RTT p50 {:.2} / p99 {:.2} / max {:.2} ms; a client connecting as the bursts started took {:.2} ms",
         probe.connect_ms,
         probe.round_trips,
         probe.during_burst,
@@ -292,7 +294,7 @@ pub(crate) async fn run(p: &LoadParams) -> Result<LoadResult, String> {
     // the probe is gone: the worker's clock is final; every mirror must show it exactly
     let (names, ticks) = srv.time().await?;
     burst.clock_states = names.len();
-    let reached = converge(&clients, &names, &ticks).await;
+    let reached = converge_all(&clients, &names, &ticks).await;
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     burst.exact_final_clock = clients
         .iter()
@@ -341,48 +343,62 @@ pub(crate) async fn run(p: &LoadParams) -> Result<LoadResult, String> {
     })
 }
 
-/// The burst: `burst.mutations` worker mutations in one write, then every client's wait for the
-/// worker's clock as it was after them.
-async fn run_burst(srv: &mut ChildServer, clients: &[Client], burst: &mut Burst) -> Result<(), String> {
-    let cmds: Vec<&str> = (0..burst.mutations)
-        .map(|j| if j % 2 == 0 { "op" } else { "toggle" })
-        .collect();
-    eprintln!("load: burst of {} worker mutations", cmds.len());
-    let answers = srv.burst(&cmds).await?;
-    let stamps: Vec<u64> = cmds
-        .iter()
-        .zip(&answers)
-        .filter_map(|(c, a)| parse_mutation(c, a).map(|(t0, _)| t0))
-        .collect();
-    burst.failed = cmds.len() - stamps.len();
-    let (Some(&first), Some(&last)) = (stamps.first(), stamps.last()) else {
-        return Err(format!("burst: no mutation ran: {:?}", answers.first()));
+/// `rounds` bursts of `m` worker mutations, each in one write and followed by every client's
+/// wait for the worker's clock as it was after it.
+async fn run_bursts(srv: &mut ChildServer, clients: &[Client], rounds: usize, m: usize) -> Result<Burst, String> {
+    let cmds: Vec<&str> = (0..m).map(|j| if j % 2 == 0 { "op" } else { "toggle" }).collect();
+    eprintln!("load: {rounds} bursts of {m} worker mutations");
+    let mut b = Burst {
+        rounds,
+        mutations: m,
+        converged: clients.len(),
+        ..Default::default()
     };
-    burst.worker_ms = last.saturating_sub(first) as f64 / 1e6;
-    // the clock right after the burst (the probe may have moved `Ready` since: waits are ≥)
-    let (names, ticks) = srv.time().await?;
-    let mut seen = converge(clients, &names, &ticks).await;
-    seen.sort_unstable();
-    burst.converged = seen.len();
-    let ms = |t: u64, from: u64| t.saturating_sub(from) as f64 / 1e6;
-    if let (Some(&l), Some(&m)) = (seen.last(), seen.get(seen.len() / 2)) {
-        burst.converge_from_last_ms = ms(l, last);
-        burst.converge_from_first_ms = ms(l, first);
-        burst.median_client_ms = ms(m, last);
+    let (mut worker, mut converge, mut from_first, mut median) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for r in 0..rounds {
+        let answers = srv.burst(&cmds).await?;
+        let stamps: Vec<u64> = cmds
+            .iter()
+            .zip(&answers)
+            .filter_map(|(c, a)| parse_mutation(c, a).map(|(t0, _)| t0))
+            .collect();
+        b.failed += cmds.len() - stamps.len();
+        let (Some(&first), Some(&last)) = (stamps.first(), stamps.last()) else {
+            return Err(format!("burst {r}: no mutation ran: {:?}", answers.first()));
+        };
+        // the clock right after the burst (the probe may have moved `Ready` since: waits are ≥)
+        let (names, ticks) = srv.time().await?;
+        let mut seen = converge_all(clients, &names, &ticks).await;
+        seen.sort_unstable();
+        b.converged = b.converged.min(seen.len());
+        let ms = |t: u64, from: u64| t.saturating_sub(from) as f64 / 1e6;
+        worker.push(ms(last, first));
+        if let (Some(&l), Some(&md)) = (seen.last(), seen.get(seen.len() / 2)) {
+            converge.push(ms(l, last));
+            from_first.push(ms(l, first));
+            median.push(ms(md, last));
+        }
+        eprintln!(
+            "load: burst {r}: {:.2} ms on the worker; {} of {} mirrors converged, the last {:.2} ms after its last mutation",
+            ms(last, first),
+            seen.len(),
+            clients.len(),
+            converge.last().copied().unwrap_or(f64::NAN)
+        );
     }
-    eprintln!(
-        "load: burst took the worker {:.2} ms; {} of {} mirrors converged, the last {:.2} ms after the last mutation",
-        burst.worker_ms,
-        burst.converged,
-        clients.len(),
-        burst.converge_from_last_ms
-    );
-    Ok(())
+    for v in [&mut worker, &mut converge, &mut from_first, &mut median] {
+        v.sort_by(f64::total_cmp);
+    }
+    b.worker = Pcts::of(&worker);
+    b.converge = Pcts::of(&converge);
+    b.converge_from_first = Pcts::of(&from_first);
+    b.median_client = Pcts::of(&median);
+    Ok(b)
 }
 
 /// Wait (bounded by [`CONVERGE_LIMIT`]) until every mirror's ticks of `names` are at least
 /// `ticks`; the realtime stamps of those that got there.
-async fn converge(clients: &[Client], names: &[String], ticks: &[u64]) -> Vec<u64> {
+async fn converge_all(clients: &[Client], names: &[String], ticks: &[u64]) -> Vec<u64> {
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let mut waits: FuturesUnordered<_> = clients
         .iter()
@@ -564,7 +580,7 @@ async fn probe_loop(
     p
 }
 
-/// Another new client, connecting as the burst starts: (connected, dial → `Welcome` ms).
+/// Another new client, connecting as the first burst starts: (connected, dial → `Welcome` ms).
 async fn late_join(url: &str, mut phase: watch::Receiver<Phase>) -> (bool, f64) {
     let started = tokio::time::timeout(PROBE_MAX_RUN, phase.wait_for(|p| *p != Phase::Idle)).await;
     if !matches!(started, Ok(Ok(p)) if *p == Phase::Burst) {

@@ -189,25 +189,27 @@ fn print_load(l: &load::LoadResult) {
         );
     }
     println!(
-        "| burst | {} worker mutations back to back ({} failed) in {:.2} ms; {} mirrors converged, the last {:.2} ms after the last mutation ({:.2} ms after the first; median client {:.2} ms) |",
-        b.mutations,
-        b.failed,
-        b.worker_ms,
-        b.converged,
-        b.converge_from_last_ms,
-        b.converge_from_first_ms,
-        b.median_client_ms
+        "| bursts | {} × {} worker mutations back to back ({} failed), {:.2} ms on the worker (p50); {} mirrors converged after each |",
+        b.rounds, b.mutations, b.failed, b.worker.p50_ms, b.converged
+    );
+    println!(
+        "| convergence, last mutation → last mirror | p50 {:.2} / max {:.2} ms over the bursts (from the first mutation: p50 {:.2} / max {:.2} ms; median mirror p50 {:.2} ms) |",
+        b.converge.p50_ms,
+        b.converge.max_ms,
+        b.converge_from_first.p50_ms,
+        b.converge_from_first.max_ms,
+        b.median_client.p50_ms
     );
     println!(
         "| final clock | {} mirrors show exactly the worker's clock ({} states) |",
         b.exact_final_clock, b.clock_states
     );
     println!(
-        "| probe client | connected in {:.2} ms; {} round trips ({} during the burst, {} queued behind it), {} failed; RTT p50 {:.2} / p99 {:.2} / max {:.2} ms |",
+        "| probe client | connected in {:.2} ms; {} round trips ({} during the bursts, {} queued behind one), {} failed; RTT p50 {:.2} / p99 {:.2} / max {:.2} ms |",
         p.connect_ms, p.round_trips, p.during_burst, p.queued, p.failures, p.rtt.p50_ms, p.rtt.p99_ms, p.rtt.max_ms
     );
     println!(
-        "| client connecting as the burst starts | {} in {:.2} ms |",
+        "| client connecting as the bursts start | {} in {:.2} ms |",
         if p.late_connected { "connected" } else { "FAILED" },
         p.late_connect_ms
     );
