@@ -70,18 +70,27 @@ enum Stop {
     Marker,
 }
 
-/// Whether a mutation made here ran. A client's mutation (the load run's probe) runs on a
-/// session's thread; a mutation made here meanwhile is `Queued` and runs in that thread's drain:
-/// wait for it (bounded), so that the answer's tick includes it and the next command reads the
-/// state after it (an op's value, a toggle's direction), as the worker's own caller would.
-async fn ran(m: &amrpc_core::Machine, r: Outcome) -> bool {
+/// Whether a mutation made here ran: the answer's suffix, empty or ` failed <why>`. A client's
+/// mutation (the load run's probe) runs on a session's thread; a mutation made here meanwhile is
+/// `Queued` and runs in that thread's drain: wait for it and for the end of that drain
+/// (bounded), so that the answer's tick includes it and its cascade (an op's `Event` and
+/// `ValueN` are queued by its handlers, after it) and the next command reads the state after
+/// them (an op's value, a toggle's direction), as the worker's own caller would.
+async fn ran(m: &amrpc_core::Machine, r: Outcome) -> String {
     match r {
-        Outcome::Executed => true,
-        Outcome::Canceled => false,
-        Outcome::Queued(q) => matches!(
-            tokio::time::timeout(Duration::from_secs(10), m.when_queue(q, None)).await,
-            Ok(Ok(()))
-        ),
+        Outcome::Executed => String::new(),
+        Outcome::Canceled => " failed Canceled".into(),
+        Outcome::Queued(q) => {
+            let settled = async {
+                m.when_queue(q, None).await?;
+                m.when_queue_ends(None).await
+            };
+            match tokio::time::timeout(Duration::from_secs(10), settled).await {
+                Ok(Ok(())) => String::new(),
+                Ok(Err(e)) => format!(" failed Queued({q}): {e:?}"),
+                Err(_) => format!(" failed Queued({q}): not run within 10 s"),
+            }
+        }
     }
 }
 
@@ -98,7 +107,7 @@ async fn serve_commands(
                 let op = demo::op_of(m.switch(&[&VALUES])).unwrap_or(0);
                 let t0 = realtime_ns();
                 let r = m.add1(CALL_OP, Some(demo::op_args(op)));
-                let ok = if ran(m, r).await { "" } else { " failed" };
+                let ok = ran(m, r).await;
                 println!("op {t0} {}{ok}", m.tick(EVENT));
             }
             "toggle" => {
@@ -109,7 +118,7 @@ async fn serve_commands(
                 } else {
                     m.add1(HEALTHCHECK, None)
                 };
-                let ok = if ran(m, r).await { "" } else { " failed" };
+                let ok = ran(m, r).await;
                 println!("toggle {t0} {}{ok}", m.tick(HEALTHCHECK));
             }
             "sessions" => println!("sessions {}", st.srv.session_count()),

@@ -118,6 +118,8 @@ pub(crate) struct Burst {
     pub(crate) mutations: usize,
     /// Of all, not `Executed` (or an unreadable answer).
     pub(crate) failed: usize,
+    /// The first such answer.
+    pub(crate) first_failure: Option<String>,
     /// Per burst: the worker's time from its first mutation to the start of its last.
     pub(crate) worker: Pcts,
     /// Clients whose mirror reached the worker's clock after every burst (the fewest of any
@@ -363,6 +365,13 @@ async fn run_bursts(srv: &mut ChildServer, clients: &[Client], rounds: usize, m:
             .filter_map(|(c, a)| parse_mutation(c, a).map(|(t0, _)| t0))
             .collect();
         b.failed += cmds.len() - stamps.len();
+        if b.first_failure.is_none() {
+            b.first_failure = cmds
+                .iter()
+                .zip(&answers)
+                .find(|(c, a)| parse_mutation(c, a).is_none())
+                .map(|(_, a)| format!("burst {r}: {a}"));
+        }
         let (Some(&first), Some(&last)) = (stamps.first(), stamps.last()) else {
             return Err(format!("burst {r}: no mutation ran: {:?}", answers.first()));
         };
