@@ -1,7 +1,8 @@
 //! `amrpc-bench`: upstream's aRPC-vs-gRPC "subscribe → get → process" benchmark (spec `arpc.md`
 //! §7) in one run: amrpc over WebSocket, the same scenario over tonic gRPC, the local machine and
 //! a plain loop; bytes, messages and round trips through a metering TCP proxy; allocations;
-//! fan-out to many clients; idle-session memory; the wasm client in headless Chromium; SVG plots.
+//! fan-out to many clients; idle-session memory; the wasm client in headless Chromium; SVG plots;
+//! and the load run (`load`: 10,000 concurrent clients, see `load.rs`).
 //!
 //! `--quick` checks correctness only (0 worker errors, message and call counts), never timings.
 //! See docs/BENCHMARKS.md for the commands and the figures.
@@ -10,6 +11,7 @@ mod arpc;
 mod browser;
 mod fanout;
 mod grpc;
+mod load;
 mod local;
 mod proxy;
 mod report;
@@ -51,19 +53,28 @@ enum Cmd {
     Fanout,
     /// The browser figure only.
     Browser,
-    /// (internal) the server process of the fan-out and memory runs.
+    /// The load run: --clients N (default 10 000) concurrent clients on one server (raises the
+    /// soft fd limit itself); handshakes, RSS per session, fan-out, a burst and convergence, a
+    /// probe client's round trips. Not part of `all` (minutes, thousands of sockets): see
+    /// scripts/load.sh. `--quick` runs it with 300 clients.
+    Load,
+    /// (internal) the server process of the fan-out, memory and load runs.
     #[command(hide = true)]
     ChildServer {
         /// Runtime worker threads.
         #[arg(long, default_value_t = 2)]
         threads: usize,
+        /// The server's session limit.
+        #[arg(long, default_value_t = fanout::DEFAULT_MAX_SESSIONS)]
+        max_sessions: usize,
     },
 }
 
 #[derive(Args, Debug, Clone)]
 struct Opts {
     /// Correctness only, small and fast (for CI): N=200, 1 run, 1 and 10 clients, no browser, no
-    /// plots; fails on wrong counts or worker errors, never on timings.
+    /// plots, and the load run with 300 clients; fails on wrong counts, worker errors, or a
+    /// client that did not handshake or converge, never on timings.
     #[arg(long, global = true)]
     quick: bool,
     /// Ops per network run (upstream's N). Local variants run a multiple of it per run.
@@ -72,8 +83,9 @@ struct Opts {
     /// Timed runs per variant (interleaved round-robin).
     #[arg(global = true, long, default_value_t = 7)]
     runs: usize,
-    /// Fan-out client counts.
-    #[arg(global = true, long, value_delimiter = ',', default_values_t = [1usize, 10, 100, 1000])]
+    /// Fan-out client counts (default 1,10,100,1000); for `load`, the largest is N (default
+    /// 10 000; 300 with --quick).
+    #[arg(global = true, long, value_delimiter = ',')]
     clients: Vec<usize>,
     /// Worker mutations timed per fan-out client count.
     #[arg(global = true, long, default_value_t = 200)]
@@ -84,6 +96,18 @@ struct Opts {
     /// Runtime worker threads of the fan-out server process.
     #[arg(global = true, long, default_value_t = 2)]
     server_threads: usize,
+    /// Load run: worker mutations per burst, back to back.
+    #[arg(global = true, long, default_value_t = 1000)]
+    burst: usize,
+    /// Load run: bursts, one after the other (each waits for every mirror to converge).
+    #[arg(global = true, long, default_value_t = 5)]
+    bursts: usize,
+    /// Load run: handshakes in flight at once.
+    #[arg(global = true, long, default_value_t = 256)]
+    connect_concurrency: usize,
+    /// Load run: the probe client's round-trip period, ms.
+    #[arg(global = true, long, default_value_t = 50)]
+    probe_ms: u64,
     /// Route the fan-out clients through the metering proxy, to count the pushes per mutation
     /// (adds a hop to the measured latency).
     #[arg(long, global = true)]
@@ -546,6 +570,8 @@ struct Results {
     heap: Option<fanout::HeapResult>,
     browser: Option<browser::BrowserResult>,
     browser_skipped: Option<String>,
+    /// The load run (`load`, or `--quick`).
+    load: Option<load::LoadResult>,
     /// The load each section ran under.
     sections: Vec<SectionLoad>,
     checks: Vec<Check>,
@@ -553,14 +579,22 @@ struct Results {
 
 fn main() {
     let cli = Cli::parse();
-    if let Some(Cmd::ChildServer { threads }) = cli.cmd {
-        if let Err(e) = fanout::child_server(threads) {
+    if let Some(Cmd::ChildServer { threads, max_sessions }) = cli.cmd {
+        if let Err(e) = fanout::child_server(threads, max_sessions) {
             eprintln!("child server: {e}");
             std::process::exit(1);
         }
         return;
     }
     let mut opts = cli.opts.clone();
+    let load_clients = match opts.clients.iter().max() {
+        Some(&k) => k,
+        None if opts.quick => 300,
+        None => 10_000,
+    };
+    if opts.clients.is_empty() {
+        opts.clients = vec![1, 10, 100, 1000];
+    }
     if opts.quick {
         opts.ops = opts.ops.min(200);
         opts.runs = 1;
@@ -568,11 +602,12 @@ fn main() {
         opts.mutations = opts.mutations.min(20);
         opts.no_browser = true;
     }
-    let (do_ops, do_fanout, do_browser) = match cli.cmd {
-        None | Some(Cmd::All) => (true, true, !opts.no_browser),
-        Some(Cmd::Ops) => (true, false, false),
-        Some(Cmd::Fanout) => (false, true, false),
-        Some(Cmd::Browser) => (false, false, true),
+    let (do_ops, do_fanout, do_browser, do_load) = match cli.cmd {
+        None | Some(Cmd::All) => (true, true, !opts.no_browser, opts.quick),
+        Some(Cmd::Ops) => (true, false, false, false),
+        Some(Cmd::Fanout) => (false, true, false, false),
+        Some(Cmd::Browser) => (false, false, true, false),
+        Some(Cmd::Load) => (false, false, false, true),
         Some(Cmd::ChildServer { .. }) => unreachable!(),
     };
     let mut checks = Checks::default();
@@ -586,6 +621,7 @@ fn main() {
         heap: None,
         browser: None,
         browser_skipped: None,
+        load: None,
         sections: Vec::new(),
         checks: Vec::new(),
     };
@@ -643,6 +679,11 @@ fn main() {
                     results.browser_skipped = Some(e);
                 }
             }
+            results.sections.push(t.end());
+        }
+        if do_load {
+            let t = SectionTimer::start(&opts, &format!("load {load_clients}"));
+            results.load = Some(load_section(&opts, load_clients, &mut checks)?);
             results.sections.push(t.end());
         }
         Ok(())
@@ -821,6 +862,90 @@ fn wire_checks(checks: &mut Checks, v: &Variant, w: &WireStats, n: u64) {
         }
         _ => {}
     }
+}
+
+/// The load run and its checks: correctness only (every client handshook and converged, the
+/// probe and the late client got through, no session lost, 0 worker errors), never timings.
+fn load_section(opts: &Opts, clients: usize, checks: &mut Checks) -> Result<load::LoadResult, String> {
+    let rt = Threads::Two.runtime().map_err(|e| e.to_string())?;
+    let p = load::LoadParams {
+        clients,
+        concurrency: opts.connect_concurrency,
+        burst: opts.burst,
+        bursts: opts.bursts,
+        mutations: opts.mutations,
+        gap: Duration::from_millis(opts.gap_ms),
+        probe_every: Duration::from_millis(opts.probe_ms),
+        server_threads: opts.server_threads,
+    };
+    let r = rt.block_on(load::run(&p));
+    rt.shutdown_timeout(Duration::from_secs(5));
+    let r = r?;
+    let k = format!("load {clients}");
+    let h = &r.handshakes;
+    checks.check(
+        format!("{k}: every client handshook"),
+        h.ok == clients && h.failed == 0,
+        format!(
+            "{} ok, {} failed {:?} {:?}",
+            h.ok, h.failed, h.failures_by_code, h.first_failures
+        ),
+    );
+    checks.eq(
+        format!("{k}: server sessions after the handshakes"),
+        h.server_sessions,
+        clients as u64,
+    );
+    checks.check(
+        format!("{k}: every client saw every fan-out mutation"),
+        r.fanout_op.mutations == opts.mutations && r.fanout_toggle.mutations == opts.mutations,
+        format!(
+            "{} ops and {} toggles of {}",
+            r.fanout_op.mutations, r.fanout_toggle.mutations, opts.mutations
+        ),
+    );
+    let b = &r.burst;
+    let all = (b.rounds * b.mutations) as u64;
+    checks.check(
+        format!("{k}: burst mutations executed"),
+        b.failed == 0,
+        format!(
+            "{} of {all}; first failure {:?}",
+            all - b.failed as u64,
+            b.first_failure
+        ),
+    );
+    checks.eq(
+        format!("{k}: mirrors converged after every burst"),
+        b.converged as u64,
+        h.ok as u64,
+    );
+    checks.eq(
+        format!("{k}: mirrors show exactly the worker's final clock"),
+        b.exact_final_clock as u64,
+        h.ok as u64,
+    );
+    let pr = &r.probe;
+    checks.check(
+        format!("{k}: the probe client connected and its round trips succeeded"),
+        pr.connected && pr.round_trips >= 1 && pr.failures == 0,
+        format!(
+            "connected {}, {} round trips ({} during the bursts), {} failed {:?}",
+            pr.connected, pr.round_trips, pr.during_burst, pr.failures, pr.first_failure
+        ),
+    );
+    checks.check(
+        format!("{k}: a client connecting as the bursts started got through"),
+        pr.late_connected,
+        format!("{:.2} ms", pr.late_connect_ms),
+    );
+    checks.eq(
+        format!("{k}: sessions at the end (none dropped)"),
+        r.sessions_end,
+        h.ok as u64,
+    );
+    checks.eq(format!("{k}: worker errors"), r.errors as u64, 0);
+    Ok(r)
 }
 
 fn fanout_section(

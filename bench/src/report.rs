@@ -119,6 +119,9 @@ pub(super) fn print_report(r: &Results) {
     if let Some(s) = &r.browser_skipped {
         println!("\n## browser\n\nskipped: {s}");
     }
+    if let Some(l) = &r.load {
+        print_load(l);
+    }
     if !r.sections.is_empty() {
         println!("\n## load per section\n");
         println!(
@@ -139,6 +142,81 @@ pub(super) fn print_report(r: &Results) {
             );
         }
     }
+}
+
+fn print_load(l: &load::LoadResult) {
+    let h = &l.handshakes;
+    let b = &l.burst;
+    let p = &l.probe;
+    println!(
+        "\n## load: {} concurrent WebSocket clients ({} server threads, max_sessions {}, fd limit {})\n",
+        l.clients, l.server_threads, l.max_sessions, l.fd_limit
+    );
+    println!("| what | figure |");
+    println!("|---|---|");
+    println!(
+        "| handshakes | {} ok, {} failed {:?}, in {:.2} s ({} at a time); per client p50 {:.2} / p99 {:.2} / max {:.2} ms; server sessions {} |",
+        h.ok,
+        h.failed,
+        h.failures_by_code,
+        h.secs,
+        l.concurrency,
+        h.connect.p50_ms,
+        h.connect.p99_ms,
+        h.connect.max_ms,
+        h.server_sessions
+    );
+    println!(
+        "| server RSS | {} kB → {} kB idle = {:.1} KiB per session; at the end {} kB (peak {} kB) |",
+        l.rss_before_kb,
+        l.rss_idle_kb,
+        l.bytes_per_session / 1024.0,
+        l.rss_end_kb,
+        l.hwm_end_kb
+    );
+    println!(
+        "| client process RSS | {} kB ({:.1} KiB per client) |",
+        l.client_rss_kb,
+        l.client_rss_kb as f64 / l.clients.max(1) as f64
+    );
+    for (what, f) in [
+        ("op (cascade)", &l.fanout_op),
+        ("toggle (1 transition)", &l.fanout_toggle),
+    ] {
+        println!(
+            "| fan-out, {what}, to the last client | p50 {:.2} / p99 {:.2} / max {:.2} ms ({} samples; median client p50 {:.2} ms) |",
+            f.p50_ms, f.p99_ms, f.max_ms, f.mutations, f.median_client_p50_ms
+        );
+    }
+    println!(
+        "| bursts | {} × {} worker mutations back to back ({} failed), {:.2} ms on the worker (p50); {} mirrors converged after each |",
+        b.rounds, b.mutations, b.failed, b.worker.p50_ms, b.converged
+    );
+    println!(
+        "| convergence, last mutation → last mirror | p50 {:.2} / max {:.2} ms over the bursts (from the first mutation: p50 {:.2} / max {:.2} ms; median mirror p50 {:.2} ms) |",
+        b.converge.p50_ms,
+        b.converge.max_ms,
+        b.converge_from_first.p50_ms,
+        b.converge_from_first.max_ms,
+        b.median_client.p50_ms
+    );
+    println!(
+        "| final clock | {} mirrors show exactly the worker's clock ({} states) |",
+        b.exact_final_clock, b.clock_states
+    );
+    println!(
+        "| probe client | connected in {:.2} ms; {} round trips ({} during the bursts, {} queued behind one), {} failed; RTT p50 {:.2} / p99 {:.2} / max {:.2} ms |",
+        p.connect_ms, p.round_trips, p.during_burst, p.queued, p.failures, p.rtt.p50_ms, p.rtt.p99_ms, p.rtt.max_ms
+    );
+    println!(
+        "| client connecting as the bursts start | {} in {:.2} ms |",
+        if p.late_connected { "connected" } else { "FAILED" },
+        p.late_connect_ms
+    );
+    println!(
+        "| end | {} sessions; worker errors {}, successes {}; {:.1} s |",
+        l.sessions_end, l.errors, l.successes, l.secs
+    );
 }
 
 pub(super) fn write_plots(opts: &Opts, r: &Results) -> Result<(), String> {
