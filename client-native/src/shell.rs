@@ -112,8 +112,10 @@ impl Client {
         let states = conn.states().clone();
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = oneshot::channel();
-        let (payloads, _) = broadcast::channel(256);
-        let (transitions, _) = broadcast::channel(1024);
+        // a broadcast channel allocates its slots up front: the stream's only when asked for
+        // (125 KiB per client before, most of it these two; the load run, docs/BENCHMARKS.md)
+        let (payloads, _) = broadcast::channel(64);
+        let (transitions, _) = broadcast::channel(if opts.stream || opts.all_ticks { 1024 } else { 1 });
         let worker_err = Arc::new(Mutex::new(None));
         let shell = Shell {
             url: url.to_string(),

@@ -102,6 +102,14 @@ pub(crate) fn origin_allowed(origin: &str, host: Option<&str>, allowed: &[String
     }
 }
 
+/// Whether a client frame may run the worker's handlers: a mutation (`Add`, `Remove`, `Set`:
+/// variants 1–3, postcard's first byte). Only those go through `block_in_place`, which hands the
+/// runtime's other tasks to a fresh thread each time; 10 000 clients saying `Hello` or `Bye` at
+/// once made hundreds (the load run, docs/BENCHMARKS.md).
+fn runs_handlers(frame: &[u8]) -> bool {
+    matches!(frame.first(), Some(1..=3))
+}
+
 /// Run blocking work (a worker's handlers) without stalling the runtime: on a multi-threaded
 /// runtime other tasks move to other threads meanwhile; on a current-thread runtime it runs inline.
 fn run_blocking<T>(f: impl FnOnce() -> T) -> T {
@@ -256,12 +264,12 @@ async fn run_session(srv: Server, worker: Worker, socket: WebSocket, url_token: 
         let outputs = tokio::select! {
             msg = rx.next() => match msg {
                 Some(Ok(Message::Binary(b))) => {
-                    if relay.is_some() {
-                        sess.handle_frame(&b, now_ms(), port)
-                    } else {
+                    if relay.is_none() && runs_handlers(&b) {
                         // a local worker's handlers run here and may block: keep the runtime's
                         // other tasks moving
                         run_blocking(|| sess.handle_frame(&b, now_ms(), port))
+                    } else {
+                        sess.handle_frame(&b, now_ms(), port)
                     }
                 }
                 Some(Ok(Message::Text(_))) => sess.shutdown(ErrorCode::Malformed, "text frames are not part of the protocol"),
@@ -398,6 +406,26 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
     use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
+
+    #[test]
+    fn only_mutations_are_run_as_blocking() {
+        use amrpc_core::wire::{ClientMsg, Hello, MutationReq};
+        let m = || MutationReq {
+            req: 1,
+            states: vec![0],
+            args: Default::default(),
+        };
+        for msg in [ClientMsg::Add(m()), ClientMsg::Remove(m()), ClientMsg::Set(m())] {
+            assert!(runs_handlers(&msg.encode().unwrap()), "{msg:?}");
+        }
+        for msg in [
+            ClientMsg::Hello(Hello::default()),
+            ClientMsg::Sync { req: 1 },
+            ClientMsg::Bye,
+        ] {
+            assert!(!runs_handlers(&msg.encode().unwrap()), "{msg:?}");
+        }
+    }
 
     #[test]
     fn read_errors_are_classified_by_kind() {
