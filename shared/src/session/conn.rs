@@ -401,12 +401,11 @@ impl<T> Connection<T> {
                 self.lost(now_ms, "dial timed out");
             }
             Link::Waiting { until } if now_ms >= until => self.dial(now_ms),
-            Link::Open if !self.session.is_ready() => {
-                if now_ms >= self.welcome_deadline() {
-                    self.out.push_back(ConnOutput::CloseSocket);
-                    self.lost(now_ms, "no Welcome within the dial timeout");
-                }
+            Link::Open if !self.session.is_ready() && now_ms >= self.welcome_deadline() => {
+                self.out.push_back(ConnOutput::CloseSocket);
+                self.lost(now_ms, "no Welcome within the dial timeout");
             }
+            Link::Open if !self.session.is_ready() => {}
             Link::Open => {
                 // A call is due for a resend and the server has said nothing at all for two call
                 // timeouts: the connection is presumed dead (half-open: our frames go nowhere,
