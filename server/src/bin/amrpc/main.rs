@@ -200,7 +200,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             save_on_exit(&srv, state_dir.as_deref()).await?;
         }
         Cmd::ServeTest { web, pkg, tls_dir } => {
-            let open = Server::new(ServerOpts::default());
+            // any Origin: the wasm-bindgen tests run in a page of their own test server; the
+            // default (same origin only) is tested in server/tests/integration.rs
+            let open = Server::new(ServerOpts {
+                allowed_origins: vec!["*".into()],
+                ..Default::default()
+            });
             demo::test_worker(&open, "test")?;
             demo::queue_workers(&open, "queue")?;
             open.add_worker("typed", demo::typed_worker()?)?;
