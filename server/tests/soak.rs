@@ -391,10 +391,9 @@ async fn soak(cycles: u64, seed: u64) {
 }
 
 /// A half-open connection that never heals (the peer vanished without a FIN or RST): the client
-/// notices by itself — a call is due for a resend and nothing at all came back for two call
-/// timeouts — and reconnects; the call is resent after the handshake and runs once. (Found by
-/// the soak: before, a call timeout resent on the dead socket and the call failed with `Timeout`
-/// while the client stayed `Ready`.)
+/// notices by itself — a call ran out of resends while nothing at all came back — fails that
+/// call with `Timeout`, drops the connection and reconnects; later calls work. (Found by the
+/// soak: before, the client stayed `Ready` on the dead socket for good.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_open_connection_is_detected() {
     within(TEST_LIMIT, "half_open_connection_is_detected", async {

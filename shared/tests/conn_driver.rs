@@ -291,7 +291,7 @@ fn a_call_without_a_reply_is_resent_then_times_out() {
 }
 
 #[test]
-fn a_silent_connection_with_a_call_due_is_presumed_dead_and_replaced() {
+fn a_silent_connection_whose_call_ran_out_of_resends_is_replaced() {
     let mut r = Rig::new(2);
     r.c.start(0);
     r.run(0);
@@ -303,20 +303,25 @@ fn a_silent_connection_with_a_call_due_is_presumed_dead_and_replaced() {
     r.c.tick(1_010);
     r.run(1_010);
     assert_eq!(r.lost, 2, "resent once on the silent socket");
-    // the second timeout with nothing heard for two call timeouts: reconnect
+    assert_eq!(r.c.status(), Status::Ready, "a slow server gets its resends first");
+    // out of resends with nothing heard all along: the call times out, the socket is replaced
     r.c.tick(2_010);
     r.run(2_010);
-    assert!(r.done.is_empty(), "the call is not failed: {:?}", r.done);
+    assert_eq!(r.done, vec![("lost", Err(Error::Timeout))]);
     assert_eq!(r.c.status(), Status::Disconnected, "the dead socket was dropped");
     drop(srv);
-    // the reconnect resends it; it runs once and completes
     let at = r.c.next_deadline().expect("a reconnect is scheduled");
     r.c.tick(at);
     r.run(at);
     assert_eq!(r.dials, 2);
     r.open(at + 1);
-    assert_eq!(r.done, vec![("lost", Ok(Outcome::Executed))]);
-    assert_eq!(r.w.tick("A"), 1, "ran once");
+    r.c.call(at + 2, MutationType::Add, &["A"], None, "next");
+    r.run(at + 2);
+    assert_eq!(
+        r.done[1],
+        ("next", Ok(Outcome::Executed)),
+        "later calls use the new connection"
+    );
 }
 
 #[test]

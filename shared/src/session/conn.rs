@@ -407,20 +407,6 @@ impl<T> Connection<T> {
             }
             Link::Open if !self.session.is_ready() => {}
             Link::Open => {
-                // A call is due for a resend and the server has said nothing at all for two call
-                // timeouts: the connection is presumed dead (half-open: our frames go nowhere,
-                // nothing comes back), so reconnect; the calls are resent after the handshake and
-                // run at most once. A live server answers something (replies, pushes, pings).
-                let silent = now_ms.saturating_sub(self.heard_at);
-                let due = self
-                    .session
-                    .next_call_deadline(self.cfg.call_timeout_ms)
-                    .is_some_and(|d| now_ms >= d);
-                if due && silent >= self.cfg.call_timeout_ms.saturating_mul(2).max(1) {
-                    self.out.push_back(ConnOutput::CloseSocket);
-                    self.lost(now_ms, "no answer from the server: the connection is presumed dead");
-                    return;
-                }
                 let t = self
                     .session
                     .call_timeouts(now_ms, self.cfg.call_timeout_ms, self.cfg.call_retries);
@@ -428,11 +414,26 @@ impl<T> Connection<T> {
                     self.states.add1(ss::RETRYING_CALL, None);
                     self.out.extend(t.resend.into_iter().map(ConnOutput::Send));
                 }
+                let expired = !t.expired.is_empty();
                 for req in t.expired {
                     if let Some(done) = self.calls.remove(&req) {
                         self.states.add1(ss::CALL_RETRY_FAILED, None);
                         self.out.push_back(ConnOutput::Done(done, Err(Error::Timeout), None));
                     }
+                }
+                // A call ran out of resends and the server said nothing at all meanwhile: the
+                // connection is presumed dead (half-open: our frames go nowhere, nothing comes
+                // back), so replace it; later calls go out on the new one. A live but slow
+                // server keeps the connection, as upstream's retries expect (a reply, a push or
+                // any frame resets the silence).
+                let silent = now_ms.saturating_sub(self.heard_at);
+                let waited = self
+                    .cfg
+                    .call_timeout_ms
+                    .saturating_mul(u64::from(self.cfg.call_retries) + 1);
+                if expired && silent >= waited {
+                    self.out.push_back(ConnOutput::CloseSocket);
+                    self.lost(now_ms, "no answer from the server: the connection is presumed dead");
                 }
             }
             _ => {}
