@@ -4,19 +4,20 @@
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::future::Future;
-use core::pin::Pin;
-use core::task::{Context, Poll, Waker};
+use core::task::Waker;
 
 use crate::error::ErrorCode;
 use crate::session::replay::{Replay, ReplayCache};
 use crate::session::stream::{MAX_PER_POLL, TransitionLog};
 use crate::session::worker::{Mutated, WorkerPort};
+
+mod guards;
+mod waits;
+
 use crate::types::{MutationType, Outcome};
-use crate::wait::{Wait, WaitError};
-use crate::wire::{
-    self, Chunk, ClientMsg, ErrorMsg, Hello, MutationReq, Payload, Reply, ServerMsg, WaitArgs, Welcome, clock,
-};
+use crate::wait::Wait;
+use crate::wire::{self, Chunk, ClientMsg, ErrorMsg, Hello, MutationReq, Payload, Reply, ServerMsg, Welcome, clock};
+use guards::Bucket;
 
 /// Decides whether a client may open a session: `(client_id, token) -> allowed`.
 pub type Authorize = Arc<dyn Fn(&str, Option<&str>) -> bool + Send + Sync>;
@@ -181,32 +182,6 @@ pub struct ServerSession {
     forwarded: usize,
     /// The mutation rate's token bucket.
     bucket: Bucket,
-}
-
-/// A token bucket in thousandths of a token (integer arithmetic, time from the shell).
-#[derive(Clone, Copy, Debug)]
-struct Bucket {
-    milli: u64,
-    at: u64,
-}
-
-impl Bucket {
-    /// Take one token at `now_ms`, refilling `rate` per second up to `burst`.
-    fn take(&mut self, now_ms: u64, rate: u32, burst: u32) -> bool {
-        if rate == 0 {
-            return true;
-        }
-        let cap = u64::from(burst.max(1)) * 1000;
-        let refill = now_ms.saturating_sub(self.at).saturating_mul(u64::from(rate));
-        self.milli = self.milli.saturating_add(refill).min(cap);
-        self.at = self.at.max(now_ms);
-        if self.milli >= 1000 {
-            self.milli -= 1000;
-            true
-        } else {
-            false
-        }
-    }
 }
 
 /// A session's place in the worker's [`TransitionLog`]; dropping it unsubscribes and forgets
@@ -669,72 +644,6 @@ impl ServerSession {
         out
     }
 
-    /// A new wait may be registered under `req`: it is a real request id, not in use, and the
-    /// session is under its limit.
-    fn check_wait(&self, req: u32) -> Result<(), ServerOutput> {
-        if req_of(req).is_none() || self.waits.iter().any(|(r, _)| *r == req) {
-            let msg = alloc::format!("wait request id {req} is reserved or in use");
-            return Err(Self::error(req_of(req), ErrorCode::InvalidParams, msg));
-        }
-        if self.waits.len() >= self.cfg.max_waits {
-            let msg = alloc::format!(
-                "{} waits registered, the limit is {}",
-                self.waits.len(),
-                self.cfg.max_waits
-            );
-            return Err(Self::error(Some(req), ErrorCode::TooManyWaits, msg));
-        }
-        Ok(())
-    }
-
-    fn when_args(&mut self, w: WaitArgs, now_ms: u64, worker: &dyn WorkerPort) -> Vec<ServerOutput> {
-        if let Err(e) = self.check_wait(w.req) {
-            return alloc::vec![e];
-        }
-        let n = self.names.len();
-        if usize::from(w.state) >= n {
-            let msg = alloc::format!("state index {} out of range ({n} states)", w.state);
-            return alloc::vec![Self::error(Some(w.req), ErrorCode::InvalidParams, msg)];
-        }
-        match worker.when_args(w.state, w.args) {
-            Ok(wait) => self.add_wait(w.req, wait, now_ms, worker),
-            Err((code, message)) => alloc::vec![Self::error(Some(w.req), code, message)],
-        }
-    }
-
-    fn add_wait(&mut self, req: u32, wait: Wait, now_ms: u64, worker: &dyn WorkerPort) -> Vec<ServerOutput> {
-        self.waits.push((req, wait));
-        self.check_waits(now_ms, worker)
-    }
-
-    /// Poll every wait with the shell's waker; answer the finished ones.
-    fn check_waits(&mut self, now_ms: u64, worker: &dyn WorkerPort) -> Vec<ServerOutput> {
-        let mut finished: Vec<(u32, Result<(), WaitError>)> = Vec::new();
-        let mut cx = Context::from_waker(&self.waker);
-        self.waits.retain_mut(|(req, w)| match Pin::new(w).poll(&mut cx) {
-            Poll::Ready(r) => {
-                finished.push((*req, r));
-                false
-            }
-            Poll::Pending => true,
-        });
-        let mut out = Vec::new();
-        for (req, r) in finished {
-            match r {
-                Ok(()) => {
-                    let (err, update) = self.sequenced_update(now_ms, worker);
-                    out.extend(err);
-                    out.push(frame(&ServerMsg::Signaled(Reply {
-                        req,
-                        update: Some(update),
-                    })));
-                }
-                Err(e) => out.push(Self::error(Some(req), e.code(), e.to_string())),
-            }
-        }
-        out
-    }
-
     fn mutation(
         &mut self,
         ty: MutationType,
@@ -806,25 +715,6 @@ impl ServerSession {
                 Vec::new()
             }
         }
-    }
-
-    fn too_many_in_flight(&self, req: u32) -> ServerOutput {
-        let msg = alloc::format!(
-            "{} mutations in flight, the limit is {}",
-            self.forwarded + self.deferred.len(),
-            self.cfg.max_in_flight
-        );
-        Self::error(Some(req), ErrorCode::TooManyInFlight, msg)
-    }
-
-    /// The error for a mutation past the session's rate, if it is.
-    fn limited(&mut self, req: Option<u32>, now_ms: u64) -> Option<ServerOutput> {
-        let (rate, burst) = (self.cfg.mutation_rate, self.cfg.mutation_burst);
-        if self.bucket.take(now_ms, rate, burst) {
-            return None;
-        }
-        let msg = alloc::format!("more than {rate} mutations per second (burst {burst}); it did not run");
-        Some(Self::error(req, ErrorCode::RateLimited, msg))
     }
 
     /// An `Error{code: WorkerError}` frame when the worker's `Exception` ticked since the last
@@ -954,36 +844,6 @@ impl ServerSession {
             (self.dirty && self.push_interval_ms > 0).then(|| self.last_push_at + u64::from(self.push_interval_ms));
         let retry = (!self.deferred.is_empty()).then(|| self.last_poll_at + DEFERRED_RECHECK_MS);
         [push, retry, self.keepalive_deadline()].into_iter().flatten().min()
-    }
-
-    /// When the next ping is due, or the unanswered one expires.
-    fn keepalive_deadline(&self) -> Option<u64> {
-        if self.cfg.ping_interval_ms == 0 {
-            return None;
-        }
-        Some(match self.ping_at {
-            Some(at) => at + self.cfg.ping_timeout_ms.max(1),
-            None => self.heard_at + self.cfg.ping_interval_ms,
-        })
-    }
-
-    /// A silent connection's end (no `Hello` in time), a ping due, or a dead peer's end.
-    fn keepalive(&mut self, now_ms: u64) -> Option<Vec<ServerOutput>> {
-        if self.phase == Phase::AwaitHello {
-            let limit = self.cfg.hello_timeout_ms;
-            if limit > 0 && now_ms >= self.cfg.opened_at_ms + limit {
-                let msg = alloc::format!("no Hello within {limit} ms");
-                return Some(self.close(None, ErrorCode::Timeout, msg));
-            }
-            return None;
-        }
-        self.keepalive_deadline().filter(|d| now_ms >= *d)?;
-        if let Some(at) = self.ping_at {
-            let msg = alloc::format!("no answer to a ping for {} ms", now_ms.saturating_sub(at));
-            return Some(self.close(None, ErrorCode::Timeout, msg));
-        }
-        self.ping_at = Some(now_ms);
-        Some(alloc::vec![ServerOutput::Ping])
     }
 
     /// Push the worker's changes if due (at most one push per interval; the trailing change is
