@@ -12,8 +12,8 @@ use crate::session::replay::REQ_ID_WRAP;
 use crate::types::{Args, Error, MutationType, Outcome};
 use crate::why::Why;
 use crate::wire::{
-    self, Chunk, ClientMsg, ClockUpdate, ErrorMsg, Hello, MutationReq, Payload, Reply, ServerMsg, Ticks, WaitArgs,
-    Welcome, clock,
+    self, ClientMsg, ClockUpdate, ErrorMsg, Hello, MutationReq, Payload, Reply, ServerMsg, Ticks, WaitArgs, Welcome,
+    clock,
 };
 
 /// Most requests a client keeps in flight: the server's replay window per client
@@ -146,16 +146,6 @@ pub struct CallTimeouts {
     pub expired: Vec<u32>,
 }
 
-struct Assembly {
-    started: u64,
-    name: String,
-    source: String,
-    total: u32,
-    next: u32,
-    len: usize,
-    data: Vec<u8>,
-}
-
 /// Client side of a session (survives reconnects: call [`ClientSession::hello`] on each new
 /// connection; pending requests can be resent and run at most once).
 pub struct ClientSession {
@@ -238,6 +228,10 @@ fn remote(code: ErrorCode, message: impl Into<String>) -> Error {
         message: message.into(),
     }
 }
+
+mod chunks;
+
+use chunks::Assembly;
 
 impl ClientSession {
     /// A session that has not connected yet.
@@ -967,70 +961,6 @@ impl ClientSession {
     /// The worker's last error (its `err()`), as the server last reported it.
     pub fn worker_err(&self) -> Option<&str> {
         self.worker_err.as_deref()
-    }
-
-    fn chunk(&mut self, c: Chunk) -> Result<Option<Payload>, Error> {
-        if c.total == 0 || c.index >= c.total {
-            return Err(remote(ErrorCode::Malformed, "chunk index out of range"));
-        }
-        if c.index == 0 {
-            let (name, source) = c
-                .head
-                .ok_or_else(|| remote(ErrorCode::Malformed, "first chunk without a head"))?;
-            let len = usize::try_from(c.len.unwrap_or(0)).unwrap_or(usize::MAX);
-            if len > self.cfg.max_payload {
-                return Err(remote(ErrorCode::TooLarge, alloc::format!("payload of {len} bytes")));
-            }
-            // bounded: at most a few payloads in flight at once
-            if self.chunks.len() >= 8 {
-                let oldest = self.chunks.iter().min_by_key(|(_, a)| a.started).map(|(k, _)| *k);
-                if let Some(k) = oldest {
-                    self.chunks.remove(&k);
-                }
-            }
-            self.chunk_seq += 1;
-            self.chunks.insert(
-                c.token,
-                Assembly {
-                    started: self.chunk_seq,
-                    name,
-                    source,
-                    total: c.total,
-                    next: 0,
-                    len,
-                    data: Vec::new(),
-                },
-            );
-        }
-        let a = self
-            .chunks
-            .get_mut(&c.token)
-            .ok_or_else(|| remote(ErrorCode::Malformed, "chunk of an unknown payload"))?;
-        if c.index != a.next || c.total != a.total {
-            self.chunks.remove(&c.token);
-            return Err(remote(ErrorCode::Malformed, "chunks out of order"));
-        }
-        if a.data.len() + c.data.len() > a.len {
-            self.chunks.remove(&c.token);
-            return Err(remote(ErrorCode::Malformed, "chunks longer than announced"));
-        }
-        a.data.extend_from_slice(&c.data);
-        a.next += 1;
-        if a.next < a.total {
-            return Ok(None);
-        }
-        let Some(a) = self.chunks.remove(&c.token) else {
-            return Ok(None);
-        };
-        if a.data.len() != a.len {
-            return Err(remote(ErrorCode::Malformed, "chunks shorter than announced"));
-        }
-        Ok(Some(Payload {
-            name: a.name,
-            source: a.source,
-            token: c.token,
-            data: a.data,
-        }))
     }
 
     /// Ids of requests currently held back until a resync completes (for tests and metrics).
