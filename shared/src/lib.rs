@@ -64,8 +64,8 @@ pub use api::{Api, BoxFuture};
 pub use error::{ErrorCode, TS_ERROR_CODE};
 pub use handlers::{Event, HandlerFn, Handlers, HandlersId};
 pub use machine::{
-    ArgsMapper, Clock, ExceptionArgsPanic, HANDLER_TIMEOUT, HandlerRunner, Logger, Machine, Opts, QUEUE_LIMIT,
-    Serialized, Time,
+    ArgsMapper, Clock, CompiledSchema, ExceptionArgsPanic, HANDLER_TIMEOUT, HandlerRunner, Logger, Machine, Opts,
+    QUEUE_LIMIT, Serialized, Time,
 };
 #[cfg(feature = "std")]
 pub use machine::{RUNNER_THREADS, ThreadRunner};

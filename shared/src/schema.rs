@@ -216,6 +216,44 @@ pub(crate) struct Compiled {
     pub(crate) masks: Option<Vec<Masks>>,
     /// Auto states in state order (candidates of the auto mutation).
     pub(crate) auto: Vec<Id>,
+    /// Forms other layers derive from this schema (the wire form a server's sessions send),
+    /// made once and dropped with it; a changed schema is a new `Compiled` without them.
+    pub(crate) derived: Derived,
+}
+
+/// Values derived from a [`Compiled`], one per type. Cloning a `Compiled` (to change it) starts
+/// empty: what was derived described the old one.
+pub(crate) struct Derived(crate::sync::Mutex<Vec<alloc::sync::Arc<dyn core::any::Any + Send + Sync>>>);
+
+impl Derived {
+    /// The `T` derived so far, or `make`'s, kept for next time.
+    pub(crate) fn get_or_make<T: core::any::Any + Send + Sync>(&self, make: impl FnOnce() -> T) -> alloc::sync::Arc<T> {
+        let mut held = self.0.lock();
+        if let Some(v) = held.iter().find_map(|v| v.clone().downcast::<T>().ok()) {
+            return v;
+        }
+        let v = alloc::sync::Arc::new(make());
+        held.push(v.clone());
+        v
+    }
+}
+
+impl Default for Derived {
+    fn default() -> Derived {
+        Derived(crate::sync::Mutex::new(Vec::new()))
+    }
+}
+
+impl Clone for Derived {
+    fn clone(&self) -> Derived {
+        Derived::default()
+    }
+}
+
+impl core::fmt::Debug for Derived {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Derived({})", self.0.lock().len())
+    }
 }
 
 /// One state's relations as bitmasks over ids.

@@ -6,10 +6,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use amrpc_client::Mirror;
-use amrpc_core::session::{Mutated, ServerConfig, ServerOutput, ServerSession, WorkerPort};
+use amrpc_core::session::{Mutated, ServerConfig, ServerOutput, ServerSession, SessionSchema, WorkerPort};
 use amrpc_core::states as names;
 use amrpc_core::wire::{ErrorMsg, ServerMsg};
-use amrpc_core::{ErrorCode, Machine, MutationType, Opts, Outcome, Schema, Time};
+use amrpc_core::{CompiledSchema, ErrorCode, Machine, MutationType, Opts, Outcome, Schema, Time};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -138,6 +138,9 @@ impl WorkerPort for RelayPort<'_> {
     fn schema(&self) -> Schema {
         self.mirror.machine().get_struct()
     }
+    fn session_schema(&self) -> Arc<SessionSchema> {
+        self.mirror.machine().session_schema()
+    }
     fn time(&self) -> Time {
         self.mirror.machine().time(None)
     }
@@ -176,16 +179,19 @@ impl std::task::Wake for WaitWaker {
     }
 }
 
-/// One session's machine: upstream's server states, observable per connection.
+/// One session's machine: upstream's server states, observable per connection. Every session
+/// machine shares one compiled schema (most of what a machine would allocate).
 fn session_machine(id: &str) -> Machine {
-    let m = Machine::new(
-        names::server_schema(),
+    static SCHEMA: std::sync::OnceLock<CompiledSchema> = std::sync::OnceLock::new();
+    let schema =
+        SCHEMA.get_or_init(|| CompiledSchema::new(names::server_schema(), None).expect("the server schema is valid"));
+    let m = Machine::with_schema(
+        schema,
         Opts {
             id: Some(id.to_string()),
             ..Default::default()
         },
-    )
-    .expect("the server schema is valid");
+    );
     m.add1(names::START, None);
     m.add1(names::RPC_READY, None);
     m.add1(names::CLIENT_CONNECTED, None);
@@ -224,8 +230,17 @@ async fn run_session(srv: Server, worker: Worker, socket: WebSocket, url_token: 
     };
     let machine = worker.machine.clone();
     // relays run mutations remotely; their outcomes come back here
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
-    let relay = worker.relay.as_ref().map(|mirror| RelayPort { mirror, done: &done_tx });
+    // (only relays: a channel allocates a block of slots up front, ~2 KiB per session)
+    let (done_tx, mut done_rx) = match worker.relay {
+        Some(_) => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            (Some(tx), Some(rx))
+        }
+        None => (None, None),
+    };
+    let relay = (worker.relay.as_ref())
+        .zip(done_tx.as_ref())
+        .map(|(mirror, done)| RelayPort { mirror, done });
     let port: &dyn WorkerPort = match &relay {
         Some(r) => r,
         None => &machine,
@@ -296,7 +311,12 @@ async fn run_session(srv: Server, worker: Worker, socket: WebSocket, url_token: 
             () = sleep => sess.poll(now_ms(), port),
             // a remote wait completed (on the worker's thread): signal it
             () = waits.0.notified() => sess.poll(now_ms(), port),
-            Some((req, res)) = done_rx.recv() => match res {
+            Some((req, res)) = async {
+                match done_rx.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => match res {
                 Ok((outcome, why)) => {
                     let why = why.map(|w| amrpc_core::wire::WhyMsg::from_why(&w, &port.state_names()));
                     sess.mutation_done(req, outcome, why, now_ms(), port)

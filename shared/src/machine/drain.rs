@@ -14,7 +14,7 @@ use crate::types::{LogLevel, MutationType, Outcome, StepType};
 use crate::wait::Slot;
 use crate::why::Cause;
 
-use super::{DrainState, Machine};
+use super::{DrainState, KEEP_DRAIN_STATE_AFTER, Machine};
 
 impl Machine {
     pub(super) fn process_queue(&self) -> Outcome {
@@ -138,7 +138,7 @@ impl Machine {
     }
 
     fn take_drain_state(&self) -> Box<DrainState> {
-        if let Some(ds) = self.0.spare.lock().take() {
+        if let Some(ds) = self.0.spare.lock().1.take() {
             return ds;
         }
         let c = self.compiled();
@@ -174,7 +174,14 @@ impl Machine {
         // don't keep the last mutation's args (user data) alive
         ds.t.mutation = Mutation::empty();
         ds.t.time_after = None;
-        *self.0.spare.lock() = Some(ds);
+        let mut spare = self.0.spare.lock();
+        // a machine that transitions now and then (a server's per-session states: a handful in
+        // its life) drops the buffers instead of holding ~2 KiB for its next drain
+        if spare.0 >= KEEP_DRAIN_STATE_AFTER {
+            spare.1 = Some(ds);
+        } else {
+            spare.0 += 1;
+        }
     }
 
     fn run_transition(&self, ds: &mut DrainState, item: Mutation) -> Outcome {

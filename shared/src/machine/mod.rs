@@ -43,6 +43,44 @@ pub use opts::{
     is_time_after, opts_with_debug, opts_with_tracers,
 };
 
+/// A compiled schema and state order, shared by the machines made of it with
+/// [`Machine::with_schema`]. Compiling (relations by id, masks, the Require topology, the
+/// normalised schema) is most of what a new machine allocates; a server's per-session machines,
+/// all of one schema, share one instead of holding a copy each. A machine that changes its
+/// schema later (`set_struct`) compiles its own again; the others keep theirs.
+#[derive(Clone)]
+pub struct CompiledSchema {
+    c: Arc<Compiled>,
+    verified: bool,
+}
+
+impl core::fmt::Debug for CompiledSchema {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("CompiledSchema")
+            .field("states", &self.c.names.len())
+            .field("verified", &self.verified)
+            .finish()
+    }
+}
+
+impl CompiledSchema {
+    /// Compile `schema` as [`Machine::new`] does (`Exception` added, normalised), then
+    /// `verify_states(names)` when `names` is given.
+    pub fn new(schema: Schema, names: Option<&[&str]>) -> Result<CompiledSchema, Error> {
+        let m = Machine::new(
+            schema,
+            Opts {
+                id: Some(String::from("schema")),
+                ..Default::default()
+            },
+        )?;
+        if let Some(names) = names {
+            m.verify_states(names)?;
+        }
+        Ok(m.compiled_schema())
+    }
+}
+
 struct WhenBinding {
     id: u64,
     states: Vec<Id>,
@@ -104,7 +142,11 @@ struct QueueTicks {
     done: u64,
 }
 
-/// Buffers a drain reuses from transition to transition (and from drain to drain).
+/// Drains after which a machine keeps its [`DrainState`] from one drain to the next.
+const KEEP_DRAIN_STATE_AFTER: usize = 8;
+
+/// Buffers a drain reuses from transition to transition (and from drain to drain, once the
+/// machine has drained [`KEEP_DRAIN_STATE_AFTER`] times).
 struct DrainState {
     t: Transition,
     scratch: Scratch,
@@ -117,7 +159,9 @@ struct DrainState {
 }
 
 pub(crate) struct Inner {
-    spare: Mutex<Option<Box<DrainState>>>,
+    /// Drains so far (counted up to [`KEEP_DRAIN_STATE_AFTER`]) and the buffers kept from the
+    /// last one.
+    spare: Mutex<(usize, Option<Box<DrainState>>)>,
     /// Bumped on every change of `dispatch`, so a drain can keep its snapshot.
     dispatch_gen: AtomicUsize,
     /// When + WhenTime bindings and state contexts, readable without the core lock.
@@ -232,6 +276,28 @@ impl Machine {
         let id = opts.id.clone().unwrap_or_else(random_id);
         let order: Vec<String> = schema.keys().cloned().collect();
         let c = Compiled::build(schema, &[], &order, &id)?;
+        Ok(Machine::from_compiled(Arc::new(c), false, id, opts))
+    }
+
+    /// A machine for `schema`, compiled once and shared (see [`CompiledSchema`]): no compiling,
+    /// and the relations are not copied. Verified, with the state order, when the machine the
+    /// schema came from was.
+    pub fn with_schema(schema: &CompiledSchema, opts: Opts) -> Machine {
+        let id = opts.id.clone().unwrap_or_else(random_id);
+        Machine::from_compiled(schema.c.clone(), schema.verified, id, opts)
+    }
+
+    /// This machine's compiled schema and state order, to make more machines of it with
+    /// [`Machine::with_schema`]. Cheap: a handle to what the machine already holds.
+    pub fn compiled_schema(&self) -> CompiledSchema {
+        let core = self.0.core.lock();
+        CompiledSchema {
+            c: core.c.clone(),
+            verified: core.verified,
+        }
+    }
+
+    fn from_compiled(c: Arc<Compiled>, verified: bool, id: String, opts: Opts) -> Machine {
         let n = c.names.len();
         let parent_id = match &opts.parent {
             Some(p) => Some(p.id().to_string()),
@@ -245,7 +311,7 @@ impl Machine {
         let now = opts.now.or_else(default_now);
         let has_tracers = !opts.tracers.is_empty();
         let inner = Inner {
-            spare: Mutex::new(None),
+            spare: Mutex::new((0, None)),
             dispatch_gen: AtomicUsize::new(0),
             n_bindings: AtomicUsize::new(0),
             n_when_args: AtomicUsize::new(0),
@@ -260,11 +326,11 @@ impl Machine {
             parent_id,
             ctx,
             core: Mutex::new(Core {
-                c: Arc::new(c),
+                c,
                 clock: alloc::vec![0; n],
                 active: Vec::new(),
                 is_active: alloc::vec![false; n],
-                verified: false,
+                verified,
                 err: None,
                 when: Vec::new(),
                 when_time: Vec::new(),
@@ -331,7 +397,7 @@ impl Machine {
                 }
             }
         }
-        Ok(m)
+        m
     }
 
     /// Upstream's `NewCommon`: `new`, then `verify_states(names)`, then bind `handlers`.

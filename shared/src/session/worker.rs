@@ -4,6 +4,7 @@
 //! carries indexes, and nothing between the frame and the worker's queue turns them into names.
 
 use alloc::string::{String, ToString};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use smallvec::SmallVec;
@@ -24,6 +25,28 @@ pub enum Mutated {
     /// It was sent on (a relay); the shell reports the result with
     /// [`crate::session::ServerSession::mutation_done`] or `mutation_failed`.
     Forwarded,
+}
+
+/// A worker's state names and schema as its sessions send them in `Welcome` and check frames
+/// against: made once per schema and shared by all the worker's sessions, instead of a copy
+/// in each.
+#[derive(Debug, PartialEq)]
+pub struct SessionSchema {
+    /// State names in the worker's state order (index = wire identity).
+    pub names: Vec<String>,
+    /// The schema in wire form, in that order.
+    pub wire: Vec<crate::wire::WireState>,
+    /// Its hash (`Welcome::schema_hash`).
+    pub hash: u64,
+}
+
+impl SessionSchema {
+    /// The wire form of `schema` with the state order `names`.
+    pub fn new(names: Vec<String>, schema: &Schema) -> SessionSchema {
+        let wire = crate::wire::schema_to_wire(schema, &names);
+        let hash = crate::wire::schema_hash(&names, &wire);
+        SessionSchema { names, wire, hash }
+    }
 }
 
 /// The worker behind a [`crate::session::ServerSession`].
@@ -48,6 +71,12 @@ pub trait WorkerPort: Send + Sync {
     fn when_args(&self, state: u16, args: Args) -> Result<Wait, (ErrorCode, String)>;
     /// A remote `WhenQueue` of the worker's queue tick `tick`.
     fn when_queue(&self, tick: u64) -> Wait;
+    /// The names and wire schema of [`state_names`](WorkerPort::state_names) and
+    /// [`schema`](WorkerPort::schema). A local machine makes it once per schema; this default
+    /// makes it every time.
+    fn session_schema(&self) -> Arc<SessionSchema> {
+        Arc::new(SessionSchema::new(self.state_names(), &self.schema()))
+    }
 }
 
 impl WorkerPort for Machine {
@@ -82,5 +111,12 @@ impl WorkerPort for Machine {
     }
     fn when_queue(&self, tick: u64) -> Wait {
         Machine::when_queue(self, tick, None)
+    }
+    fn session_schema(&self) -> Arc<SessionSchema> {
+        let c = self.compiled();
+        c.derived.get_or_make(|| {
+            let names = c.order.iter().map(|i| c.names[*i].clone()).collect();
+            SessionSchema::new(names, &c.schema)
+        })
     }
 }

@@ -9,7 +9,7 @@ use core::task::Waker;
 use crate::error::ErrorCode;
 use crate::session::replay::{Replay, ReplayCache};
 use crate::session::stream::{MAX_PER_POLL, TransitionLog};
-use crate::session::worker::{Mutated, WorkerPort};
+use crate::session::worker::{Mutated, SessionSchema, WorkerPort};
 
 mod guards;
 mod waits;
@@ -141,10 +141,9 @@ pub struct ServerSession {
     cfg: ServerConfig,
     replay: Arc<ReplayCache>,
     phase: Phase,
-    names: Vec<String>,
+    /// The worker's names and wire schema (shared by its sessions).
+    schema: Arc<SessionSchema>,
     worker_id: String,
-    wire_schema: Vec<wire::WireState>,
-    schema_hash: u64,
     mutable: Option<Vec<bool>>,
     client_id: String,
     instance: u64,
@@ -268,9 +267,8 @@ impl ServerSession {
     /// A session for `worker`, which must have verified states (their order is the wire
     /// identity of states). `replay` is shared by all sessions of the worker.
     pub fn new(worker: &dyn WorkerPort, cfg: ServerConfig, replay: Arc<ReplayCache>) -> ServerSession {
-        let names = worker.state_names();
-        let wire_schema = wire::schema_to_wire(&worker.schema(), &names);
-        let schema_hash = wire::schema_hash(&names, &wire_schema);
+        let schema = worker.session_schema();
+        let names = &schema.names;
         let mutable = cfg
             .mutable_states
             .as_ref()
@@ -280,10 +278,8 @@ impl ServerSession {
         ServerSession {
             exception_idx: exception,
             last_sent: alloc::vec![0; names.len()],
-            names,
+            schema,
             worker_id: worker.id().to_string(),
-            wire_schema,
-            schema_hash,
             mutable,
             cfg,
             replay,
@@ -354,12 +350,12 @@ impl ServerSession {
 
     /// The worker's state names (index = wire identity).
     pub fn names(&self) -> &[String] {
-        &self.names
+        &self.schema.names
     }
 
     /// The worker schema's hash, as sent in `Welcome`.
     pub fn schema_hash(&self) -> u64 {
-        self.schema_hash
+        self.schema.hash
     }
 
     /// The client id, once the handshake is done.
@@ -489,21 +485,21 @@ impl ServerSession {
             }
         }
         if let Some(hash) = h.schema_hash {
-            if hash != self.schema_hash {
+            if hash != self.schema.hash {
                 let msg = alloc::format!(
                     "client expects schema {hash:016x}, worker {} has {:016x}",
                     self.worker_id,
-                    self.schema_hash
+                    self.schema.hash
                 );
                 return self.close(None, ErrorCode::SchemaMismatch, msg);
             }
         }
         let mut tracked_idx = None;
         if let Some(states) = &h.states {
-            let mut flags = alloc::vec![false; self.names.len()];
+            let mut flags = alloc::vec![false; self.schema.names.len()];
             let mut idx = Vec::new();
             for s in states {
-                match self.names.iter().position(|n| n == s) {
+                match self.schema.names.iter().position(|n| n == s) {
                     Some(i) => {
                         if !flags[i] {
                             idx.push(i as u16);
@@ -539,9 +535,9 @@ impl ServerSession {
             version: wire::PROTOCOL_VERSION,
             worker_id: self.worker_id.clone(),
             epoch: self.cfg.epoch,
-            names: self.names.clone(),
-            schema: self.wire_schema.clone(),
-            schema_hash: self.schema_hash,
+            names: self.schema.names.clone(),
+            schema: self.schema.wire.clone(),
+            schema_hash: self.schema.hash,
             tracked: tracked_idx,
             push_interval_ms: self.push_interval_ms,
             update,
@@ -550,7 +546,8 @@ impl ServerSession {
             max_waits: u32::try_from(self.cfg.max_waits).unwrap_or(u32::MAX),
             args_types: h.types.then(|| {
                 let schema = worker.schema();
-                self.names
+                self.schema
+                    .names
                     .iter()
                     .enumerate()
                     .filter_map(|(i, n)| {
@@ -651,14 +648,14 @@ impl ServerSession {
         now_ms: u64,
         worker: &dyn WorkerPort,
     ) -> Vec<ServerOutput> {
-        let n = self.names.len();
+        let n = self.schema.names.len();
         if let Some(bad) = m.states.iter().find(|i| **i as usize >= n) {
             let msg = alloc::format!("state index {bad} out of range ({n} states)");
             return alloc::vec![Self::error(req_of(m.req), ErrorCode::InvalidParams, msg)];
         }
         if let Some(mutable) = &self.mutable {
             if let Some(i) = m.states.iter().find(|i| !mutable[**i as usize]) {
-                let msg = alloc::format!("client may not mutate {}", self.names[*i as usize]);
+                let msg = alloc::format!("client may not mutate {}", self.schema.names[*i as usize]);
                 return alloc::vec![Self::error(req_of(m.req), ErrorCode::Forbidden, msg)];
             }
         }

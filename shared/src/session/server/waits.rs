@@ -36,7 +36,7 @@ impl ServerSession {
         if let Err(e) = self.check_wait(w.req) {
             return alloc::vec![e];
         }
-        let n = self.names.len();
+        let n = self.schema.names.len();
         if usize::from(w.state) >= n {
             let msg = alloc::format!("state index {} out of range ({n} states)", w.state);
             return alloc::vec![Self::error(Some(w.req), ErrorCode::InvalidParams, msg)];
