@@ -11,6 +11,7 @@ mod arpc;
 mod browser;
 mod fanout;
 mod grpc;
+mod instr;
 mod load;
 mod local;
 mod machine_load;
@@ -60,6 +61,15 @@ enum Cmd {
     /// probe client's round trips. Not part of `all` (minutes, thousands of sockets): see
     /// scripts/load.sh. `--quick` runs it with 300 clients.
     Load,
+    /// A fixed workload for instruction counting (no runtime, no timings): `-n` ops on `path`;
+    /// see scripts/callgrind.sh.
+    Instr {
+        /// `machine` (the local worker) or `sessions` (client → server → client in memory).
+        #[arg(value_enum)]
+        path: instr::Path,
+    },
+    /// Live heap of an idle session's parts (the server session, the session machine).
+    SessionMemory,
     /// (internal) the server process of the fan-out, memory and load runs.
     #[command(hide = true)]
     ChildServer {
@@ -426,6 +436,20 @@ fn main() {
         }
         return;
     }
+    if let Some(Cmd::SessionMemory) = cli.cmd {
+        if let Err(e) = instr::session_memory() {
+            eprintln!("session-memory: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if let Some(Cmd::Instr { path }) = cli.cmd {
+        if let Err(e) = instr::run(path, cli.opts.ops) {
+            eprintln!("instr: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let mut opts = cli.opts.clone();
     let load_clients = match opts.clients.iter().max() {
         Some(&k) => k,
@@ -448,7 +472,7 @@ fn main() {
         Some(Cmd::Fanout) => (false, true, false, false),
         Some(Cmd::Browser) => (false, false, true, false),
         Some(Cmd::Load) => (false, false, false, true),
-        Some(Cmd::ChildServer { .. }) => unreachable!(),
+        Some(Cmd::ChildServer { .. } | Cmd::Instr { .. } | Cmd::SessionMemory) => unreachable!(),
     };
     let mut checks = Checks::default();
     let mut results = Results {
