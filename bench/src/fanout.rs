@@ -11,7 +11,8 @@
 //!   `/proc/self/status`; `time`: the worker's whole clock, `time <state>=<tick> …` in its state
 //!   order (what a converged mirror must show); `quit`: `bye <errors> <successes>`.
 //!
-//! The same child serves the 10,000-client load run (`load.rs`, with `--max-sessions` above the
+//! It also answers WebSocket echoes on `/echo` (the floor of the connection-setup run,
+//! `connect.rs`). The same child serves the 10,000-client load run (`load.rs`, with `--max-sessions` above the
 //! server's default of 4096).
 //!
 //! The parent opens K native clients, measures the server's RSS before and after (idle sessions),
@@ -175,7 +176,17 @@ pub(crate) fn child_server(threads: usize, max_sessions: usize) -> Result<(), St
         ..Default::default()
     });
     srv.add_worker("bench", m.clone()).map_err(|e| e.to_string())?;
-    let addr = rt.block_on(srv.spawn("127.0.0.1:0")).map_err(|e| e.to_string())?;
+    // the server's router plus `/echo`, the connection-setup floor (`connect.rs`)
+    let addr = rt
+        .block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let addr = listener.local_addr()?;
+            let router = srv.router().route("/echo", axum::routing::get(crate::connect::echo));
+            let s = srv.clone();
+            tokio::spawn(async move { s.serve_router(listener, router).await });
+            Ok::<_, std::io::Error>(addr)
+        })
+        .map_err(|e| e.to_string())?;
     if m.add1(START, None) != Outcome::Executed {
         return Err("add1(Start) not executed".to_string());
     }
@@ -226,6 +237,11 @@ pub(crate) struct ChildServer {
 }
 
 impl ChildServer {
+    /// The child's process id.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Start `amrpc-bench child-server` (`threads`: see [`child_server`]).
     pub(crate) async fn start(threads: usize, max_sessions: usize) -> Result<ChildServer, String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;

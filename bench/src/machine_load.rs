@@ -74,6 +74,26 @@ pub(crate) fn cpu_sample() -> CpuSample {
     }
 }
 
+/// CPU time (user + system, its exited threads included) of process `pid`, or of this process,
+/// in seconds (`/proc/<pid>/stat`, in USER_HZ ticks: 100 per second on Linux).
+pub(crate) fn process_cpu_secs(pid: Option<u32>) -> f64 {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/stat"),
+        None => "/proc/self/stat".to_string(),
+    };
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum();
+    ticks as f64 / 100.0
+}
+
 /// The load a section ran under.
 #[derive(Clone, Debug, serde::Serialize)]
 pub(crate) struct SectionLoad {

@@ -9,6 +9,7 @@
 
 mod arpc;
 mod browser;
+mod connect;
 mod fanout;
 mod grpc;
 mod instr;
@@ -56,6 +57,9 @@ enum Cmd {
     Fanout,
     /// The browser figure only.
     Browser,
+    /// Connection setup only: connect → handshake → close cycles per second, beside a raw
+    /// WebSocket connect + echo + close on the same server process (the floor).
+    Connect,
     /// The load run: --clients N (default 10 000) concurrent clients on one server (raises the
     /// soft fd limit itself); handshakes, RSS per session, fan-out, a burst and convergence, a
     /// probe client's round trips. Not part of `all` (minutes, thousands of sockets): see
@@ -117,6 +121,12 @@ struct Opts {
     /// Load run: handshakes in flight at once.
     #[arg(global = true, long, default_value_t = 256)]
     connect_concurrency: usize,
+    /// Connection-setup run: cycles per kind and round (3 rounds; 100 and 1 round with --quick).
+    #[arg(global = true, long, default_value_t = 2000)]
+    connect_cycles: usize,
+    /// Connection-setup run: cycles in flight at once.
+    #[arg(global = true, long, default_value_t = 32)]
+    connect_in_flight: usize,
     /// Load run: the probe client's round-trip period, ms.
     #[arg(global = true, long, default_value_t = 50)]
     probe_ms: u64,
@@ -422,6 +432,7 @@ struct Results {
     browser_skipped: Option<String>,
     /// The load run (`load`, or `--quick`).
     load: Option<load::LoadResult>,
+    connect: Option<connect::ConnectResult>,
     /// The load each section ran under.
     sections: Vec<SectionLoad>,
     checks: Vec<Check>,
@@ -472,8 +483,10 @@ fn main() {
         Some(Cmd::Fanout) => (false, true, false, false),
         Some(Cmd::Browser) => (false, false, true, false),
         Some(Cmd::Load) => (false, false, false, true),
+        Some(Cmd::Connect) => (false, false, false, false),
         Some(Cmd::ChildServer { .. } | Cmd::Instr { .. } | Cmd::SessionMemory) => unreachable!(),
     };
+    let do_connect = matches!(cli.cmd, None | Some(Cmd::All | Cmd::Connect));
     let mut checks = Checks::default();
     let mut results = Results {
         quick: opts.quick,
@@ -486,6 +499,7 @@ fn main() {
         browser: None,
         browser_skipped: None,
         load: None,
+        connect: None,
         sections: Vec::new(),
         checks: Vec::new(),
     };
@@ -543,6 +557,11 @@ fn main() {
                     results.browser_skipped = Some(e);
                 }
             }
+            results.sections.push(t.end());
+        }
+        if do_connect {
+            let t = SectionTimer::start(&opts, "connect");
+            results.connect = Some(connect_section(&opts, &mut checks)?);
             results.sections.push(t.end());
         }
         if do_load {
@@ -730,6 +749,35 @@ fn wire_checks(checks: &mut Checks, v: &Variant, w: &WireStats, n: u64) {
 
 /// The load run and its checks: correctness only (every client handshook and converged, the
 /// probe and the late client got through, no session lost, 0 worker errors), never timings.
+fn connect_section(opts: &Opts, checks: &mut Checks) -> Result<connect::ConnectResult, String> {
+    let rt = Threads::Two.runtime().map_err(|e| e.to_string())?;
+    let p = connect::ConnectParams {
+        cycles: if opts.quick {
+            opts.connect_cycles.min(100)
+        } else {
+            opts.connect_cycles
+        },
+        concurrency: opts.connect_in_flight,
+        rounds: if opts.quick { 1 } else { 3 },
+    };
+    let r = rt.block_on(connect::run(&p));
+    rt.shutdown_timeout(Duration::from_secs(5));
+    let r = r?;
+    for k in &r.kinds {
+        checks.check(
+            format!("connect: every {} cycle succeeded", k.kind),
+            k.failures == 0 && k.cycle.n == p.cycles * p.rounds,
+            format!("{} ok, {} failed {:?}", k.cycle.n, k.failures, k.first_failure),
+        );
+    }
+    checks.eq(
+        "connect: server sessions after the run".to_string(),
+        r.sessions_left as u64,
+        0,
+    );
+    Ok(r)
+}
+
 fn load_section(opts: &Opts, clients: usize, checks: &mut Checks) -> Result<load::LoadResult, String> {
     let rt = Threads::Two.runtime().map_err(|e| e.to_string())?;
     let p = load::LoadParams {

@@ -119,6 +119,36 @@ pub(super) fn print_report(r: &Results) {
     if let Some(s) = &r.browser_skipped {
         println!("\n## browser\n\nskipped: {s}");
     }
+    if let Some(c) = &r.connect {
+        println!(
+            "\n## connection setup ({} cycles × {} rounds per kind, {} in flight)\n",
+            c.cycles, c.rounds, c.concurrency
+        );
+        println!(
+            "| kind | cycles/s, median [rounds] | cycle p50 / p99 / max ms | server CPU µs/cycle | clients' CPU µs/cycle | server capacity, 2 cores | failures |"
+        );
+        println!("|---|---|---|---|---|---|---|");
+        for k in &c.kinds {
+            let rounds: Vec<String> = k.per_sec.iter().map(|r| format!("{r:.0}")).collect();
+            println!(
+                "| {} | {:.0} [{}] | {:.2} / {:.2} / {:.2} | {:.0} | {:.0} | {:.0}/s | {} |",
+                k.kind,
+                k.per_sec_median,
+                rounds.join(", "),
+                k.cycle.p50_ms,
+                k.cycle.p99_ms,
+                k.cycle.max_ms,
+                k.server_cpu_us,
+                k.client_cpu_us,
+                k.server_capacity_per_sec,
+                k.failures
+            );
+        }
+        println!(
+            "\namrpc / floor: {:.2} (median of the per-round ratios)",
+            c.ratio_to_floor
+        );
+    }
     if let Some(l) = &r.load {
         print_load(l);
     }

@@ -23,6 +23,7 @@ use crate::transition::{Mutation, Transition};
 use crate::types::{Args, Error, LogLevel};
 use crate::wait::{Ctx, Slot, Wait, WaitError, WaitRegistry};
 
+mod compiled;
 mod dispatch;
 mod drain;
 mod getters;
@@ -32,6 +33,7 @@ mod queue;
 mod text;
 mod waits;
 
+pub use compiled::CompiledSchema;
 pub(crate) use log::exception_state;
 #[cfg(feature = "std")]
 mod isolate;
@@ -42,44 +44,6 @@ pub use opts::{
     ArgsMapper, Clock, ExceptionArgsPanic, HANDLER_TIMEOUT, HandlerRunner, Logger, Opts, QUEUE_LIMIT, Serialized, Time,
     is_time_after, opts_with_debug, opts_with_tracers,
 };
-
-/// A compiled schema and state order, shared by the machines made of it with
-/// [`Machine::with_schema`]. Compiling (relations by id, masks, the Require topology, the
-/// normalised schema) is most of what a new machine allocates; a server's per-session machines,
-/// all of one schema, share one instead of holding a copy each. A machine that changes its
-/// schema later (`set_struct`) compiles its own again; the others keep theirs.
-#[derive(Clone)]
-pub struct CompiledSchema {
-    c: Arc<Compiled>,
-    verified: bool,
-}
-
-impl core::fmt::Debug for CompiledSchema {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("CompiledSchema")
-            .field("states", &self.c.names.len())
-            .field("verified", &self.verified)
-            .finish()
-    }
-}
-
-impl CompiledSchema {
-    /// Compile `schema` as [`Machine::new`] does (`Exception` added, normalised), then
-    /// `verify_states(names)` when `names` is given.
-    pub fn new(schema: Schema, names: Option<&[&str]>) -> Result<CompiledSchema, Error> {
-        let m = Machine::new(
-            schema,
-            Opts {
-                id: Some(String::from("schema")),
-                ..Default::default()
-            },
-        )?;
-        if let Some(names) = names {
-            m.verify_states(names)?;
-        }
-        Ok(m.compiled_schema())
-    }
-}
 
 struct WhenBinding {
     id: u64,
@@ -268,14 +232,8 @@ impl Machine {
     /// A new machine for `schema` (normalised like upstream; `Exception` added when missing).
     /// Errors: relations to states not in the schema, Require cycles.
     pub fn new(schema: Schema, opts: Opts) -> Result<Machine, Error> {
-        let mut schema = schema;
-        if !schema.contains_key(EXCEPTION) {
-            schema.insert(String::from(EXCEPTION), State::new().multi());
-        }
-        let schema = parse_struct(&schema);
         let id = opts.id.clone().unwrap_or_else(random_id);
-        let order: Vec<String> = schema.keys().cloned().collect();
-        let c = Compiled::build(schema, &[], &order, &id)?;
+        let c = compile(schema, &id)?;
         Ok(Machine::from_compiled(Arc::new(c), false, id, opts))
     }
 
@@ -284,17 +242,14 @@ impl Machine {
     /// schema came from was.
     pub fn with_schema(schema: &CompiledSchema, opts: Opts) -> Machine {
         let id = opts.id.clone().unwrap_or_else(random_id);
-        Machine::from_compiled(schema.c.clone(), schema.verified, id, opts)
+        Machine::from_compiled(schema.compiled().clone(), schema.verified(), id, opts)
     }
 
     /// This machine's compiled schema and state order, to make more machines of it with
     /// [`Machine::with_schema`]. Cheap: a handle to what the machine already holds.
     pub fn compiled_schema(&self) -> CompiledSchema {
         let core = self.0.core.lock();
-        CompiledSchema {
-            c: core.c.clone(),
-            verified: core.verified,
-        }
+        CompiledSchema::from_parts(core.c.clone(), core.verified)
     }
 
     fn from_compiled(c: Arc<Compiled>, verified: bool, id: String, opts: Opts) -> Machine {
@@ -560,11 +515,7 @@ impl Machine {
         }
         {
             let mut core = self.0.core.lock();
-            let order = check_names(&core.c, names, &self.id())?;
-            let mut c = (*core.c).clone();
-            c.order = order;
-            c.reindex_order();
-            core.c = Arc::new(c);
+            core.c = Arc::new(verified(&core.c, names, &self.id())?);
             core.verified = true;
         }
         self.with_tracers(|t| t.verify_states(self));
@@ -655,6 +606,27 @@ fn with_exception(c: &Compiled, names: &[&str]) -> Vec<String> {
 }
 
 /// Upstream's verification rules plus duplicate rejection; returns the new order as ids.
+/// `schema` compiled as a new machine holds it: `Exception` added when missing, normalised,
+/// the state order by name (`machine_id` names the machine in errors).
+fn compile(schema: Schema, machine_id: &str) -> Result<Compiled, Error> {
+    let mut schema = schema;
+    if !schema.contains_key(EXCEPTION) {
+        schema.insert(String::from(EXCEPTION), State::new().multi());
+    }
+    let schema = parse_struct(&schema);
+    let order: Vec<String> = schema.keys().cloned().collect();
+    Compiled::build(schema, &[], &order, machine_id)
+}
+
+/// `verify_states(names)` on a compiled schema: the same checks, the new order.
+fn verified(c: &Compiled, names: &[&str], machine_id: &str) -> Result<Compiled, Error> {
+    let order = check_names(c, names, machine_id)?;
+    let mut c = c.clone();
+    c.order = order;
+    c.reindex_order();
+    Ok(c)
+}
+
 fn check_names(c: &Compiled, names: &[&str], machine_id: &str) -> Result<Vec<Id>, Error> {
     let unknown: Vec<&str> = names.iter().copied().filter(|n| c.id(n).is_none()).collect();
     if !unknown.is_empty() {

@@ -14,7 +14,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use crate::error::ErrorCode;
-use crate::machine::{Machine, Opts};
+use crate::machine::{CompiledSchema, Machine, Opts};
 use crate::session::client::{ClientConfig, ClientOutput, ClientSession};
 use crate::states as ss;
 use crate::types::{Args, Error, MutationType, Outcome};
@@ -178,14 +178,15 @@ fn next_random(state: &mut u64) -> u64 {
 impl<T> Connection<T> {
     /// A connection that has not dialed yet; call [`Connection::start`].
     pub fn new(cfg: ConnConfig) -> Connection<T> {
-        let states = Machine::new(
-            ss::client_schema(),
+        // every connection of the process shares one compiled client schema
+        let schema = CompiledSchema::shared(ss::client_schema(), None).expect("the client schema is valid");
+        let states = Machine::with_schema(
+            &schema,
             Opts {
                 id: Some(cfg.session.client_id.clone()),
                 ..Default::default()
             },
-        )
-        .expect("the client schema is valid");
+        );
         states.add1(ss::START, None);
         Connection {
             session: ClientSession::new(cfg.session.clone()),

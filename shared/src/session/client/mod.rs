@@ -7,7 +7,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use crate::error::ErrorCode;
-use crate::machine::{Machine, Opts};
+use crate::machine::{CompiledSchema, Machine, Opts};
 use crate::session::replay::REQ_ID_WRAP;
 use crate::types::{Args, Error, MutationType, Outcome};
 use crate::why::Why;
@@ -737,14 +737,12 @@ impl ClientSession {
                 parent_id: Some(self.cfg.client_id.clone()),
                 ..Default::default()
             };
-            let m = match Machine::new(schema, opts) {
-                Ok(m) => m,
+            // mirrors of one worker in this process share one compiled schema
+            let names: Vec<&str> = w.names.iter().map(|s| s.as_str()).collect();
+            let m = match CompiledSchema::shared(schema, Some(&names)) {
+                Ok(c) => Machine::with_schema(&c, opts),
                 Err(e) => return self.close(remote(ErrorCode::Malformed, e.to_string())),
             };
-            let names: Vec<&str> = w.names.iter().map(|s| s.as_str()).collect();
-            if let Err(e) = m.verify_states(&names) {
-                return self.close(remote(ErrorCode::Malformed, e.to_string()));
-            }
             self.time = alloc::vec![0; w.names.len()];
             self.names = w.names;
             self.schema_hash = hash;
