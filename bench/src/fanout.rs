@@ -442,6 +442,12 @@ pub(crate) struct FanoutResult {
     pub(crate) successes: usize,
 }
 
+/// The child's session limit for `k` clients: the server's default, or room for `k` and a
+/// warm-up session or two.
+pub(crate) fn max_sessions_for(k: usize) -> usize {
+    (k + k / 5 + 64).max(DEFAULT_MAX_SESSIONS)
+}
+
 /// Open `k` clients on a fresh child server, measure idle memory, then time `mutations` worker
 /// ops and as many toggles, alternating, spaced by `gap` (longer than the push interval, so each
 /// is the first change after a quiet period and may be pushed at once).
@@ -452,7 +458,7 @@ pub(crate) async fn run(
     threads: usize,
     proxied: bool,
 ) -> Result<FanoutResult, String> {
-    let mut srv = ChildServer::start(threads, DEFAULT_MAX_SESSIONS).await?;
+    let mut srv = ChildServer::start(threads, max_sessions_for(k)).await?;
     let proxy = if proxied {
         let addr = srv.addr.parse().map_err(|e| format!("{}: {e}", srv.addr))?;
         Some(proxy::spawn(addr, Proto::Ws).await.map_err(|e| e.to_string())?)
@@ -586,7 +592,7 @@ pub(crate) struct HeapResult {
 
 /// Open `k` clients against a current-thread child server and count the heap its sessions hold.
 pub(crate) async fn heap_probe(k: usize) -> Result<HeapResult, String> {
-    let mut srv = ChildServer::start(0, DEFAULT_MAX_SESSIONS).await?;
+    let mut srv = ChildServer::start(0, max_sessions_for(k)).await?;
     let url = format!("ws://{}/ws/bench", srv.addr);
     let rss0 = srv.warm_up(&url).await?;
     srv.send("heap-begin").await?;
