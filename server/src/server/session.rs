@@ -268,14 +268,23 @@ async fn run_session(srv: Server, worker: Worker, socket: WebSocket, url_token: 
     if *stop.borrow() {
         return;
     }
+    // one registration with the waits' `Notify` while it stays pending
+    let waited = waits.0.notified();
+    tokio::pin!(waited);
+    // one timer for the session's deadlines, moved only when the deadline does (a new timer per
+    // wake was an insert and a remove in the runtime's timer wheel for every session on every
+    // fan-out)
+    let sleep = tokio::time::sleep_until(start.into());
+    tokio::pin!(sleep);
+    let mut armed: Option<u64> = None;
     'session: loop {
         let deadline = sess.next_deadline();
-        let sleep = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until((start + Duration::from_millis(d)).into()).await,
-                None => std::future::pending().await,
+        if deadline != armed {
+            if let Some(d) = deadline {
+                sleep.as_mut().reset((start + Duration::from_millis(d)).into());
             }
-        };
+            armed = deadline;
+        }
         let outputs = tokio::select! {
             msg = rx.next() => match msg {
                 Some(Ok(Message::Binary(b))) => {
@@ -308,9 +317,16 @@ async fn run_session(srv: Server, worker: Worker, socket: WebSocket, url_token: 
                 sess.worker_changed();
                 sess.poll(now_ms(), port)
             }
-            () = sleep => sess.poll(now_ms(), port),
+            () = &mut sleep, if armed.is_some() => {
+                // fired: armed again by the next deadline
+                armed = None;
+                sess.poll(now_ms(), port)
+            }
             // a remote wait completed (on the worker's thread): signal it
-            () = waits.0.notified() => sess.poll(now_ms(), port),
+            () = &mut waited => {
+                waited.set(waits.0.notified());
+                sess.poll(now_ms(), port)
+            }
             Some((req, res)) = async {
                 match done_rx.as_mut() {
                     Some(rx) => rx.recv().await,
