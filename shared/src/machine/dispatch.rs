@@ -36,15 +36,27 @@ fn call_handler(f: &HandlerFn, e: &Event<'_>, catch: bool) -> Called {
             } else {
                 String::from("panic")
             };
-            // upstream always logs the panicking handler's stack; panics are rare, so pay for it
-            let bt = std::backtrace::Backtrace::force_capture();
-            let trace = match bt.status() {
-                std::backtrace::BacktraceStatus::Captured => format!("handler {}\n{bt}", e.name),
-                _ => format!("handler {}", e.name),
-            };
-            Called::Panic(msg, trace)
+            Called::Panic(msg, panic_trace(e.name))
         }
     }
+}
+
+/// The panicking handler's name and stack: upstream always logs it; panics are rare, so pay
+/// for it.
+#[cfg(all(feature = "std", not(target_arch = "wasm32")))]
+fn panic_trace(handler: &str) -> String {
+    let bt = std::backtrace::Backtrace::force_capture();
+    match bt.status() {
+        std::backtrace::BacktraceStatus::Captured => format!("handler {handler}\n{bt}"),
+        _ => format!("handler {handler}"),
+    }
+}
+
+/// wasm32 has no backtraces (`Unsupported`): the name alone, and std's symbol demangler
+/// (~20 KB) stays out of the browser build.
+#[cfg(all(feature = "std", target_arch = "wasm32"))]
+fn panic_trace(handler: &str) -> String {
+    format!("handler {handler}")
 }
 
 #[cfg(not(feature = "std"))]

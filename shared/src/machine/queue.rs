@@ -16,7 +16,9 @@ use crate::why::{Cause, Why};
 
 use super::{Core, Machine};
 
-#[cfg(feature = "std")]
+// (wasm32 has no backtraces, `Unsupported`: not linking the capture keeps std's symbol
+// demangler, ~20 KB, out of the browser build)
+#[cfg(all(feature = "std", not(target_arch = "wasm32")))]
 fn capture_trace() -> String {
     let bt = std::backtrace::Backtrace::capture();
     match bt.status() {
@@ -25,7 +27,7 @@ fn capture_trace() -> String {
     }
 }
 
-#[cfg(not(feature = "std"))]
+#[cfg(any(not(feature = "std"), target_arch = "wasm32"))]
 fn capture_trace() -> String {
     String::new()
 }
