@@ -8,11 +8,11 @@
 //! See docs/BENCHMARKS.md for the commands and the figures.
 
 mod arpc;
-mod browser;
 mod connect;
 mod fanout;
 mod grpc;
 mod instr;
+mod js;
 mod load;
 mod local;
 mod machine_load;
@@ -55,8 +55,11 @@ enum Cmd {
     Ops,
     /// Fan-out and idle-session memory only.
     Fanout,
-    /// The browser figure only.
+    /// The browser figure only (the npm package in headless Chromium beside a raw WebSocket echo
+    /// in the same page).
     Browser,
+    /// The Node figure only (the npm package in Node beside a raw `ws` echo in the same process).
+    Node,
     /// Connection setup only: connect → handshake → close cycles per second, beside a raw
     /// WebSocket connect + echo + close on the same server process (the floor).
     Connect,
@@ -71,6 +74,13 @@ enum Cmd {
         /// `machine` (the local worker) or `sessions` (client → server → client in memory).
         #[arg(value_enum)]
         path: instr::Path,
+    },
+    /// The JS runs' server alone (the bench worker on `/ws/bench`, the echo on `/echo`, no rate
+    /// limit) until killed, for profiling a JS client by hand (e.g. `node --cpu-prof`).
+    JsServer {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:18080")]
+        addr: std::net::SocketAddr,
     },
     /// Live heap of an idle session's parts (the server session, the session machine).
     SessionMemory,
@@ -140,12 +150,24 @@ struct Opts {
     /// The Chromium binary.
     #[arg(global = true, long, default_value = "chromium")]
     chromium: String,
-    /// Ops in the browser run.
+    /// Ops per round in the browser and Node runs (200 with --quick).
     #[arg(global = true, long, default_value_t = 10_000)]
     browser_ops: usize,
+    /// Rounds of the browser and Node runs, amrpc and the echo alternating (1 with --quick).
+    #[arg(global = true, long, default_value_t = 3)]
+    js_rounds: usize,
     /// Skip the browser figure in `all`.
     #[arg(long, global = true)]
     no_browser: bool,
+    /// The Node binary.
+    #[arg(global = true, long, default_value = "node")]
+    node: String,
+    /// A project with `amrpc` and `ws` installed (scripts/web/node.sh makes this one).
+    #[arg(global = true, long, default_value = "target/node-tests")]
+    node_dir: PathBuf,
+    /// Skip the Node figure in `all`.
+    #[arg(long, global = true)]
+    no_node: bool,
     /// Only the op variants whose "name, runtime" label contains one of these (e.g. "amrpc WS
     /// (direct), 2 threads"); for profiling.
     #[arg(global = true, long, value_delimiter = ';')]
@@ -428,8 +450,10 @@ struct Results {
     fanout: Vec<FanoutSummary>,
     /// Heap held by idle sessions (current-thread server, the most clients).
     heap: Option<fanout::HeapResult>,
-    browser: Option<browser::BrowserResult>,
+    browser: Option<js::JsResult>,
     browser_skipped: Option<String>,
+    node: Option<js::JsResult>,
+    node_skipped: Option<String>,
     /// The load run (`load`, or `--quick`).
     load: Option<load::LoadResult>,
     connect: Option<connect::ConnectResult>,
@@ -443,6 +467,13 @@ fn main() {
     if let Some(Cmd::ChildServer { threads, max_sessions }) = cli.cmd {
         if let Err(e) = fanout::child_server(threads, max_sessions) {
             eprintln!("child server: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if let Some(Cmd::JsServer { addr }) = cli.cmd {
+        if let Err(e) = js::serve_until_killed(addr) {
+            eprintln!("js-server: {e}");
             std::process::exit(1);
         }
         return;
@@ -476,6 +507,9 @@ fn main() {
         opts.clients = vec![1, 10];
         opts.mutations = opts.mutations.min(20);
         opts.no_browser = true;
+        opts.no_node = true;
+        opts.browser_ops = opts.browser_ops.min(200);
+        opts.js_rounds = 1;
     }
     let (do_ops, do_fanout, do_browser, do_load) = match cli.cmd {
         None | Some(Cmd::All) => (true, true, !opts.no_browser, opts.quick),
@@ -483,10 +517,17 @@ fn main() {
         Some(Cmd::Fanout) => (false, true, false, false),
         Some(Cmd::Browser) => (false, false, true, false),
         Some(Cmd::Load) => (false, false, false, true),
-        Some(Cmd::Connect) => (false, false, false, false),
-        Some(Cmd::ChildServer { .. } | Cmd::Instr { .. } | Cmd::SessionMemory) => unreachable!(),
+        Some(Cmd::Connect | Cmd::Node) => (false, false, false, false),
+        Some(Cmd::ChildServer { .. } | Cmd::Instr { .. } | Cmd::SessionMemory | Cmd::JsServer { .. }) => unreachable!(),
     };
     let do_connect = matches!(cli.cmd, None | Some(Cmd::All | Cmd::Connect));
+    let do_node = match cli.cmd {
+        None | Some(Cmd::All) => !opts.no_node,
+        Some(Cmd::Node) => true,
+        _ => false,
+    };
+    // asked for by name, a JS figure that cannot run is a failure, not a skip
+    let js_required = matches!(cli.cmd, Some(Cmd::Browser | Cmd::Node));
     let mut checks = Checks::default();
     let mut results = Results {
         quick: opts.quick,
@@ -498,6 +539,8 @@ fn main() {
         heap: None,
         browser: None,
         browser_skipped: None,
+        node: None,
+        node_skipped: None,
         load: None,
         connect: None,
         sections: Vec::new(),
@@ -530,34 +573,14 @@ fn main() {
             }
         }
         if do_browser {
-            let t = SectionTimer::start(&opts, "browser");
-            let load0 = t.load;
-            let rt = Threads::Two.runtime().map_err(|e| e.to_string())?;
-            match rt.block_on(browser::run(
-                &opts.pkg,
-                &opts.chromium,
-                opts.browser_ops,
-                Duration::from_secs(300),
-            )) {
-                Ok(b) => {
-                    checks.eq("browser: worker errors", b.errors as u64, 0);
-                    checks.check("browser: successes", b.successes >= 1, format!("{}", b.successes));
-                    eprintln!(
-                        "browser: {} ops in {:.0} ms = {:.0} remote mutations/s (load {:.2} → {:.2})",
-                        b.ops,
-                        b.ms,
-                        b.per_sec,
-                        load0[0],
-                        loadavg()[0]
-                    );
-                    results.browser = Some(b);
-                }
-                Err(e) => {
-                    eprintln!("browser: skipped: {e}");
-                    results.browser_skipped = Some(e);
-                }
-            }
-            results.sections.push(t.end());
+            let (r, skipped) = js_section(&opts, &mut checks, &mut results.sections, JsKind::Browser, js_required)?;
+            results.browser = r;
+            results.browser_skipped = skipped;
+        }
+        if do_node {
+            let (r, skipped) = js_section(&opts, &mut checks, &mut results.sections, JsKind::Node, js_required)?;
+            results.node = r;
+            results.node_skipped = skipped;
         }
         if do_connect {
             let t = SectionTimer::start(&opts, "connect");
@@ -602,6 +625,62 @@ fn main() {
     }
     if !failed.is_empty() {
         std::process::exit(1);
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum JsKind {
+    Browser,
+    Node,
+}
+
+/// The browser or Node figure beside its echo floor (`js/`); a run that cannot start is skipped
+/// unless `required`.
+fn js_section(
+    opts: &Opts,
+    checks: &mut Checks,
+    sections: &mut Vec<SectionLoad>,
+    kind: JsKind,
+    required: bool,
+) -> Result<(Option<js::JsResult>, Option<String>), String> {
+    let label = if kind == JsKind::Browser { "browser" } else { "node" };
+    let t = SectionTimer::start(opts, label);
+    let load0 = t.load;
+    let rt = Threads::Two.runtime().map_err(|e| e.to_string())?;
+    let (n, rounds, limit) = (opts.browser_ops, opts.js_rounds.max(1), Duration::from_secs(600));
+    let got = rt.block_on(async {
+        match kind {
+            JsKind::Browser => js::browser::run(&opts.pkg, &opts.chromium, n, rounds, limit).await,
+            JsKind::Node => js::node::run(&opts.node, &opts.node_dir, n, rounds, limit).await,
+        }
+    });
+    sections.push(t.end());
+    match got {
+        Ok(b) => {
+            checks.eq(format!("{label}: worker errors"), b.errors as u64, 0);
+            // each CallOp counts one success (Start's op, the first, does not): the warm-up's and
+            // every round's
+            checks.eq(
+                format!("{label}: ops run"),
+                b.successes as u64,
+                (n.min(js::WARM_UP) + n * rounds) as u64,
+            );
+            eprintln!(
+                "{label}: {:.1} µs per op, echo {:.1} µs: {:.2}× the floor; {:.0} remote mutations/s (load {:.2} → {:.2})",
+                b.amrpc_us_per_op,
+                b.echo_us_per_op,
+                b.ratio_to_floor,
+                b.per_sec,
+                load0[0],
+                loadavg()[0]
+            );
+            Ok((Some(b), None))
+        }
+        Err(e) if required => Err(format!("{label}: {e}")),
+        Err(e) => {
+            eprintln!("{label}: skipped: {e}");
+            Ok((None, Some(e)))
+        }
     }
 }
 

@@ -110,14 +110,30 @@ pub(super) fn print_report(r: &Results) {
             h.rss_bytes_per_session / 1024.0
         );
     }
-    if let Some(b) = &r.browser {
-        println!(
-            "\n## browser\n\n{} ops in {:.0} ms: {:.0} remote mutations/s ({})",
-            b.ops, b.ms, b.per_sec, b.user_agent
-        );
-    }
-    if let Some(s) = &r.browser_skipped {
-        println!("\n## browser\n\nskipped: {s}");
+    for (title, res, skipped) in [
+        ("browser", &r.browser, &r.browser_skipped),
+        ("node", &r.node, &r.node_skipped),
+    ] {
+        if let Some(b) = res {
+            println!(
+                "\n## {title} ({})\n\n| | µs per op (median round) | rounds, ms |\n|---|---|---|\n| amrpc ({} ops per round) | {:.1} | {} |\n| raw WebSocket echo, {} B (the floor) | {:.1} | {} |\n\namrpc / floor: {:.2}× (median of the per-round ratios); {:.0} remote mutations/s",
+                b.runtime,
+                b.n,
+                b.amrpc_us_per_op,
+                join_ms(&b.amrpc_ms),
+                b.request_bytes,
+                b.echo_us_per_op,
+                join_ms(&b.echo_ms),
+                b.ratio_to_floor,
+                b.per_sec
+            );
+            if let (Some(a), Some(e)) = (b.amrpc_cpu_us_per_op, b.echo_cpu_us_per_op) {
+                println!("{title}'s own CPU per op: amrpc {a:.1} µs, echo {e:.1} µs");
+            }
+        }
+        if let Some(s) = skipped {
+            println!("\n## {title}\n\nskipped: {s}");
+        }
     }
     if let Some(c) = &r.connect {
         println!(
@@ -349,4 +365,8 @@ pub(super) fn write_plots(opts: &Opts, r: &Results) -> Result<(), String> {
         std::fs::write(opts.svg_dir.join("fanout.svg"), s).map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+fn join_ms(v: &[f64]) -> String {
+    v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(", ")
 }
