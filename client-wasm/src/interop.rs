@@ -43,7 +43,20 @@ pub fn error_codes() -> Array {
 
 /// An outcome as JS: `"executed"`, `"canceled"` or `"queued"`.
 pub(crate) fn outcome(o: Outcome) -> JsValue {
-    o.as_str().into()
+    // one JS string per outcome name, made once: a mutation's result is on every op's path
+    thread_local! {
+        static NAMES: core::cell::RefCell<Vec<(&'static str, JsValue)>> = const { core::cell::RefCell::new(Vec::new()) };
+    }
+    let name = o.as_str();
+    NAMES.with(|n| {
+        let mut n = n.borrow_mut();
+        if let Some((_, v)) = n.iter().find(|(k, _)| *k == name) {
+            return v.clone();
+        }
+        let v = JsValue::from_str(name);
+        n.push((name, v.clone()));
+        v
+    })
 }
 
 /// `{outcome, queueTick?, why?}`.
@@ -122,7 +135,7 @@ pub(crate) fn states(v: &JsValue) -> Result<Vec<String>, JsValue> {
     ))
 }
 
-/// Groups for `any` / `switch`: each argument a name or an array of names.
+/// Groups for `any`: each argument a name or an array of names.
 pub(crate) fn groups(args: &Array) -> Result<Vec<Vec<String>>, JsValue> {
     args.iter().map(|g| states(&g)).collect()
 }

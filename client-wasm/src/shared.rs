@@ -125,13 +125,31 @@ macro_rules! machine_api {
                 &self,
                 #[wasm_bindgen(unchecked_param_type = "StateNames[]")] groups: &js_sys::Array,
             ) -> Result<JsValue, JsValue> {
-                let g = interop::groups(groups)?;
-                for group in &g {
-                    for s in group {
-                        if self.core().is1(s) {
-                            return Ok(s.into());
+                // answers with the caller's own JS string (none made per call); every name is
+                // checked, as `groups` would
+                let mut found: Option<JsValue> = None;
+                for group in groups.iter() {
+                    let names = if js_sys::Array::is_array(&group) {
+                        group.unchecked_into::<js_sys::Array>()
+                    } else if group.is_string() {
+                        js_sys::Array::of1(&group)
+                    } else {
+                        return Err(interop::js_error(
+                            amrpc_core::ErrorCode::InvalidArgs,
+                            "expected a state name or an array of state names",
+                        ));
+                    };
+                    for name in names.iter() {
+                        let s = name.as_string().ok_or_else(|| {
+                            interop::js_error(amrpc_core::ErrorCode::InvalidArgs, "state names must be strings")
+                        })?;
+                        if found.is_none() && self.core().is1(&s) {
+                            found = Some(name);
                         }
                     }
+                }
+                if let Some(name) = found {
+                    return Ok(name);
                 }
                 Ok(JsValue::UNDEFINED)
             }
@@ -219,8 +237,8 @@ macro_rules! machine_api {
             /// Resolves when `state`'s tick grew by `ticks` from now.
             #[wasm_bindgen(js_name = whenTicks, unchecked_return_type = "Promise<void>")]
             pub fn when_ticks(&self, state: &str, ticks: f64, signal: Option<web_sys::AbortSignal>) -> js_sys::Promise {
-                let now = self.core().tick(state) as f64;
-                self.when_time(state.into(), vec![now + ticks], signal)
+                let now = self.core().tick(state);
+                self.when_tick(state, now.saturating_add(ticks.max(0.0) as u64), signal)
             }
 
             /// Resolves when `state`'s tick is ≥ `tick`.
@@ -231,7 +249,7 @@ macro_rules! machine_api {
                 tick: f64,
                 signal: Option<web_sys::AbortSignal>,
             ) -> js_sys::Promise {
-                self.when_time(state.into(), vec![tick], signal)
+                self.when_tick(state, tick as u64, signal)
             }
 
             /// Resolves when `Exception` is active.
@@ -249,6 +267,20 @@ macro_rules! machine_api {
                     .try_new_state_ctx(state)
                     .map_err(|e| interop::error(&e))?;
                 crate::waits::signal_for(&ctx)
+            }
+        }
+
+        impl $ty {
+            /// `whenTime` of one state, from a Rust string (no JS string made and read back).
+            fn when_tick(&self, state: &str, tick: u64, signal: Option<web_sys::AbortSignal>) -> js_sys::Promise {
+                if !self.core().has(&[state]) {
+                    return js_sys::Promise::reject(&interop::js_error(
+                        amrpc_core::ErrorCode::StateUnknown,
+                        &format!("unknown state in {:?}", [state]),
+                    ));
+                }
+                let ctx = crate::waits::ctx_for(signal);
+                crate::waits::promise(self.core().when_time(&[state], &[tick], ctx.as_ref()))
             }
         }
     };

@@ -21,8 +21,6 @@ extern "C" {
     fn send(this: &JsSocket, data: &Uint8Array) -> Result<(), JsValue>;
     #[wasm_bindgen(method, structural, catch)]
     fn close(this: &JsSocket) -> Result<(), JsValue>;
-    #[wasm_bindgen(method, structural, getter, js_name = readyState)]
-    fn ready_state(this: &JsSocket) -> u16;
     #[wasm_bindgen(method, structural, setter, js_name = binaryType)]
     fn set_binary_type(this: &JsSocket, v: &str);
     #[wasm_bindgen(method, structural, setter)]
@@ -33,9 +31,12 @@ extern "C" {
     fn set_onclose(this: &JsSocket, f: &JsValue);
     #[wasm_bindgen(method, structural, setter)]
     fn set_onerror(this: &JsSocket, f: &JsValue);
-}
 
-const OPEN: u16 = 1;
+    /// A message event (the browser's or `ws`'s).
+    type MessageLike;
+    #[wasm_bindgen(method, structural, getter)]
+    fn data(this: &MessageLike) -> JsValue;
+}
 
 thread_local! {
     static IMPL: RefCell<Option<Function>> = const { RefCell::new(None) };
@@ -73,10 +74,10 @@ pub(crate) struct Socket {
 
 impl Socket {
     /// Send a frame (copied out of wasm memory: a socket may keep the buffer until it is sent).
+    /// The driver sends only on an open link; a socket that closed meanwhile throws (caught) or
+    /// drops the frame, as reading `readyState` first would — without a second call per frame.
     pub(crate) fn send(&self, frame: &[u8]) {
-        if self.ws.ready_state() == OPEN {
-            let _ = self.ws.send(&Uint8Array::from(frame));
-        }
+        let _ = self.ws.send(&Uint8Array::from(frame));
     }
 }
 
@@ -136,8 +137,12 @@ pub(crate) fn open(url: &str, on: Rc<dyn Fn(SocketEvent)>) -> Result<Socket, Dia
     let on_open = Closure::<dyn FnMut(JsValue)>::new(move |_| o1(SocketEvent::Open));
     let o2 = on.clone();
     let on_message = Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| {
-        let data = Reflect::get(&e, &"data".into()).unwrap_or(JsValue::UNDEFINED);
-        if let Ok(buf) = data.dyn_into::<js_sys::ArrayBuffer>() {
+        // a structural getter: `ws`'s events are not browser MessageEvents
+        if let Ok(buf) = e
+            .unchecked_into::<MessageLike>()
+            .data()
+            .dyn_into::<js_sys::ArrayBuffer>()
+        {
             o2(SocketEvent::Frame(Uint8Array::new(&buf).to_vec()));
         }
     });

@@ -21,6 +21,12 @@ pub(crate) fn ctx_for(signal: Option<web_sys::AbortSignal>) -> Option<Ctx> {
 
 /// A wait as a Promise: resolves on the condition, rejects with `Aborted` or `Closed`.
 pub(crate) fn promise(w: Wait) -> js_sys::Promise {
+    // already met (the common case right after a mutation's reply): no future, no task
+    match w.try_result() {
+        Some(Ok(())) => return js_sys::Promise::resolve(&JsValue::UNDEFINED),
+        Some(Err(e)) => return js_sys::Promise::reject(&crate::interop::wait_error(&e)),
+        None => {}
+    }
     wasm_bindgen_futures::future_to_promise(async move {
         match w.await {
             Ok(()) => Ok(JsValue::UNDEFINED),

@@ -51,8 +51,10 @@ amrpc_ensure_wasm_tools() {
 
 # Build the npm package for one wasm-pack target (--mode no-install: never let wasm-pack fetch tools).
 build_pkg() {
-  local target=$1
-  (cd "$ROOT/client-wasm" && wasm-pack build --mode no-install --profile wasm-release --target "$target" \
+  local target=$1 profile=wasm-release
+  # Node's build is made for speed, the browsers' for size (Cargo.toml)
+  [ "$target" = nodejs ] && profile=wasm-node
+  (cd "$ROOT/client-wasm" && wasm-pack build --mode no-install --profile "$profile" --target "$target" \
     --out-dir "$PKG_DIR/$target" --out-name amrpc >/dev/null)
 }
 

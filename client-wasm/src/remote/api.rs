@@ -2,12 +2,11 @@
 //! waits on the mirror.
 
 use amrpc_core::{Error, ErrorCode, MutationType, Outcome, Why};
-use futures_channel::oneshot;
 use js_sys::Function;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
-use super::{Shared, drive};
+use super::{Done, Shared, drive};
 use crate::interop::{self, js_error};
 use crate::machine::JsMachine;
 use crate::shared::machine_api;
@@ -42,13 +41,27 @@ impl RemoteMachine {
         args: JsValue,
         ok: fn(Outcome, Option<Why>) -> JsValue,
     ) -> js_sys::Promise {
-        let (names, args) = match interop::states(&states).and_then(|n| Ok((n, interop::args(&args)?))) {
-            Ok(v) => v,
+        match interop::states(&states) {
+            Ok(names) => self.call_names(ty, &interop::strs(&names), args, ok),
+            Err(e) => js_sys::Promise::reject(&e),
+        }
+    }
+
+    /// A mutation of these states (the one-state methods get a Rust string already).
+    fn call_names(
+        &self,
+        ty: MutationType,
+        names: &[&str],
+        args: JsValue,
+        ok: fn(Outcome, Option<Why>) -> JsValue,
+    ) -> js_sys::Promise {
+        let args = match interop::args(&args) {
+            Ok(a) => a,
             Err(e) => return js_sys::Promise::reject(&e),
         };
-        let (tx, rx) = oneshot::channel();
-        drive(&self.conn, |d, now| d.call(now, ty, &interop::strs(&names), args, tx));
-        result_promise_with(rx, ok)
+        let (done, promise) = Done::new(ok);
+        drive(&self.conn, |d, now| d.call(now, ty, names, args, done));
+        promise
     }
 }
 
@@ -67,8 +80,8 @@ impl RemoteMachine {
             c.next_wait += 1;
             c.next_wait
         };
-        let (tx, rx) = oneshot::channel();
-        drive(&self.conn, |d, _| register(d, key, tx));
+        let (done, promise) = Done::new(|_, _| JsValue::UNDEFINED);
+        drive(&self.conn, |d, _| register(d, key, done));
         if let Some(signal) = signal {
             let weak = std::rc::Rc::downgrade(&self.conn);
             let cb = Closure::once_into_js(move || {
@@ -78,13 +91,7 @@ impl RemoteMachine {
             });
             let _ = signal.add_event_listener_with_callback("abort", cb.unchecked_ref());
         }
-        wasm_bindgen_futures::future_to_promise(async move {
-            match rx.await {
-                Ok(Ok(_)) => Ok(JsValue::UNDEFINED),
-                Ok(Err(e)) => Err(interop::error(&e)),
-                Err(_) => Err(js_error(ErrorCode::Closed, "the client is closed")),
-            }
-        })
+        promise
     }
 
     fn notify(&self, ty: MutationType, states: &JsValue, args: &JsValue) -> Result<(), JsValue> {
@@ -94,22 +101,6 @@ impl RemoteMachine {
         drive(&self.conn, |d, _| r = d.notify(ty, &interop::strs(&names), args));
         r.map_err(|e| interop::error(&e))
     }
-}
-
-type Answer = oneshot::Receiver<Result<(Outcome, Option<Why>), Error>>;
-
-fn result_promise(rx: Answer) -> js_sys::Promise {
-    result_promise_with(rx, |o, _| interop::outcome(o))
-}
-
-fn result_promise_with(rx: Answer, ok: fn(Outcome, Option<Why>) -> JsValue) -> js_sys::Promise {
-    wasm_bindgen_futures::future_to_promise(async move {
-        match rx.await {
-            Ok(Ok((o, why))) => Ok(ok(o, why)),
-            Ok(Err(e)) => Err(interop::error(&e)),
-            Err(_) => Err(js_error(ErrorCode::Closed, "the client is closed")),
-        }
-    })
 }
 
 #[wasm_bindgen]
@@ -137,7 +128,7 @@ impl RemoteMachine {
         state: &str,
         #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue,
     ) -> js_sys::Promise {
-        self.call(MutationType::Add, state.into(), args)
+        self.call_names(MutationType::Add, &[state], args, |o, _| interop::outcome(o))
     }
 
     /// Deactivate states on the worker.
@@ -157,7 +148,7 @@ impl RemoteMachine {
         state: &str,
         #[wasm_bindgen(unchecked_param_type = "Args | undefined")] args: JsValue,
     ) -> js_sys::Promise {
-        self.call(MutationType::Remove, state.into(), args)
+        self.call_names(MutationType::Remove, &[state], args, |o, _| interop::outcome(o))
     }
 
     /// Make exactly these states (and implied ones) active on the worker.
@@ -258,15 +249,9 @@ impl RemoteMachine {
     /// every mutation sent before (no-sync ones included) has run on the worker.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn sync(&self) -> js_sys::Promise {
-        let (tx, rx) = oneshot::channel();
-        drive(&self.conn, |d, _| d.sync(tx));
-        wasm_bindgen_futures::future_to_promise(async move {
-            match rx.await {
-                Ok(Ok(_)) => Ok(JsValue::UNDEFINED),
-                Ok(Err(e)) => Err(interop::error(&e)),
-                Err(_) => Err(js_error(ErrorCode::Closed, "the client is closed")),
-            }
-        })
+        let (done, promise) = Done::new(|_, _| JsValue::UNDEFINED);
+        drive(&self.conn, |d, _| d.sync(done));
+        promise
     }
 
     /// Add `Exception` on the worker with an `err` arg.
@@ -280,11 +265,11 @@ impl RemoteMachine {
             Ok(a) => a,
             Err(e) => return js_sys::Promise::reject(&e),
         };
-        let (tx, rx) = oneshot::channel();
+        let (done, promise) = Done::new(|o, _| interop::outcome(o));
         drive(&self.conn, |d, now| {
-            d.call_err(now, amrpc_core::EXCEPTION, message, args, tx)
+            d.call_err(now, amrpc_core::EXCEPTION, message, args, done)
         });
-        result_promise(rx)
+        promise
     }
 
     /// The worker's last error message, as its server reported it.

@@ -65,7 +65,39 @@ fn options(o: &JsValue) -> Result<ConnConfig, JsValue> {
     })
 }
 
-pub(crate) type Done = oneshot::Sender<Result<(Outcome, Option<amrpc_core::Why>), Error>>;
+/// A pending call's or remote wait's promise, settled straight from the driver's `Done` output
+/// (no future, no executor task, no channel: one call into JS). Dropped unsettled — the
+/// connection went away with it — it rejects with `Closed`.
+pub(crate) struct Done {
+    settle: Option<(Function, Function)>,
+    ok: fn(Outcome, Option<amrpc_core::Why>) -> JsValue,
+}
+
+impl Done {
+    /// A pending promise and its settler; `ok` makes the resolved value.
+    pub(crate) fn new(ok: fn(Outcome, Option<amrpc_core::Why>) -> JsValue) -> (Done, js_sys::Promise) {
+        let mut settle = None;
+        let promise = js_sys::Promise::new(&mut |resolve, reject| settle = Some((resolve, reject)));
+        (Done { settle, ok }, promise)
+    }
+
+    fn finish(mut self, result: Result<(Outcome, Option<amrpc_core::Why>), Error>) {
+        if let Some((resolve, reject)) = self.settle.take() {
+            let _ = match result {
+                Ok((o, why)) => resolve.call1(&JsValue::NULL, &(self.ok)(o, why)),
+                Err(e) => reject.call1(&JsValue::NULL, &interop::error(&e)),
+            };
+        }
+    }
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        if let Some((_, reject)) = self.settle.take() {
+            let _ = reject.call1(&JsValue::NULL, &js_error(ErrorCode::Closed, "the client is closed"));
+        }
+    }
+}
 
 pub(crate) struct Conn {
     url: String,
@@ -74,7 +106,7 @@ pub(crate) struct Conn {
     pub(crate) listeners: Vec<(String, Function)>,
     ready: Option<oneshot::Sender<Result<amrpc_core::Machine, Error>>>,
     timer: Option<Timeout>,
-    /// The deadline `timer` is armed for.
+    /// The deadline `timer` is armed for (at or before the driver's next one).
     timer_at: Option<u64>,
     window_hooks: Vec<WindowHook>,
     /// Keys of remote waits (to cancel them).
@@ -101,6 +133,8 @@ fn perform(shared: &Shared) {
     let mut events: Vec<(&'static str, JsValue)> = Vec::new();
     {
         let mut c = shared.borrow_mut();
+        // an event's JS value is built only when someone listens to it
+        let listens = |c: &Conn, name: &str| c.listeners.iter().any(|(e, _)| e == name);
         while let Some(o) = c.driver.poll_output() {
             match o {
                 ConnOutput::Dial => match socket::open(&c.url, socket_events(shared)) {
@@ -113,40 +147,50 @@ fn perform(shared: &Shared) {
                     }
                 }
                 ConnOutput::CloseSocket => c.socket = None,
-                ConnOutput::Status(s) => events.push(("status", s.as_str().into())),
+                ConnOutput::Status(s) => {
+                    if listens(&c, "status") {
+                        events.push(("status", s.as_str().into()));
+                    }
+                }
                 ConnOutput::Ready => {
                     if let (Some(tx), Some(m)) = (c.ready.take(), c.driver.mirror()) {
                         let _ = tx.send(Ok(m.clone()));
                     }
                 }
-                ConnOutput::Done(tx, result, why) => {
-                    let _ = tx.send(result.map(|o| (o, why)));
-                }
+                ConnOutput::Done(done, result, why) => done.finish(result.map(|o| (o, why))),
                 ConnOutput::Transition(t) => {
-                    if let Some(m) = c.driver.mirror() {
+                    if let Some(m) = c.driver.mirror().filter(|_| listens(&c, "transition")) {
                         events.push(("transition", interop::transition_js(&t, &m.state_names())));
                     }
                 }
                 ConnOutput::Dropped { n, next } => {
-                    let o = Object::new();
-                    let _ = Reflect::set(&o, &"n".into(), &JsValue::from_f64(n as f64));
-                    let _ = Reflect::set(&o, &"next".into(), &JsValue::from_f64(next as f64));
-                    events.push(("dropped", o.into()));
+                    if listens(&c, "dropped") {
+                        let o = Object::new();
+                        let _ = Reflect::set(&o, &"n".into(), &JsValue::from_f64(n as f64));
+                        let _ = Reflect::set(&o, &"next".into(), &JsValue::from_f64(next as f64));
+                        events.push(("dropped", o.into()));
+                    }
                 }
                 ConnOutput::Changed => {
-                    if let Some(m) = c.driver.mirror() {
+                    if let Some(m) = c.driver.mirror().filter(|_| listens(&c, "clock")) {
                         events.push(("clock", interop::clock(&m.clock(None))));
                     }
                 }
                 ConnOutput::Payload(p) => {
-                    let o = Object::new();
-                    let _ = Reflect::set(&o, &"name".into(), &p.name.into());
-                    let _ = Reflect::set(&o, &"source".into(), &p.source.into());
-                    let _ = Reflect::set(&o, &"token".into(), &js_sys::BigInt::from(p.token).into());
-                    let _ = Reflect::set(&o, &"data".into(), &Uint8Array::from(p.data.as_slice()).into());
-                    events.push(("payload", o.into()));
+                    if listens(&c, "payload") {
+                        let o = Object::new();
+                        let _ = Reflect::set(&o, &"name".into(), &p.name.into());
+                        let _ = Reflect::set(&o, &"source".into(), &p.source.into());
+                        let _ = Reflect::set(&o, &"token".into(), &js_sys::BigInt::from(p.token).into());
+                        let _ = Reflect::set(&o, &"data".into(), &Uint8Array::from(p.data.as_slice()).into());
+                        events.push(("payload", o.into()));
+                    }
                 }
-                ConnOutput::Error(e) => events.push(("error", interop::error(&e))),
+                ConnOutput::Error(e) => {
+                    if listens(&c, "error") {
+                        events.push(("error", interop::error(&e)));
+                    }
+                }
                 ConnOutput::Closed(e) => {
                     if let Some(tx) = c.ready.take() {
                         let _ = tx.send(Err(e));
@@ -155,23 +199,41 @@ fn perform(shared: &Shared) {
                 }
             }
         }
-        // one timer, re-armed only when the deadline moves
-        let deadline = c.driver.next_deadline();
-        if deadline != c.timer_at || c.timer.is_none() {
-            c.timer_at = deadline;
-            let weak = Rc::downgrade(shared);
-            c.timer = deadline.map(|at| {
-                let ms = at.saturating_sub(now()).min(u64::from(u32::MAX)) as u32;
-                Timeout::new(ms, move || {
-                    if let Some(s) = weak.upgrade() {
-                        s.borrow_mut().timer = None;
-                        drive(&s, |d, now| d.tick(now));
-                    }
-                })
-            });
-        }
+        arm_timer(&mut c, shared);
     }
     emit(shared, events);
+}
+
+/// One timer, armed for the driver's next deadline. A deadline that moves later (a call's
+/// timeout pushed on by every call) keeps the armed timer: it fires early, the driver finds
+/// nothing due, and the timer is armed again — instead of a clearTimeout and a setTimeout per
+/// call.
+fn arm_timer(c: &mut Conn, shared: &Shared) {
+    let deadline = c.driver.next_deadline();
+    let keep = match (deadline, c.timer_at) {
+        // an armed timer just fires to no effect
+        (None, _) => true,
+        (Some(d), Some(armed)) => c.timer.is_some() && armed <= d,
+        (Some(_), None) => false,
+    };
+    if keep {
+        return;
+    }
+    c.timer_at = deadline;
+    let weak = Rc::downgrade(shared);
+    c.timer = deadline.map(|at| {
+        let ms = at.saturating_sub(now()).min(u64::from(u32::MAX)) as u32;
+        Timeout::new(ms, move || {
+            if let Some(s) = weak.upgrade() {
+                {
+                    let mut c = s.borrow_mut();
+                    c.timer = None;
+                    c.timer_at = None;
+                }
+                drive(&s, |d, now| d.tick(now));
+            }
+        })
+    });
 }
 
 fn emit(shared: &Shared, events: Vec<(&'static str, JsValue)>) {
