@@ -60,6 +60,9 @@ if [ -z "${QUICK:-}" ] && [ -z "${AMRPC_SKIP_WEB:-}" ]; then
   scripts/web/node.sh
   log "web page: two browsers, playwright-core"
   scripts/web/page.sh
+  log "benchmark suite, JS figures (quick: correctness only): the npm package in Node and Chromium beside a raw WebSocket echo"
+  cargo run -q -p amrpc-bench -- node --quick --json target/bench/node-quick.json
+  cargo run -q -p amrpc-bench -- browser --quick --json target/bench/browser-quick.json
 fi
 
 log "tests: upstream suites, vector replay, property tests, RPC suites, doctests"

@@ -9,6 +9,7 @@
 
 mod arpc;
 mod connect;
+mod echo;
 mod fanout;
 mod grpc;
 mod instr;
@@ -237,6 +238,7 @@ enum Kind {
     MachineSpawn,
     Amrpc,
     Grpc,
+    Echo,
 }
 
 #[derive(Clone, Debug)]
@@ -266,6 +268,8 @@ fn variants() -> Vec<Variant> {
         v("amrpc WS (direct)", Kind::Amrpc, Threads::Two, false, 1),
         v("tonic gRPC (direct)", Kind::Grpc, Threads::One, false, 1),
         v("tonic gRPC (direct)", Kind::Grpc, Threads::Two, false, 1),
+        v("raw WS echo (the floor)", Kind::Echo, Threads::One, false, 1),
+        v("raw WS echo (the floor)", Kind::Echo, Threads::Two, false, 1),
         v("machine, task per op", Kind::MachineSpawn, Threads::One, false, 10),
         v("machine, sync loop", Kind::Machine, Threads::None, false, 10),
         v("plain, task per op", Kind::PlainSpawn, Threads::One, false, 10),
@@ -280,6 +284,7 @@ fn run_variant(v: &Variant, n: usize, count_allocs: bool) -> Result<RunResult, S
     let r = match v.kind {
         Kind::Amrpc => run_once::<arpc::Arpc>(v.threads, SEED, v.proxied, n, count_allocs),
         Kind::Grpc => run_once::<grpc::Grpc>(v.threads, SEED, v.proxied, n, count_allocs),
+        Kind::Echo => run_once::<echo::Echo>(v.threads, SEED, false, n, count_allocs),
         Kind::Machine => run_once::<local::MachineSync>(v.threads, SEED, false, n, count_allocs),
         Kind::MachineSpawn => run_once::<local::MachineSpawn>(v.threads, SEED, false, n, count_allocs),
         Kind::Plain => run_once::<local::PlainSync>(v.threads, SEED, false, n, count_allocs),

@@ -74,6 +74,12 @@ pub(super) fn print_report(r: &Results) {
                     );
                 }
             }
+            if let (Some(a), Some(e)) = (find(Kind::Amrpc, rt, false), find(Kind::Echo, rt, false)) {
+                println!(
+                    "- {rt}, direct: amrpc / raw WS echo ns/op = {:.3} (target ≤ 1.3)",
+                    a.ns_per_op.median / e.ns_per_op.median
+                );
+            }
         }
     }
     if !r.fanout.is_empty() {
@@ -281,6 +287,7 @@ pub(super) fn write_plots(opts: &Opts, r: &Results) -> Result<(), String> {
         Kind::Grpc => "#e08a1e",
         Kind::Machine | Kind::MachineSpawn => "#4c9a52",
         Kind::Plain | Kind::PlainSpawn => "#999",
+        Kind::Echo => "#7a5ea8",
     };
     if !r.ops.is_empty() {
         let bars: Vec<svg::Bar> = r
