@@ -55,22 +55,12 @@ pub(crate) fn cpu_sample() -> CpuSample {
     let g = |i: usize| f.get(i).copied().unwrap_or(0);
     // user nice system idle iowait irq softirq steal
     let busy = g(0) + g(1) + g(2) + g(5) + g(6);
-    let own = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // fields after the ")" of the command name: state is field 3, utime..cstime are 14..17
-    let rest: Vec<u64> = own
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .unwrap_or("")
-        .split_whitespace()
-        .skip(11)
-        .take(4)
-        .filter_map(|v| v.parse().ok())
-        .collect();
     CpuSample {
         busy,
         steal: g(7),
         all: busy + g(3) + g(4) + g(7),
-        mine: rest.iter().sum(),
+        // utime, stime and the waited-for children's cutime, cstime
+        mine: stat_ticks("/proc/self/stat", 4),
     }
 }
 
@@ -81,17 +71,22 @@ pub(crate) fn process_cpu_secs(pid: Option<u32>) -> f64 {
         Some(p) => format!("/proc/{p}/stat"),
         None => "/proc/self/stat".to_string(),
     };
-    let stat = std::fs::read_to_string(path).unwrap_or_default();
-    let ticks: u64 = stat
+    stat_ticks(&path, 2) as f64 / 100.0
+}
+
+/// The sum of the first `n` CPU-time fields (utime, stime, cutime, cstime) of a `/proc/…/stat`
+/// file, in clock ticks: fields 14.. counted after the `)` that ends the command name, which may
+/// hold spaces.
+fn stat_ticks(path: &str, n: usize) -> u64 {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
         .rsplit_once(')')
-        .map(|(_, r)| r)
-        .unwrap_or("")
+        .map_or("", |(_, r)| r)
         .split_whitespace()
         .skip(11)
-        .take(2)
+        .take(n)
         .filter_map(|v| v.parse::<u64>().ok())
-        .sum();
-    ticks as f64 / 100.0
+        .sum()
 }
 
 /// The load a section ran under.
