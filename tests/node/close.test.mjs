@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { client, closeAll, reset, rejection, within } from "./helpers.mjs";
+import { client, closeAll, reset, rejection, within, URL_OPEN } from "./helpers.mjs";
 
 test("close() rejects pending calls and waits with code Closed", async () => {
   const m = await client();
@@ -34,4 +34,24 @@ test("other clients are unaffected by one client's close", async () => {
   closeAll(a);
   assert.equal(await within(b.add1("A"), 5000, "b still works"), "executed");
   await reset(b);
+});
+
+test("a Node process exits by itself after close(), with a call's timer still in the future", async () => {
+  const { spawn } = await import("node:child_process");
+  // a long call timeout: a timer left armed after close() would hold the process that long
+  const code = `
+    import { connect } from "amrpc";
+    const m = await connect(${JSON.stringify(URL_OPEN())}, { clientId: "exit-test", reconnect: false, callTimeoutMs: 120000 });
+    await m.add1("A");
+    m.close();
+  `;
+  const child = spawn(process.execPath, ["--input-type=module", "-e", code], { stdio: ["ignore", "ignore", "pipe"] });
+  let stderr = "";
+  child.stderr.on("data", (d) => (stderr += d));
+  const exited = new Promise((resolve) => child.on("exit", (c) => resolve(c)));
+  // far below the call timeout, far above a normal exit
+  const limit = new Promise((resolve) => setTimeout(() => resolve("still running"), 20000).unref());
+  const got = await Promise.race([exited, limit]);
+  if (got === "still running") child.kill();
+  assert.equal(got, 0, `the child did not exit by itself: ${got} ${stderr}`);
 });

@@ -196,6 +196,10 @@ fn perform(shared: &Shared) {
                         let _ = tx.send(Err(e));
                     }
                     c.window_hooks.clear();
+                    // nothing is due any more: a timer left armed would keep Node's event loop
+                    // (and the process) alive until it fired
+                    c.timer = None;
+                    c.timer_at = None;
                 }
             }
         }
