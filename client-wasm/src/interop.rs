@@ -115,19 +115,26 @@ pub(crate) fn why_js(w: &Why) -> JsValue {
 
 /// `"A"` or `["A", "B"]` → state names.
 pub(crate) fn states(v: &JsValue) -> Result<Vec<String>, JsValue> {
+    let mut out = Vec::new();
+    each_state(v, |_, s| out.push(s))?;
+    Ok(out)
+}
+
+/// Each name of `"A"` or `["A", "B"]`, with the caller's JS string it came from.
+pub(crate) fn each_state(v: &JsValue, mut f: impl FnMut(&JsValue, String)) -> Result<(), JsValue> {
     if let Some(s) = v.as_string() {
-        return Ok(vec![s]);
+        f(v, s);
+        return Ok(());
     }
     if Array::is_array(v) {
         let a: &Array = v.unchecked_ref();
-        let mut out = Vec::with_capacity(a.length() as usize);
         for x in a.iter() {
-            out.push(
-                x.as_string()
-                    .ok_or_else(|| js_error(ErrorCode::InvalidArgs, "state names must be strings"))?,
-            );
+            let s = x
+                .as_string()
+                .ok_or_else(|| js_error(ErrorCode::InvalidArgs, "state names must be strings"))?;
+            f(&x, s);
         }
-        return Ok(out);
+        return Ok(());
     }
     Err(js_error(
         ErrorCode::InvalidArgs,

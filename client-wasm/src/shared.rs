@@ -129,24 +129,11 @@ macro_rules! machine_api {
                 // checked, as `groups` would
                 let mut found: Option<JsValue> = None;
                 for group in groups.iter() {
-                    let names = if js_sys::Array::is_array(&group) {
-                        group.unchecked_into::<js_sys::Array>()
-                    } else if group.is_string() {
-                        js_sys::Array::of1(&group)
-                    } else {
-                        return Err(interop::js_error(
-                            amrpc_core::ErrorCode::InvalidArgs,
-                            "expected a state name or an array of state names",
-                        ));
-                    };
-                    for name in names.iter() {
-                        let s = name.as_string().ok_or_else(|| {
-                            interop::js_error(amrpc_core::ErrorCode::InvalidArgs, "state names must be strings")
-                        })?;
+                    interop::each_state(&group, |name, s| {
                         if found.is_none() && self.core().is1(&s) {
-                            found = Some(name);
+                            found = Some(name.clone());
                         }
-                    }
+                    })?;
                 }
                 if let Some(name) = found {
                     return Ok(name);
@@ -221,15 +208,10 @@ macro_rules! machine_api {
                 signal: Option<web_sys::AbortSignal>,
             ) -> js_sys::Promise {
                 match interop::states(&states) {
-                    Ok(s) if self.core().has(&interop::strs(&s)) => {
-                        let ctx = crate::waits::ctx_for(signal);
+                    Ok(s) => {
                         let times: Vec<u64> = times.iter().map(|t| *t as u64).collect();
-                        crate::waits::promise(self.core().when_time(&interop::strs(&s), &times, ctx.as_ref()))
+                        self.when_times(&interop::strs(&s), &times, signal)
                     }
-                    Ok(s) => js_sys::Promise::reject(&interop::js_error(
-                        amrpc_core::ErrorCode::StateUnknown,
-                        &format!("unknown state in {s:?}"),
-                    )),
                     Err(e) => js_sys::Promise::reject(&e),
                 }
             }
@@ -238,7 +220,7 @@ macro_rules! machine_api {
             #[wasm_bindgen(js_name = whenTicks, unchecked_return_type = "Promise<void>")]
             pub fn when_ticks(&self, state: &str, ticks: f64, signal: Option<web_sys::AbortSignal>) -> js_sys::Promise {
                 let now = self.core().tick(state);
-                self.when_tick(state, now.saturating_add(ticks.max(0.0) as u64), signal)
+                self.when_times(&[state], &[now.saturating_add(ticks.max(0.0) as u64)], signal)
             }
 
             /// Resolves when `state`'s tick is ≥ `tick`.
@@ -249,7 +231,7 @@ macro_rules! machine_api {
                 tick: f64,
                 signal: Option<web_sys::AbortSignal>,
             ) -> js_sys::Promise {
-                self.when_tick(state, tick as u64, signal)
+                self.when_times(&[state], &[tick as u64], signal)
             }
 
             /// Resolves when `Exception` is active.
@@ -271,16 +253,22 @@ macro_rules! machine_api {
         }
 
         impl $ty {
-            /// `whenTime` of one state, from a Rust string (no JS string made and read back).
-            fn when_tick(&self, state: &str, tick: u64, signal: Option<web_sys::AbortSignal>) -> js_sys::Promise {
-                if !self.core().has(&[state]) {
+            /// `whenTime` from Rust strings (`whenTicks*` pass theirs on: no JS string made and
+            /// read back).
+            fn when_times(
+                &self,
+                states: &[&str],
+                times: &[u64],
+                signal: Option<web_sys::AbortSignal>,
+            ) -> js_sys::Promise {
+                if !self.core().has(states) {
                     return js_sys::Promise::reject(&interop::js_error(
                         amrpc_core::ErrorCode::StateUnknown,
-                        &format!("unknown state in {:?}", [state]),
+                        &format!("unknown state in {states:?}"),
                     ));
                 }
                 let ctx = crate::waits::ctx_for(signal);
-                crate::waits::promise(self.core().when_time(&[state], &[tick], ctx.as_ref()))
+                crate::waits::promise(self.core().when_time(states, times, ctx.as_ref()))
             }
         }
     };
