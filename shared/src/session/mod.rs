@@ -16,4 +16,4 @@ pub use conn::{BROWSER_CLIENT_ID, ConnConfig, ConnOutput, Connection, NATIVE_CLI
 pub use replay::{PER_INSTANCE, REQ_ID_WRAP, Replay, ReplayCache, ReplaySnapshot};
 pub use server::{Authorize, ServerConfig, ServerOutput, ServerSession, replay_key};
 pub use stream::{ARGS_CAP, Batch, LOG_CAPACITY, MAX_PER_POLL, Record, StreamTracer, TransitionLog};
-pub use worker::{Mutated, SessionSchema, WorkerPort};
+pub use worker::{CallId, Mutated, SessionSchema, WorkerPort};

@@ -49,6 +49,18 @@ impl SessionSchema {
     }
 }
 
+/// Who asked for a mutation: the client's replay key ([`crate::session::replay_key`] of its id
+/// and instance) and its request id. A worker that answers for several front servers (an edge
+/// forwarding over NATS) keeps at-most-once by this pair in its own [`crate::session::ReplayCache`],
+/// so a call resent through another front server still runs once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CallId {
+    /// The client's replay key (0 for a no-sync mutation, which is never resent).
+    pub key: u64,
+    /// Its request id.
+    pub req: u32,
+}
+
 /// The worker behind a [`crate::session::ServerSession`].
 pub trait WorkerPort: Send + Sync {
     /// The worker's id (sent in `Welcome`).
@@ -61,10 +73,10 @@ pub trait WorkerPort: Send + Sync {
     fn time(&self) -> Time;
     /// The worker's last error, as text.
     fn err(&self) -> Option<String>;
-    /// Run mutation `req` with states given by index (already checked against the state
+    /// Run mutation `call` with states given by index (already checked against the state
     /// count and the session's mutable states); `source` is the session's epoch (who caused
     /// it, for the transition stream).
-    fn mutate(&self, req: u32, ty: MutationType, states: &[u16], args: Args, source: u64) -> Mutated;
+    fn mutate(&self, call: CallId, ty: MutationType, states: &[u16], args: Args, source: u64) -> Mutated;
     /// A remote `WhenArgs` of the state at `state` (an index already checked against the state
     /// count). The session keeps the wait and drops it (unbinding it) when the client cancels
     /// it or the session ends.
@@ -95,7 +107,7 @@ impl WorkerPort for Machine {
     fn err(&self) -> Option<String> {
         Machine::err(self).map(|e| e.to_string())
     }
-    fn mutate(&self, _req: u32, ty: MutationType, states: &[u16], args: Args, source: u64) -> Mutated {
+    fn mutate(&self, _call: CallId, ty: MutationType, states: &[u16], args: Args, source: u64) -> Mutated {
         let idx: SmallVec<[usize; 8]> = states.iter().map(|i| usize::from(*i)).collect();
         match self.mutate_indexes_cause(ty, &idx, Some(args), source) {
             Ok((o, cause)) => {

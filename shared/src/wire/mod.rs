@@ -457,6 +457,17 @@ pub fn peek_version(bytes: &[u8]) -> Option<u16> {
     None
 }
 
+/// Decode any message of this codec (postcard, at most `max` bytes, no trailing bytes): the
+/// frames here and the NATS bridge's messages share it.
+pub fn decode_msg<'a, T: Deserialize<'a>>(bytes: &'a [u8], max: usize) -> Result<T, DecodeError> {
+    decode(bytes, max)
+}
+
+/// Encode any message of this codec (see [`decode_msg`]).
+pub fn encode_msg<T: Serialize>(msg: &T) -> Result<Vec<u8>, EncodeError> {
+    encode(msg)
+}
+
 fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], max: usize) -> Result<T, DecodeError> {
     if bytes.len() > max {
         return Err(DecodeError::TooLarge { len: bytes.len(), max });

@@ -2,7 +2,7 @@
 //! an original request still running in one session while its retry arrives on another.
 #![allow(dead_code, unreachable_pub)]
 
-use amrpc_core::session::{Mutated, WorkerPort};
+use amrpc_core::session::{CallId, Mutated, WorkerPort};
 use amrpc_core::{Args, Machine, MutationType};
 
 /// One held mutation: request id, type, state indexes, args.
@@ -45,7 +45,8 @@ impl WorkerPort for Held<'_> {
     fn err(&self) -> Option<String> {
         self.w.err().map(|e| e.to_string())
     }
-    fn mutate(&self, req: u32, ty: MutationType, states: &[u16], args: Args, _source: u64) -> Mutated {
+    fn mutate(&self, call: CallId, ty: MutationType, states: &[u16], args: Args, _source: u64) -> Mutated {
+        let req = call.req;
         let idx = states.iter().map(|i| usize::from(*i)).collect();
         self.held.lock().unwrap().push((req, ty, idx, args));
         Mutated::Forwarded

@@ -9,7 +9,7 @@ use core::task::Waker;
 use crate::error::ErrorCode;
 use crate::session::replay::{Replay, ReplayCache};
 use crate::session::stream::{MAX_PER_POLL, TransitionLog};
-use crate::session::worker::{Mutated, SessionSchema, WorkerPort};
+use crate::session::worker::{CallId, Mutated, SessionSchema, WorkerPort};
 
 mod guards;
 mod waits;
@@ -666,7 +666,8 @@ impl ServerSession {
             // a no-sync mutation: run it, no reply, no replay entry (the client never resends
             // it); its change goes out with the next push, reply or Synced. A failure is
             // reported without a request id.
-            return match worker.mutate(m.req, ty, &m.states, m.args, self.cfg.epoch) {
+            let call = CallId { key: 0, req: m.req };
+            return match worker.mutate(call, ty, &m.states, m.args, self.cfg.epoch) {
                 Mutated::Done(..) | Mutated::Forwarded => {
                     self.dirty = true;
                     Vec::new()
@@ -694,7 +695,11 @@ impl ServerSession {
                     self.replay.abandon(self.instance, m.req);
                     return alloc::vec![e];
                 }
-                match worker.mutate(m.req, ty, &m.states, m.args, self.cfg.epoch) {
+                let call = CallId {
+                    key: self.instance,
+                    req: m.req,
+                };
+                match worker.mutate(call, ty, &m.states, m.args, self.cfg.epoch) {
                     Mutated::Done(outcome, why) => self.mutation_done(m.req, outcome, why, now_ms, worker),
                     Mutated::Failed(code, message) => self.mutation_failed(m.req, code, message),
                     Mutated::Forwarded => {
