@@ -12,6 +12,6 @@ pub mod server;
 
 pub use amrpc_core;
 pub use server::{
-    AuthHook, SNAPSHOT_FORMAT, Server, ServerError, ServerOpts, SessionInfo, TlsConfig, Worker, WorkerInfo,
+    AuthHook, SNAPSHOT_FORMAT, Server, ServerError, ServerOpts, SessionInfo, TlsConfig, Upstream, Worker, WorkerInfo,
     WorkerSnapshot, take_snapshot,
 };

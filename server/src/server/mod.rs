@@ -4,6 +4,7 @@
 mod opts;
 mod session;
 mod tls;
+mod upstream;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ use tokio::sync::{Semaphore, watch};
 
 pub use opts::{AuthHook, ServerError, ServerOpts};
 pub use tls::TlsConfig;
+pub use upstream::Upstream;
 pub use worker::{SNAPSHOT_FORMAT, SessionInfo, Worker, WorkerInfo, WorkerSnapshot};
 
 /// `dir/<name>.json`; a worker name that is not a plain file name is refused.
@@ -152,13 +154,28 @@ impl Server {
 
     /// Serve a mirror of a remote worker as `/ws/{name}` (see [`Worker::relay`]).
     pub fn add_relay(&self, name: &str, mirror: Mirror) -> Result<Worker, ServerError> {
+        self.add_upstream(name, Arc::new(mirror))
+    }
+
+    /// Serve any [`Upstream`] (a mirror of a worker that runs elsewhere) as `/ws/{name}`.
+    pub fn add_upstream(&self, name: &str, upstream: Arc<dyn Upstream>) -> Result<Worker, ServerError> {
         let mut w = self.0.workers.write().unwrap_or_else(|e| e.into_inner());
         if w.contains_key(name) {
             return Err(ServerError::Duplicate(name.to_string()));
         }
-        let worker = Worker::relay(mirror, self.0.opts.replay_instances)?;
+        let worker = Worker::relay(upstream, self.0.opts.replay_instances)?;
         w.insert(name.to_string(), worker.clone());
         Ok(worker)
+    }
+
+    /// Stop serving `name`: its sessions are closed (`Bye` with `ShuttingDown`, so clients
+    /// reconnect and find whatever is served under the name next). `None`: no such worker.
+    pub fn remove_worker(&self, name: &str) -> Option<Worker> {
+        let removed = self.0.workers.write().unwrap_or_else(|e| e.into_inner()).remove(name);
+        if let Some(w) = &removed {
+            w.kick();
+        }
+        removed
     }
 
     /// A registered worker.

@@ -5,8 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use amrpc_client::Mirror;
-use amrpc_core::session::{Mutated, ServerConfig, ServerOutput, ServerSession, SessionSchema, WorkerPort};
+use amrpc_core::session::{CallId, Mutated, ServerConfig, ServerOutput, ServerSession, SessionSchema, WorkerPort};
 use amrpc_core::states as names;
 use amrpc_core::wire::{ErrorMsg, ServerMsg};
 use amrpc_core::{CompiledSchema, ErrorCode, Machine, MutationType, Opts, Outcome, Schema, Time};
@@ -17,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{broadcast, mpsc};
 
-use super::{Server, SessionInfo, Worker};
+use super::{Server, SessionInfo, Upstream, Worker};
 
 fn reject(status: StatusCode, msg: &str) -> Response {
     tracing::info!(%status, msg, "websocket upgrade rejected");
@@ -124,46 +123,46 @@ type Forwarded = mpsc::UnboundedSender<(u32, Result<(Outcome, Option<amrpc_core:
 
 /// A relay's worker: reads from the mirror, mutations forwarded upstream by index.
 struct RelayPort<'a> {
-    mirror: &'a Mirror,
+    upstream: &'a dyn Upstream,
     done: &'a Forwarded,
 }
 
 impl WorkerPort for RelayPort<'_> {
     fn id(&self) -> String {
-        WorkerPort::id(self.mirror.machine())
+        WorkerPort::id(self.upstream.machine())
     }
     fn state_names(&self) -> Vec<String> {
-        self.mirror.machine().state_names()
+        self.upstream.machine().state_names()
     }
     fn schema(&self) -> Schema {
-        self.mirror.machine().get_struct()
+        self.upstream.machine().get_struct()
     }
     fn session_schema(&self) -> Arc<SessionSchema> {
-        self.mirror.machine().session_schema()
+        self.upstream.machine().session_schema()
     }
     fn time(&self) -> Time {
-        self.mirror.machine().time(None)
+        self.upstream.machine().time(None)
     }
     fn err(&self) -> Option<String> {
-        amrpc_core::Api::err(self.mirror).map(|e| e.to_string())
+        self.upstream.err().map(|e| e.to_string())
     }
-    fn mutate(&self, req: u32, ty: MutationType, states: &[u16], args: amrpc_core::Args, _source: u64) -> Mutated {
-        let call = self.mirror.mutate_indexes(ty, states.to_vec(), Some(args));
+    fn mutate(&self, call: CallId, ty: MutationType, states: &[u16], args: amrpc_core::Args, _source: u64) -> Mutated {
+        let forwarded = self.upstream.mutate(call, ty, states.to_vec(), args);
         let done = self.done.clone();
         tokio::spawn(async move {
-            let _ = done.send((req, call.await));
+            let _ = done.send((call.req, forwarded.await));
         });
         Mutated::Forwarded
     }
     fn when_args(&self, state: u16, args: amrpc_core::Args) -> Result<amrpc_core::Wait, (ErrorCode, String)> {
-        let names = self.mirror.machine().state_names();
+        let names = self.upstream.machine().state_names();
         let name = names
             .get(usize::from(state))
             .ok_or_else(|| (ErrorCode::InvalidParams, format!("state index {state} out of range")))?;
-        Ok(amrpc_core::Api::when_args(self.mirror, name, args, None))
+        Ok(self.upstream.when_args(name, args))
     }
     fn when_queue(&self, tick: u64) -> amrpc_core::Wait {
-        amrpc_core::Api::when_queue(self.mirror, tick, None)
+        self.upstream.when_queue(tick)
     }
 }
 
@@ -240,7 +239,10 @@ async fn run_session(srv: Server, worker: Worker, socket: WebSocket, url_token: 
     };
     let relay = (worker.relay.as_ref())
         .zip(done_tx.as_ref())
-        .map(|(mirror, done)| RelayPort { mirror, done });
+        .map(|(upstream, done)| RelayPort {
+            upstream: upstream.as_ref(),
+            done,
+        });
     let port: &dyn WorkerPort = match &relay {
         Some(r) => r,
         None => &machine,

@@ -3,13 +3,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use amrpc_client::Mirror;
 use amrpc_core::session::{ReplayCache, ReplaySnapshot, StreamTracer, TransitionLog};
 use amrpc_core::states as names;
 use amrpc_core::{Handlers, Machine, Tracer, Transition, Value};
 use tokio::sync::{broadcast, watch};
 
 use super::ServerError;
+use super::upstream::Upstream;
 
 /// A payload sent by a worker through its `SendPayload` state.
 #[derive(Clone, Debug)]
@@ -68,7 +68,7 @@ fn check_worker_states(machine: &Machine) -> Result<(), ServerError> {
 #[derive(Clone)]
 pub struct Worker {
     pub(super) machine: Machine,
-    pub(super) relay: Option<Mirror>,
+    pub(super) relay: Option<Arc<dyn Upstream>>,
     pub(super) changes: watch::Sender<u64>,
     pub(super) payloads: broadcast::Sender<Arc<PayloadOut>>,
     pub(super) replay: Arc<ReplayCache>,
@@ -261,8 +261,8 @@ impl Worker {
     /// Serve a mirror of a remote worker: clients here see its clock (pushed on as the mirror
     /// updates) and their mutations go on to the remote worker. Payloads stop at the first hop,
     /// as upstream.
-    pub fn relay(mirror: Mirror, replay_instances: usize) -> Result<Worker, ServerError> {
-        let machine = mirror.machine().clone();
+    pub fn relay(upstream: Arc<dyn Upstream>, replay_instances: usize) -> Result<Worker, ServerError> {
+        let machine = upstream.machine().clone();
         check_worker_states(&machine)?;
         let (changes, _) = watch::channel(0u64);
         let (payloads, _) = broadcast::channel(1);
@@ -270,12 +270,13 @@ impl Worker {
             tx: changes.clone(),
             per_transition: true,
         }));
+        let replay_id = upstream.replay_id().unwrap_or_else(fresh_id);
         Ok(Worker {
             machine,
-            relay: Some(mirror),
+            relay: Some(upstream),
             changes,
             payloads,
-            replay: Arc::new(ReplayCache::with_id(replay_instances, fresh_id())),
+            replay: Arc::new(ReplayCache::with_id(replay_instances, replay_id)),
             sessions: Arc::new(AtomicUsize::new(0)),
             kick: watch::channel(0).0,
             live: Arc::new(std::sync::Mutex::new(Vec::new())),
@@ -304,6 +305,17 @@ impl Worker {
     /// The served machine (for a relay: the mirror's machine).
     pub fn machine(&self) -> &Machine {
         &self.machine
+    }
+
+    /// The replay memory shared by this worker's sessions (and by anything else that runs
+    /// clients' calls on it, such as a NATS worker host): one at-most-once record per worker.
+    pub fn replay_cache(&self) -> &Arc<ReplayCache> {
+        &self.replay
+    }
+
+    /// Signals once per change of the served machine (a local worker: per queue drain).
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// The worker's transition log (none for a relay, or with `transition_log: 0`).
