@@ -65,6 +65,13 @@ if [ -z "${QUICK:-}" ] && [ -z "${AMRPC_SKIP_WEB:-}" ]; then
   cargo run -q -p amrpc-bench -- browser --quick --json target/bench/browser-quick.json
 fi
 
-log "tests: upstream suites, vector replay, property tests, RPC suites, doctests"
+log "nats-server with JetStream (the NATS bridge's tests start their own, one per test)"
+if ! command -v nats-server >/dev/null 2>&1; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
+fi
+nats-server --version
+
+log "tests: upstream suites, vector replay, property tests, RPC suites, NATS bridge, doctests"
 cargo test --workspace --lib --tests --examples
 cargo test --workspace --doc

@@ -1,0 +1,478 @@
+//! The worker's side: publish a machine on NATS. One task sends each clock change once on the
+//! worker's clock subject (whatever the number of edges and clients) and keeps its record in
+//! the bucket current; another answers mutation requests with the worker's own replay cache,
+//! so a call resent through any edge (or the worker's own WebSocket server) runs at most once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use amrpc_core::session::{CallId, Mutated, Replay, ReplayCache, SessionSchema, WorkerPort};
+use amrpc_core::wire::clock;
+use amrpc_core::{ErrorCode, Machine, Tracer};
+use async_nats::jetstream::{self, kv};
+use futures_util::StreamExt;
+use tokio::sync::{Mutex, Notify, Semaphore, watch};
+use tokio::task::JoinHandle;
+
+use crate::msg::{self, ClockMsg, MutateReply, MutateReq, RECORD_FORMAT, Record, WaitReply, WaitReq};
+use crate::subjects::{self, HOSTS_GROUP, Subjects};
+use crate::{BridgeError, random_id};
+
+/// How a worker is published.
+#[derive(Clone, Debug)]
+pub struct HostOpts {
+    /// Subject prefix ([`subjects::PREFIX`]).
+    pub prefix: String,
+    /// Key-value bucket of worker records ([`subjects::BUCKET`]).
+    pub bucket: String,
+    /// Mutation requests handled at once; more wait for a slot.
+    pub max_concurrent: usize,
+    /// How long a resend waits for the original still running (from another edge) to finish.
+    pub in_flight_wait: Duration,
+    /// Remote waits evaluated at once; more are refused (`TooManyWaits`).
+    pub max_waits: usize,
+    /// The longest a remote wait is kept; past it, it fails with `Timeout`.
+    pub max_wait: Duration,
+}
+
+impl Default for HostOpts {
+    fn default() -> HostOpts {
+        HostOpts {
+            prefix: subjects::PREFIX.to_string(),
+            bucket: subjects::BUCKET.to_string(),
+            max_concurrent: 256,
+            in_flight_wait: Duration::from_secs(30),
+            max_waits: 10_000,
+            max_wait: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// The bucket of worker records, created when missing (one value per key: the latest record).
+/// Its stream is made here with the key-value layout (`KV_<bucket>` on `$KV.<bucket>.>`)
+/// instead of through `create_key_value`, whose account query does not parse the answer of the
+/// 2.9 servers Debian ships.
+pub(crate) async fn bucket(js: &jetstream::Context, name: &str) -> Result<kv::Store, BridgeError> {
+    if let Ok(store) = js.get_key_value(name).await {
+        return Ok(store);
+    }
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: format!("KV_{name}"),
+        subjects: vec![format!("$KV.{name}.>")],
+        max_messages_per_subject: 1,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: jetstream::stream::DiscardPolicy::New,
+        ..Default::default()
+    })
+    .await
+    .map_err(BridgeError::nats)?;
+    js.get_key_value(name).await.map_err(BridgeError::nats)
+}
+
+/// Signals the publisher after each queue drain (a cascade goes out as one change).
+struct Changed(watch::Sender<u64>);
+
+impl Tracer for Changed {
+    fn queue_end(&self, _m: &Machine) {
+        self.0.send_modify(|v| *v = v.wrapping_add(1));
+    }
+}
+
+/// What was last published.
+struct Published {
+    seq: u64,
+    last: Vec<u64>,
+    err: Option<String>,
+}
+
+struct Inner {
+    client: async_nats::Client,
+    name: String,
+    subjects: Subjects,
+    machine: Machine,
+    replay: Arc<ReplayCache>,
+    schema: Arc<SessionSchema>,
+    incarnation: u64,
+    opts: HostOpts,
+    published: Mutex<Published>,
+    /// The latest record's contents, for the bucket writer.
+    record: watch::Sender<Record>,
+    /// Woken when a mutation finishes (resends of it wait for its outcome).
+    finished: Notify,
+}
+
+/// A machine published on NATS; dropping it (or [`WorkerHost::stop`]) stops publishing.
+pub struct WorkerHost {
+    inner: Arc<Inner>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for WorkerHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerHost")
+            .field("name", &self.inner.name)
+            .field("incarnation", &self.inner.incarnation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WorkerHost {
+    /// Publish `machine` as worker `name`, answering mutations with `replay` (share the
+    /// WebSocket server's, `Worker::replay_cache`, so both paths keep one at-most-once
+    /// record). Returns once its record is in the bucket, so edges can find it.
+    pub async fn start(
+        client: async_nats::Client,
+        name: &str,
+        machine: Machine,
+        replay: Arc<ReplayCache>,
+        opts: HostOpts,
+    ) -> Result<WorkerHost, BridgeError> {
+        let subjects = Subjects::new(&opts.prefix, name)?;
+        let js = jetstream::new(client.clone());
+        let store = bucket(&js, &opts.bucket).await?;
+        let schema = WorkerPort::session_schema(&machine);
+        let (changes, mut changed) = watch::channel(0u64);
+        machine.bind_tracer(Arc::new(Changed(changes)));
+        let time = machine.time(None);
+        let err = machine.err().map(|e| e.to_string());
+        let incarnation = random_id();
+        let record = Record {
+            format: RECORD_FORMAT,
+            worker_id: machine.id().to_string(),
+            incarnation,
+            replay_id: replay.id(),
+            seq: 0,
+            names: schema.names.clone(),
+            schema: schema.wire.clone(),
+            schema_hash: schema.hash,
+            time: time.clone(),
+            err: err.clone(),
+        };
+        store
+            .put(name, msg::encode(&record)?.into())
+            .await
+            .map_err(BridgeError::nats)?;
+        let mutations = client
+            .queue_subscribe(subjects.mutate.clone(), HOSTS_GROUP.to_string())
+            .await
+            .map_err(BridgeError::nats)?;
+        let waits = client
+            .queue_subscribe(subjects.wait.clone(), HOSTS_GROUP.to_string())
+            .await
+            .map_err(BridgeError::nats)?;
+        let inner = Arc::new(Inner {
+            client,
+            name: name.to_string(),
+            subjects,
+            machine,
+            replay,
+            schema,
+            incarnation,
+            published: Mutex::new(Published {
+                seq: 0,
+                last: time,
+                err,
+            }),
+            record: watch::channel(record).0,
+            finished: Notify::new(),
+            opts,
+        });
+        let mut tasks = Vec::new();
+        // clock changes: one message per drained queue (coalesced while one is being sent)
+        let i = inner.clone();
+        tasks.push(tokio::spawn(async move {
+            while changed.changed().await.is_ok() {
+                i.flush().await;
+            }
+        }));
+        // the bucket: the latest record, rewritten after changes (coalesced)
+        let i = inner.clone();
+        let mut records = inner.record.subscribe();
+        tasks.push(tokio::spawn(async move {
+            let mut store = store;
+            while records.changed().await.is_ok() {
+                let rec = records.borrow_and_update().clone();
+                let bytes: bytes::Bytes = match msg::encode(&rec) {
+                    Ok(b) => b.into(),
+                    Err(e) => {
+                        tracing::error!(error = %e, "encoding a record failed");
+                        continue;
+                    }
+                };
+                if let Err(e) = store.put(&i.name, bytes.clone()).await {
+                    // the server may have lost the bucket (a restart without storage): make it again
+                    tracing::warn!(worker = %i.name, error = %e, "writing the record failed; retrying");
+                    match bucket(&jetstream::new(i.client.clone()), &i.opts.bucket).await {
+                        Ok(s) => store = s,
+                        Err(e) => tracing::warn!(error = %e, "the bucket is unavailable"),
+                    }
+                    // a later change rewrites it; until then, retry this one once more
+                    let _ = store.put(&i.name, bytes).await;
+                }
+            }
+        }));
+        // mutation requests, each in its own task, at most `max_concurrent` at once
+        let i = inner.clone();
+        tasks.push(tokio::spawn(async move {
+            let slots = Arc::new(Semaphore::new(i.opts.max_concurrent.max(1)));
+            let mut mutations = mutations;
+            while let Some(m) = mutations.next().await {
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    break;
+                };
+                let i = i.clone();
+                tokio::spawn(async move {
+                    i.answer(m).await;
+                    drop(slot);
+                });
+            }
+        }));
+        // remote waits, each in its own task until it completes (bounded in number and time)
+        let i = inner.clone();
+        tasks.push(tokio::spawn(async move {
+            let slots = Arc::new(Semaphore::new(i.opts.max_waits.max(1)));
+            let mut waits = waits;
+            while let Some(m) = waits.next().await {
+                let slot = slots.clone().try_acquire_owned();
+                let i = i.clone();
+                tokio::spawn(async move {
+                    let reply = match slot {
+                        Ok(_slot) => i.wait(&m).await,
+                        Err(_) => WaitReply::Failed {
+                            code: ErrorCode::TooManyWaits,
+                            message: format!("the host keeps at most {} remote waits", i.opts.max_waits),
+                        },
+                    };
+                    i.reply(&m, &reply).await;
+                });
+            }
+        }));
+        Ok(WorkerHost { inner, tasks })
+    }
+
+    /// The host's incarnation (a random id per start).
+    pub fn incarnation(&self) -> u64 {
+        self.inner.incarnation
+    }
+
+    /// The clock sequence last published.
+    pub async fn seq(&self) -> u64 {
+        self.inner.published.lock().await.seq
+    }
+
+    /// Stop publishing (the record stays in the bucket; a new host of the worker replaces it).
+    pub fn stop(&mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for WorkerHost {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Inner {
+    /// Publish the change since the last message, if any; returns the sequence that includes
+    /// the machine's clock as of this call. A message that could not be sent is a gap to
+    /// edges, which the record written next bridges.
+    async fn flush(&self) -> u64 {
+        let mut p = self.published.lock().await;
+        let time = self.machine.time(None);
+        let err = self.machine.err().map(|e| e.to_string());
+        let next = p.seq + 1;
+        let Some(update) = clock::update_from(&mut p.last, &time, None, next as u8) else {
+            return p.seq;
+        };
+        p.seq = next;
+        let err_changed = err != p.err;
+        if err_changed {
+            p.err.clone_from(&err);
+        }
+        let m = ClockMsg {
+            incarnation: self.incarnation,
+            seq: next,
+            update,
+            err: if err_changed { err } else { None },
+        };
+        let sent = match msg::encode(&m) {
+            Ok(bytes) => self
+                .client
+                .publish(self.subjects.clock.clone(), bytes.into())
+                .await
+                .map_err(BridgeError::nats),
+            Err(e) => Err(e),
+        };
+        self.record.send_modify(|r| {
+            r.seq = next;
+            r.time.clone_from(&p.last);
+            r.err.clone_from(&p.err);
+        });
+        if let Err(e) = sent {
+            tracing::warn!(worker = %self.name, seq = next, error = %e, "a clock change was not published");
+        }
+        next
+    }
+
+    /// Answer one request on the mutate subject. A request without a reply subject is not run.
+    async fn answer(&self, m: async_nats::Message) {
+        if m.reply.is_none() {
+            tracing::debug!(worker = %self.name, "mutation request without a reply subject dropped");
+            return;
+        }
+        let reply = match msg::decode::<MutateReq>("mutation request", &m.payload) {
+            Ok(req) => self.run(req).await,
+            Err(e) => failed(e.code(), e.to_string()),
+        };
+        self.reply(&m, &reply).await;
+    }
+
+    /// Send `reply` to a request's reply subject.
+    async fn reply<T: serde::Serialize>(&self, m: &async_nats::Message, reply: &T) {
+        let Some(to) = m.reply.clone() else { return };
+        match msg::encode(reply) {
+            Ok(bytes) => {
+                if let Err(e) = self.client.publish(to, bytes.into()).await {
+                    tracing::warn!(worker = %self.name, error = %e, "sending a reply failed");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "encoding a reply failed"),
+        }
+    }
+
+    /// Evaluate one remote wait until it completes (or `max_wait`).
+    async fn wait(&self, m: &async_nats::Message) -> WaitReply {
+        let refuse = |code, message| WaitReply::Failed { code, message };
+        let wait = match msg::decode::<WaitReq>("wait request", &m.payload) {
+            Err(e) => return refuse(e.code(), e.to_string()),
+            Ok(WaitReq::Queue { tick }) => WorkerPort::when_queue(&self.machine, tick),
+            Ok(WaitReq::Args {
+                schema_hash,
+                state,
+                args,
+            }) => {
+                if schema_hash != self.schema.hash {
+                    return refuse(ErrorCode::SchemaMismatch, "the edge mirrors another schema".into());
+                }
+                if usize::from(state) >= self.schema.names.len() {
+                    return refuse(ErrorCode::InvalidParams, format!("state index {state} out of range"));
+                }
+                match WorkerPort::when_args(&self.machine, state, args) {
+                    Ok(w) => w,
+                    Err((code, message)) => return refuse(code, message),
+                }
+            }
+        };
+        match tokio::time::timeout(self.opts.max_wait, wait).await {
+            Ok(Ok(())) => WaitReply::Done {
+                incarnation: self.incarnation,
+                seq: self.flush().await,
+            },
+            Ok(Err(e)) => refuse(e.code(), e.to_string()),
+            Err(_) => refuse(ErrorCode::Timeout, format!("remote wait over {:?}", self.opts.max_wait)),
+        }
+    }
+
+    /// Check and run one request, at most once per `(key, req)`.
+    async fn run(&self, r: MutateReq) -> MutateReply {
+        if r.schema_hash != self.schema.hash {
+            return failed(
+                ErrorCode::SchemaMismatch,
+                format!(
+                    "the edge mirrors schema {:016x}, the worker has {:016x}",
+                    r.schema_hash, self.schema.hash
+                ),
+            );
+        }
+        let count = self.schema.names.len();
+        if let Some(bad) = r.states.iter().find(|i| usize::from(**i) >= count) {
+            return failed(
+                ErrorCode::InvalidParams,
+                format!("state index {bad} out of range ({count} states)"),
+            );
+        }
+        let call = CallId { key: r.key, req: r.req };
+        if r.key == 0 {
+            return match self.mutate(call, r).await {
+                Ok((outcome, why)) => self.done(outcome, why).await,
+                Err(f) => f,
+            };
+        }
+        // one host serves a worker: its sessions never supersede each other here
+        match self.replay.begin(r.key, u64::MAX, r.req) {
+            Replay::New => {
+                let ran = self.mutate(call, r).await;
+                match &ran {
+                    Ok((outcome, _)) => self.replay.finish(call.key, call.req, *outcome),
+                    Err(_) => self.replay.abandon(call.key, call.req),
+                }
+                self.finished.notify_waiters();
+                match ran {
+                    Ok((outcome, why)) => self.done(outcome, why).await,
+                    Err(f) => f,
+                }
+            }
+            Replay::Done(outcome) => self.done(outcome, None).await,
+            Replay::InFlight => {
+                // the original is running (sent through another edge): answer with its outcome
+                let wait = async {
+                    loop {
+                        let woken = self.finished.notified();
+                        if let Some(o) = self.replay.outcome(call.key, call.req) {
+                            return Some(o);
+                        }
+                        if !matches!(self.replay.begin(call.key, u64::MAX, call.req), Replay::InFlight) {
+                            // abandoned meanwhile: this one is now marked in flight; forget it
+                            // again and let the client retry
+                            self.replay.abandon(call.key, call.req);
+                            return None;
+                        }
+                        woken.await;
+                    }
+                };
+                match tokio::time::timeout(self.opts.in_flight_wait, wait).await {
+                    Ok(Some(o)) => self.done(o, None).await,
+                    Ok(None) => failed(ErrorCode::MayNotHaveRun, "the original call failed; retry".into()),
+                    Err(_) => failed(ErrorCode::Timeout, "the original call is still running".into()),
+                }
+            }
+            Replay::Superseded => failed(ErrorCode::Closed, "superseded".into()),
+        }
+    }
+
+    /// Run a checked mutation off the runtime's threads (handlers may block); `Err` is the
+    /// reply of one that did not run.
+    async fn mutate(
+        &self,
+        call: CallId,
+        r: MutateReq,
+    ) -> Result<(amrpc_core::Outcome, Option<amrpc_core::wire::WhyMsg>), MutateReply> {
+        let machine = self.machine.clone();
+        let ran =
+            tokio::task::spawn_blocking(move || WorkerPort::mutate(&machine, call, r.ty, &r.states, r.args, 0)).await;
+        match ran {
+            Ok(Mutated::Done(outcome, why)) => Ok((outcome, why)),
+            Ok(Mutated::Failed(code, message)) => Err(failed(code, message)),
+            Ok(Mutated::Forwarded) => Err(failed(ErrorCode::Internal, "a local machine forwarded a call".into())),
+            Err(e) => Err(failed(ErrorCode::Internal, format!("the mutation's task failed: {e}"))),
+        }
+    }
+
+    /// A `Done` reply naming the clock sequence that includes the mutation.
+    async fn done(&self, outcome: amrpc_core::Outcome, why: Option<amrpc_core::wire::WhyMsg>) -> MutateReply {
+        MutateReply::Done {
+            outcome,
+            why,
+            incarnation: self.incarnation,
+            seq: self.flush().await,
+        }
+    }
+}
+
+fn failed(code: ErrorCode, message: String) -> MutateReply {
+    MutateReply::Failed { code, message }
+}

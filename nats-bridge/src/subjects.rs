@@ -1,0 +1,77 @@
+//! Subject and bucket names. A worker `w` under prefix `p` (default `amrpc`) uses
+//! `p.w.clock` (clock changes), `p.w.payload` (payloads), `p.w.mutate` (mutation requests) and
+//! `p.w.wait` (remote waits),
+//! and key `w` of the bucket (default `amrpc_workers`).
+
+use crate::BridgeError;
+
+/// The default subject prefix.
+pub const PREFIX: &str = "amrpc";
+/// The default key-value bucket.
+pub const BUCKET: &str = "amrpc_workers";
+/// The queue group of worker hosts on a mutate subject (one host answers each request).
+pub const HOSTS_GROUP: &str = "amrpc-hosts";
+
+/// One worker's subjects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subjects {
+    /// Clock changes ([`crate::msg::ClockMsg`]).
+    pub clock: String,
+    /// Payloads.
+    pub payload: String,
+    /// Mutation requests ([`crate::msg::MutateReq`]).
+    pub mutate: String,
+    /// Remote waits ([`crate::msg::WaitReq`]).
+    pub wait: String,
+}
+
+/// A worker name must be one NATS subject token and a bucket key: ASCII letters, digits, `-`
+/// and `_`, 1 to 128 of them.
+pub fn check_name(name: &str) -> Result<(), BridgeError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(BridgeError::BadName(name.to_string()))
+    }
+}
+
+impl Subjects {
+    /// The subjects of worker `name` under `prefix` (both checked).
+    pub fn new(prefix: &str, name: &str) -> Result<Subjects, BridgeError> {
+        check_name(name)?;
+        let ok = !prefix.is_empty()
+            && prefix
+                .split('.')
+                .all(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        if !ok {
+            return Err(BridgeError::BadName(prefix.to_string()));
+        }
+        Ok(Subjects {
+            clock: format!("{prefix}.{name}.clock"),
+            payload: format!("{prefix}.{name}.payload"),
+            mutate: format!("{prefix}.{name}.mutate"),
+            wait: format!("{prefix}.{name}.wait"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_single_tokens() {
+        assert!(check_name("bench_1-a").is_ok());
+        for bad in ["", "a.b", "a*", ">", "a b", "ü"] {
+            assert!(matches!(check_name(bad), Err(BridgeError::BadName(_))), "{bad:?}");
+        }
+        assert_eq!(Subjects::new("amrpc", "w").unwrap().mutate, "amrpc.w.mutate");
+        assert!(Subjects::new("a..b", "w").is_err());
+        assert!(Subjects::new("a.b", "w").is_ok());
+    }
+}

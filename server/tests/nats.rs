@@ -1,0 +1,216 @@
+//! Issue 14: workers and edge servers over NATS (JetStream) with a real `nats-server` per
+//! test. A worker host publishes a machine; edge servers mirror it from NATS and serve it over
+//! WebSocket; mutations from any edge run on the worker, at most once per client call.
+
+mod nats_support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use amrpc_client::{Client, ClientOpts};
+use amrpc_core::session::CallId;
+use amrpc_core::states as names;
+use amrpc_core::{Api, ErrorCode, Handlers, Machine, MutationType, Outcome};
+use amrpc_nats::msg::{self, MutateReply, MutateReq};
+use amrpc_nats::subjects::Subjects;
+use amrpc_nats::{BridgeError, EdgeMirror, EdgeOpts};
+use nats_support::{Nats, edge, host};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, f)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: not done within {WAIT:?}"))
+}
+
+/// `A`–`D` with a counter of `A`'s final-handler runs.
+fn counted_worker() -> (Machine, Arc<AtomicUsize>) {
+    let m = amrpc_server::demo::abcd_worker().expect("worker");
+    let runs = Arc::new(AtomicUsize::new(0));
+    let r = runs.clone();
+    m.bind_handlers(Handlers::new("count").state("A", move |_| {
+        r.fetch_add(1, Ordering::SeqCst);
+    }))
+    .expect("handlers");
+    (m, runs)
+}
+
+async fn client(url: &str) -> Client {
+    let c = within("connect", Client::connect(url, ClientOpts::default()))
+        .await
+        .expect("connect");
+    within("Ready", c.states().when1(names::READY, None))
+        .await
+        .expect("Ready");
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_serves_a_worker_it_does_not_host() {
+    let nats = Nats::start().await;
+    let (m, runs) = counted_worker();
+    let h = host(&nats, "abcd", m.clone()).await;
+    let e = edge(&nats, "abcd").await;
+    let c = client(&e.url("abcd")).await;
+    let mirror = c.mirror();
+    assert_eq!(
+        mirror.time(None),
+        m.time(None),
+        "the handshake shows the worker's clock"
+    );
+    assert_eq!(within("add", mirror.add1("A", None)).await.unwrap(), Outcome::Executed);
+    // read-your-writes through two hops: the reply already carries the change
+    assert!(mirror.is1("A"));
+    assert!(m.is1("A"));
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    // a change made on the worker reaches the edge's client
+    m.add1("B", None);
+    within("B on the edge", mirror.when1("B", None)).await.unwrap();
+    // and a client of the worker's own server sees the edge client's change
+    let local = client(&format!("ws://{}/ws/abcd", h.addr)).await;
+    assert!(local.mirror().is(&["A", "B"]));
+    assert_eq!(
+        within("remove", mirror.remove1("A", None)).await.unwrap(),
+        Outcome::Executed
+    );
+    within("A off locally", local.mirror().when_not1("A", None))
+        .await
+        .unwrap();
+    assert_eq!(mirror.time(None), m.time(None));
+    // remote waits are evaluated on the worker
+    // (registered on the host a moment after the call returns: C is toggled until it fires)
+    let mut w = mirror.when_args("C", amrpc_core::Args::new().with("n", 3i64), None);
+    let mut fired = false;
+    for _ in 0..100 {
+        m.remove1("C", None);
+        m.add1("C", Some(amrpc_core::Args::new().with("n", 3i64)));
+        if let Ok(r) = tokio::time::timeout(Duration::from_millis(100), &mut w).await {
+            r.expect("remote WhenArgs");
+            fired = true;
+            break;
+        }
+    }
+    assert!(fired, "remote WhenArgs never completed");
+    assert!(mirror.is1("C"));
+    assert_eq!(e.server.worker("abcd").unwrap().session_count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_worker_is_a_typed_error() {
+    let nats = Nats::start().await;
+    let err = EdgeMirror::connect(nats.client().await, "nope", EdgeOpts::default())
+        .await
+        .expect_err("no host published it");
+    assert!(matches!(err, BridgeError::UnknownWorker(_)), "{err:?}");
+    assert_eq!(err.code(), ErrorCode::UnknownWorker);
+    let bad = EdgeMirror::connect(nats.client().await, "a.b", EdgeOpts::default())
+        .await
+        .expect_err("not a token");
+    assert!(matches!(bad, BridgeError::BadName(_)), "{bad:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_resent_through_another_edge_runs_once() {
+    let nats = Nats::start().await;
+    let (m, runs) = counted_worker();
+    let _h = host(&nats, "abcd", m.clone()).await;
+    let e1 = edge(&nats, "abcd").await;
+    let e2 = edge(&nats, "abcd").await;
+    let a = u16::try_from(m.index("A").unwrap()).unwrap();
+    let call = CallId { key: 42, req: 7 };
+    let first = within(
+        "first",
+        e1.mirror
+            .mutate_call(call, MutationType::Add, vec![a], Default::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.0, Outcome::Executed);
+    m.remove1("A", None);
+    // the same call through the other edge: answered from the worker's replay cache
+    let again = within(
+        "resend",
+        e2.mirror
+            .mutate_call(call, MutationType::Add, vec![a], Default::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.0, Outcome::Executed);
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the handler ran once");
+    assert!(!m.is1("A"), "the resend did not run again");
+    // both edges announce the worker's replay id, so clients may resend across them
+    assert_eq!(e1.mirror.replay_id(), e2.mirror.replay_id());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_over_nats_is_typed_and_never_reaches_handlers() {
+    let nats = Nats::start().await;
+    let (m, runs) = counted_worker();
+    let _h = host(&nats, "abcd", m.clone()).await;
+    let e = edge(&nats, "abcd").await;
+    let nc = nats.client().await;
+    let s = Subjects::new("amrpc", "abcd").unwrap();
+    let ask = |bytes: Vec<u8>| {
+        let nc = nc.clone();
+        let subject = s.mutate.clone();
+        async move {
+            let r = within("request", nc.request(subject, bytes.into()))
+                .await
+                .expect("a reply");
+            msg::decode::<MutateReply>("reply", &r.payload).expect("a well-formed reply")
+        }
+    };
+    // garbage on the mutate subject
+    match ask(b"\xff\xff\xff garbage".to_vec()).await {
+        MutateReply::Failed { code, .. } => assert_eq!(code, ErrorCode::Malformed),
+        r => panic!("{r:?}"),
+    }
+    let a = u16::try_from(m.index("A").unwrap()).unwrap();
+    let req = |hash: u64, states: Vec<u16>| MutateReq {
+        schema_hash: hash,
+        key: 1,
+        req: 1,
+        ty: MutationType::Add,
+        states,
+        args: Default::default(),
+    };
+    let hash = amrpc_core::wire::machine_schema_hash(&m);
+    // a schema mismatch
+    match ask(msg::encode(&req(hash ^ 1, vec![a])).unwrap()).await {
+        MutateReply::Failed { code, .. } => assert_eq!(code, ErrorCode::SchemaMismatch),
+        r => panic!("{r:?}"),
+    }
+    // an index out of range
+    match ask(msg::encode(&req(hash, vec![999])).unwrap()).await {
+        MutateReply::Failed { code, .. } => assert_eq!(code, ErrorCode::InvalidParams),
+        r => panic!("{r:?}"),
+    }
+    // garbage and a forged clock on the clock subject, garbage as a record
+    nc.publish(s.clock.clone(), b"not a clock".as_slice().into())
+        .await
+        .unwrap();
+    let forged = msg::ClockMsg {
+        incarnation: 1,
+        seq: 1,
+        update: amrpc_core::wire::ClockUpdate {
+            seq: 1,
+            checksum: 0,
+            ticks: amrpc_core::wire::clock::Ticks::Full(vec![99; m.state_names().len()]),
+        },
+        err: None,
+    };
+    nc.publish(s.clock.clone(), msg::encode(&forged).unwrap().into())
+        .await
+        .unwrap();
+    nc.flush().await.unwrap();
+    assert_eq!(runs.load(Ordering::SeqCst), 0, "no handler ran");
+    assert!(!m.is1("A"));
+    // the edge still follows the worker
+    m.add1("B", None);
+    within("edge follows", e.mirror.machine().when1("B", None))
+        .await
+        .unwrap();
+    assert_eq!(e.mirror.machine().time(None), m.time(None));
+}
