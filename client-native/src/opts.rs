@@ -105,6 +105,7 @@ impl ClientOpts {
             call_retries: self.call_retries,
             reconnect: self.reconnect,
             seed: random_u64(),
+            endpoints: 1,
         }
     }
 }

@@ -102,13 +102,30 @@ impl Client {
     /// Connection failures are retried per `opts`; refusals and malformed URLs fail at once with
     /// their code ([`Error::code`]).
     pub async fn connect(url: &str, opts: ClientOpts) -> Result<Client, Error> {
+        Self::connect_any(&[url], opts).await
+    }
+
+    /// [`Client::connect`] to any of `urls` (servers of the same worker, e.g. its edge servers):
+    /// the first is dialed first, and after a failed attempt or a lost connection the next one,
+    /// round robin, so the client fails over between them, resending its calls in flight (each
+    /// runs at most once where the servers share the worker's replay memory).
+    pub async fn connect_any(urls: &[&str], opts: ClientOpts) -> Result<Client, Error> {
+        let endpoints = u16::try_from(urls.len())
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| Error::Rpc {
+                code: ErrorCode::InvalidUrl,
+                message: format!("connect_any takes 1 to {} URLs, not {}", u16::MAX, urls.len()),
+            })?;
         // wss: the TLS settings once (the system's roots are read from disk), not per dial
-        let tls = if url.starts_with("wss://") {
+        let tls = if urls.iter().any(|u| u.starts_with("wss://")) {
             Some(crate::tls::client_config(opts.ca_pem.as_deref())?)
         } else {
             None
         };
-        let conn = Connection::new(opts.conn_config());
+        let mut cfg = opts.conn_config();
+        cfg.endpoints = endpoints;
+        let conn = Connection::new(cfg);
         let states = conn.states().clone();
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = oneshot::channel();
@@ -118,7 +135,7 @@ impl Client {
         let (transitions, _) = broadcast::channel(if opts.stream || opts.all_ticks { 1024 } else { 1 });
         let worker_err = Arc::new(Mutex::new(None));
         let shell = Shell {
-            url: url.to_string(),
+            urls: urls.iter().map(|u| u.to_string()).collect(),
             conn,
             cmd: cmd_rx,
             ready: Some(ready_tx),
@@ -173,7 +190,7 @@ type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<t
 type Dialing = Pin<Box<dyn Future<Output = Result<Ws, tungstenite::Error>> + Send>>;
 
 struct Shell {
-    url: String,
+    urls: Vec<String>,
     conn: Connection<Completion>,
     cmd: mpsc::UnboundedReceiver<Cmd>,
     ready: Option<oneshot::Sender<Result<Machine, Error>>>,
@@ -195,8 +212,13 @@ impl Shell {
         u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// The URL of the endpoint the driver dials (or is connected to).
+    fn url(&self) -> &str {
+        &self.urls[usize::from(self.conn.endpoint())]
+    }
+
     fn dial(&self) -> Dialing {
-        let url = self.url.clone();
+        let url = self.url().to_string();
         let tls = self.tls.clone().map(tokio_tungstenite::Connector::Rustls);
         Box::pin(async move {
             // no Nagle: a mutation is one small frame and waits for its reply
@@ -227,7 +249,7 @@ impl Shell {
                         let _ = s.close(None).await;
                     }
                 }
-                ConnOutput::Status(s) => tracing::debug!(url = %self.url, status = s.as_str(), "client status"),
+                ConnOutput::Status(s) => tracing::debug!(url = %self.url(), status = s.as_str(), "client status"),
                 ConnOutput::Ready => {
                     if let Some(msg) = self.conn.worker_err() {
                         *lock(&self.worker_err) = Some(Error::Rpc {
@@ -258,7 +280,7 @@ impl Shell {
                 ConnOutput::Error(e) if e.code() == ErrorCode::WorkerError => *lock(&self.worker_err) = Some(e),
                 ConnOutput::Error(e) => tracing::warn!(code = %e.code(), error = %e, "server error"),
                 ConnOutput::Closed(e) => {
-                    tracing::debug!(url = %self.url, error = %e, "client closed");
+                    tracing::debug!(url = %self.url(), error = %e, "client closed");
                     if let Some(r) = self.ready.take() {
                         let _ = r.send(Err(e));
                     }
@@ -337,7 +359,7 @@ impl Shell {
                             self.conn.opened(now);
                         }
                         Err(e) => {
-                            tracing::debug!(url = %self.url, error = %e, "connect failed");
+                            tracing::debug!(url = %self.url(), error = %e, "connect failed");
                             self.conn.dial_failed(now, &e.to_string(), final_dial_code(&e));
                         }
                     }

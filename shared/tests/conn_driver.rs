@@ -36,6 +36,7 @@ fn cfg(seed: u64) -> ConnConfig {
         call_retries: 1,
         reconnect: true,
         seed,
+        endpoints: 1,
     }
 }
 
@@ -50,6 +51,8 @@ struct Rig {
     statuses: Vec<Status>,
     closed: Option<Error>,
     dials: usize,
+    /// The endpoint of each dial.
+    dialed: Vec<u16>,
     /// Frames sent while no server session listened (lost in a cut).
     lost: usize,
 }
@@ -65,6 +68,7 @@ impl Rig {
             statuses: Vec::new(),
             closed: None,
             dials: 0,
+            dialed: Vec::new(),
             lost: 0,
         }
     }
@@ -74,7 +78,10 @@ impl Rig {
     fn run(&mut self, now: u64) {
         while let Some(o) = self.c.poll_output() {
             match o {
-                ConnOutput::Dial => self.dials += 1,
+                ConnOutput::Dial => {
+                    self.dials += 1;
+                    self.dialed.push(self.c.endpoint());
+                }
                 ConnOutput::Send(f) => match self.srv.as_mut() {
                     Some(srv) => {
                         for so in srv.handle_frame(&f, now, &self.w) {
@@ -219,6 +226,47 @@ fn connect_cut_backoff_resend_give_up() {
     r.c.call(now, MutationType::Add, &["A"], None, "late");
     r.run(now);
     assert_eq!(r.done.last(), Some(&("late", Err(Error::Disposed))));
+}
+
+#[test]
+fn attempts_go_round_the_endpoints_and_a_call_is_resent_on_the_next() {
+    let mut r = Rig::new(7);
+    r.c = Connection::new(ConnConfig {
+        endpoints: 3,
+        conn_retries: 10,
+        ..cfg(7)
+    });
+    r.c.start(0);
+    r.run(0);
+    // endpoint 0 refuses, 1 answers
+    r.c.dial_failed(1, "refused", None);
+    r.run(1);
+    let at = r.c.next_deadline().unwrap();
+    r.c.tick(at);
+    r.run(at);
+    r.open(at + 1);
+    assert_eq!(r.dialed, vec![0, 1]);
+    assert_eq!(r.c.status(), Status::Ready);
+    // endpoint 1 goes away with a call in flight: the call is resent on endpoint 2, runs once
+    r.srv = None;
+    r.c.call(at + 2, MutationType::Add, &["B"], None, "b");
+    r.run(at + 2);
+    r.c.socket_closed(at + 3);
+    r.run(at + 3);
+    let again = r.c.next_deadline().unwrap();
+    r.c.tick(again);
+    r.run(again);
+    r.open(again + 1);
+    assert_eq!(r.dialed, vec![0, 1, 2]);
+    assert_eq!(r.done, vec![("b", Ok(Outcome::Executed))]);
+    assert_eq!(r.w.tick("B"), 1, "ran once");
+    // and round again: 2 → 0
+    r.c.socket_closed(again + 2);
+    r.run(again + 2);
+    let next = r.c.next_deadline().unwrap();
+    r.c.tick(next);
+    r.run(next);
+    assert_eq!(r.dialed, vec![0, 1, 2, 0]);
 }
 
 #[test]

@@ -62,6 +62,7 @@ fn options(o: &JsValue) -> Result<ConnConfig, JsValue> {
         call_retries: num("callRetries", d.call_retries.into()) as u32,
         reconnect: get("reconnect").as_bool().unwrap_or(d.reconnect),
         seed: random(),
+        endpoints: 1,
     })
 }
 
@@ -100,7 +101,8 @@ impl Drop for Done {
 }
 
 pub(crate) struct Conn {
-    url: String,
+    /// The worker's server URLs (one, or its edge servers): attempts go round them.
+    urls: Vec<String>,
     pub(crate) driver: Connection<Done>,
     socket: Option<Socket>,
     pub(crate) listeners: Vec<(String, Function)>,
@@ -137,10 +139,12 @@ fn perform(shared: &Shared) {
         let listens = |c: &Conn, name: &str| c.listeners.iter().any(|(e, _)| e == name);
         while let Some(o) = c.driver.poll_output() {
             match o {
-                ConnOutput::Dial => match socket::open(&c.url, socket_events(shared)) {
-                    Ok(s) => c.socket = Some(s),
-                    Err(e) => c.driver.dial_failed(now(), &e.message, Some(e.code)),
-                },
+                ConnOutput::Dial => {
+                    match socket::open(&c.urls[usize::from(c.driver.endpoint())], socket_events(shared)) {
+                        Ok(s) => c.socket = Some(s),
+                        Err(e) => c.driver.dial_failed(now(), &e.message, Some(e.code)),
+                    }
+                }
                 ConnOutput::Send(frame) => {
                     if let Some(s) = &c.socket {
                         s.send(&frame);
@@ -313,22 +317,48 @@ impl Drop for Conn {
     }
 }
 
-/// Connect to a worker (`ws://host:port/ws/<worker>`) and resolve once its clock is mirrored.
+/// The URL argument of `connect`: one URL or a non-empty list of them.
+fn urls(url: &JsValue) -> Result<Vec<String>, JsValue> {
+    let bad = || {
+        js_error(
+            ErrorCode::InvalidUrl,
+            "connect() takes a URL or a non-empty array of URLs",
+        )
+    };
+    if let Some(u) = url.as_string() {
+        return Ok(vec![u]);
+    }
+    if !js_sys::Array::is_array(url) {
+        return Err(bad());
+    }
+    let list: Vec<String> = js_sys::Array::from(url)
+        .iter()
+        .map(|u| u.as_string().ok_or_else(bad))
+        .collect::<Result<_, _>>()?;
+    if list.is_empty() || list.len() > usize::from(u16::MAX) {
+        return Err(bad());
+    }
+    Ok(list)
+}
+
+/// Connect to a worker (`ws://host:port/ws/<worker>`, or a list of URLs of its edge servers,
+/// tried in turn and failed over between) and resolve once its clock is mirrored.
 /// Connection failures are retried with backoff and jitter; refusals (access, token, version,
 /// schema), a malformed URL and a missing WebSocket implementation reject at once with an
 /// `Error` whose `code` says why.
 #[wasm_bindgen(unchecked_return_type = "Promise<RemoteMachine>")]
 pub fn connect(
-    url: &str,
+    #[wasm_bindgen(unchecked_param_type = "string | string[]")] url: JsValue,
     #[wasm_bindgen(unchecked_param_type = "ConnectOptions | undefined")] options: JsValue,
 ) -> js_sys::Promise {
-    let cfg = match self::options(&options) {
+    let (urls, mut cfg) = match self::urls(&url).and_then(|u| Ok((u, self::options(&options)?))) {
         Ok(o) => o,
         Err(e) => return js_sys::Promise::reject(&e),
     };
+    cfg.endpoints = urls.len() as u16;
     let (tx, rx) = oneshot::channel();
     let shared: Shared = Rc::new(RefCell::new(Conn {
-        url: url.to_string(),
+        urls,
         driver: Connection::new(cfg),
         socket: None,
         listeners: Vec::new(),

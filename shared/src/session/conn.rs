@@ -44,6 +44,11 @@ pub struct ConnConfig {
     pub reconnect: bool,
     /// Seed of the backoff jitter (pass a random value; tests pass a fixed one).
     pub seed: u64,
+    /// How many endpoints (server URLs of the same worker, e.g. its edge servers) the shell can
+    /// dial. After a failed attempt or a lost connection the next one is dialed, round robin
+    /// ([`Connection::endpoint`]), so a client fails over between them; calls in flight are
+    /// resent there when the new server announces the same replay id. Default: 1.
+    pub endpoints: u16,
 }
 
 impl Default for ConnConfig {
@@ -58,6 +63,7 @@ impl Default for ConnConfig {
             call_retries: 15,
             reconnect: true,
             seed: 0,
+            endpoints: 1,
         }
     }
 }
@@ -93,7 +99,8 @@ impl Status {
 /// What the shell does next, in order.
 #[derive(Debug)]
 pub enum ConnOutput<T> {
-    /// Open a socket to the server (report `opened`, `dial_failed` or `socket_closed`).
+    /// Open a socket to endpoint [`Connection::endpoint`] (report `opened`, `dial_failed` or
+    /// `socket_closed`).
     Dial,
     /// Send this frame on the open socket.
     Send(Vec<u8>),
@@ -140,6 +147,8 @@ pub struct Connection<T> {
     states: Machine,
     link: Link,
     attempts: u32,
+    /// The endpoint dialed next (or now), below `cfg.endpoints`.
+    endpoint: u16,
     delay_ms: u64,
     /// When the current socket opened (the `Welcome` deadline counts from it).
     opened_at: u64,
@@ -196,6 +205,7 @@ impl<T> Connection<T> {
             states,
             link: Link::Idle,
             attempts: 0,
+            endpoint: 0,
             opened_at: 0,
             heard_at: 0,
             calls: BTreeMap::new(),
@@ -277,6 +287,11 @@ impl<T> Connection<T> {
     /// Calls (and syncs) waiting for their result.
     pub fn calls_in_flight(&self) -> usize {
         self.calls.len() + self.syncs.len()
+    }
+
+    /// The endpoint to dial on [`ConnOutput::Dial`] (an index below [`ConnConfig::endpoints`]).
+    pub fn endpoint(&self) -> u16 {
+        self.endpoint
     }
 
     /// Start: dial for the first time.
@@ -378,6 +393,8 @@ impl<T> Connection<T> {
             return;
         }
         self.states.add1(ss::RETRYING_CONN, None);
+        // fail over: the next attempt goes to the next endpoint
+        self.endpoint = (self.endpoint + 1) % self.cfg.endpoints.max(1);
         let d = self.delay_ms.max(1);
         let jittered = d / 2 + next_random(&mut self.rng) % d;
         self.delay_ms = (d * 2).min(self.cfg.retry_backoff_ms.max(self.cfg.retry_delay_ms));
