@@ -190,6 +190,11 @@ impl EdgeMirror {
         &self.inner.name
     }
 
+    /// The hash of the schema mirrored (a record of another one needs a new mirror).
+    pub fn schema_hash(&self) -> u64 {
+        self.inner.schema_hash
+    }
+
     /// `(incarnation, seq)` of the clock shown.
     pub fn position(&self) -> (u64, u64) {
         *self.inner.position.borrow()

@@ -47,7 +47,8 @@ impl BridgeError {
         }
     }
 
-    pub(crate) fn nats(e: impl std::fmt::Display) -> BridgeError {
+    /// A NATS or JetStream failure.
+    pub fn nats(e: impl std::fmt::Display) -> BridgeError {
         BridgeError::Nats(e.to_string())
     }
 }

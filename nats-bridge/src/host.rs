@@ -52,7 +52,7 @@ impl Default for HostOpts {
 /// Its stream is made here with the key-value layout (`KV_<bucket>` on `$KV.<bucket>.>`)
 /// instead of through `create_key_value`, whose account query does not parse the answer of the
 /// 2.9 servers Debian ships.
-pub(crate) async fn bucket(js: &jetstream::Context, name: &str) -> Result<kv::Store, BridgeError> {
+pub async fn records_bucket(js: &jetstream::Context, name: &str) -> Result<kv::Store, BridgeError> {
     if let Ok(store) = js.get_key_value(name).await {
         return Ok(store);
     }
@@ -131,7 +131,7 @@ impl WorkerHost {
     ) -> Result<WorkerHost, BridgeError> {
         let subjects = Subjects::new(&opts.prefix, name)?;
         let js = jetstream::new(client.clone());
-        let store = bucket(&js, &opts.bucket).await?;
+        let store = records_bucket(&js, &opts.bucket).await?;
         let schema = WorkerPort::session_schema(&machine);
         let (changes, mut changed) = watch::channel(0u64);
         machine.bind_tracer(Arc::new(Changed(changes)));
@@ -204,7 +204,7 @@ impl WorkerHost {
                 if let Err(e) = store.put(&i.name, bytes.clone()).await {
                     // the server may have lost the bucket (a restart without storage): make it again
                     tracing::warn!(worker = %i.name, error = %e, "writing the record failed; retrying");
-                    match bucket(&jetstream::new(i.client.clone()), &i.opts.bucket).await {
+                    match records_bucket(&jetstream::new(i.client.clone()), &i.opts.bucket).await {
                         Ok(s) => store = s,
                         Err(e) => tracing::warn!(error = %e, "the bucket is unavailable"),
                     }

@@ -20,7 +20,50 @@ pub mod subjects;
 
 pub use edge::{EdgeMirror, EdgeOpts};
 pub use error::BridgeError;
-pub use host::{HostOpts, WorkerHost};
+pub use host::{HostOpts, WorkerHost, records_bucket};
+
+/// A NATS connection for hosts and edges: it retries the first connect and reconnects forever,
+/// and `connected` follows its state (edges tell their clients when NATS is gone).
+#[derive(Clone, Debug)]
+pub struct NatsLink {
+    /// The client.
+    pub client: async_nats::Client,
+    /// True while connected.
+    pub connected: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Connect to `url` (e.g. `nats://127.0.0.1:4222`) as a [`NatsLink`]; `name` names the
+/// connection on the NATS server.
+pub async fn connect(url: &str, name: &str) -> Result<NatsLink, BridgeError> {
+    let (tx, connected) = tokio::sync::watch::channel(false);
+    let tx = std::sync::Arc::new(tx);
+    let events = tx.clone();
+    let client = async_nats::ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .event_callback(move |e| {
+            let events = events.clone();
+            async move {
+                match e {
+                    async_nats::Event::Connected => {
+                        events.send_replace(true);
+                    }
+                    async_nats::Event::Disconnected | async_nats::Event::Closed => {
+                        events.send_replace(false);
+                    }
+                    other => tracing::debug!(event = %other, "nats"),
+                }
+            }
+        })
+        .connect(url)
+        .await
+        .map_err(BridgeError::nats)?;
+    if client.connection_state() == async_nats::connection::State::Connected {
+        tx.send_replace(true);
+    }
+    Ok(NatsLink { client, connected })
+}
 
 /// A random nonzero id (incarnations, an edge's own client key): std's per-process random
 /// hasher keys, mixed with the time.

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod demo;
+pub mod nats;
 pub mod server;
 
 pub use amrpc_core;

@@ -302,6 +302,11 @@ impl Worker {
         })
     }
 
+    /// True when this worker is a mirror of one that runs elsewhere (a relay or an edge).
+    pub fn is_relay(&self) -> bool {
+        self.relay.is_some()
+    }
+
     /// The served machine (for a relay: the mirror's machine).
     pub fn machine(&self) -> &Machine {
         &self.machine

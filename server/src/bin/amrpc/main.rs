@@ -54,6 +54,14 @@ enum Cmd {
         /// The PEM private key of --tls-cert.
         #[arg(long, value_name = "PEM", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// Join a NATS server (with JetStream), e.g. nats://127.0.0.1:4222: the demo workers
+        /// are published there for edge servers on other hosts (docs/NATS.md).
+        #[arg(long, value_name = "URL")]
+        nats: Option<String>,
+        /// With --nats: be an edge server — no workers of its own; serve every worker
+        /// published on NATS, found by name.
+        #[arg(long, requires = "nats")]
+        edge: bool,
     },
     /// Servers for the browser and Node tests: an open one (workers `test`, `downloads`) and a
     /// locked one (client id `allowed-client`, token `secret`, Origin `http://allowed.test`);
@@ -136,6 +144,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             state_dir,
             tls_cert,
             tls_key,
+            nats,
+            edge,
         } => {
             let tls = match (&tls_cert, &tls_key) {
                 (Some(c), Some(k)) => Some(amrpc_server::TlsConfig::from_pem_files(c, k)?),
@@ -151,10 +161,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 allowed_origins: allow_origins,
                 ..Default::default()
             });
-            let (bench, _worker) = amrpc_core::demo::bench_worker(1)?;
-            add_restored(&srv, "bench", bench, state_dir.as_deref())?;
-            let downloads = demo::download_worker(Duration::from_millis(400))?;
-            add_restored(&srv, "downloads", downloads, state_dir.as_deref())?;
+            if !edge {
+                let (bench, _worker) = amrpc_core::demo::bench_worker(1)?;
+                add_restored(&srv, "bench", bench, state_dir.as_deref())?;
+                let downloads = demo::download_worker(Duration::from_millis(400))?;
+                add_restored(&srv, "downloads", downloads, state_dir.as_deref())?;
+            }
+            // kept for as long as the server runs: dropping them stops publishing / following
+            let mut _hosts = Vec::new();
+            let mut _edge = None;
+            if let Some(url) = &nats {
+                let link = amrpc_nats::connect(url, if edge { "amrpc-edge" } else { "amrpc-host" }).await?;
+                if edge {
+                    _edge = Some(amrpc_server::nats::serve_edge(srv.clone(), link, Default::default()).await?);
+                    println!("amrpc edge of {url}: serving the workers published there");
+                } else {
+                    _hosts = amrpc_server::nats::publish_workers(&srv, &link, &Default::default()).await?;
+                    println!("amrpc publishing {} workers on {url}", _hosts.len());
+                }
+            }
             let web = web.unwrap_or_else(|| default_dir("web"));
             let pkg = pkg.unwrap_or_else(|| default_dir("target/npm/web"));
             let router = with_web(srv.router(), Some(&web), Some(&pkg));

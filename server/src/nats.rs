@@ -1,0 +1,131 @@
+//! A server on NATS (`amrpc serve --nats`): a worker host publishes its workers
+//! ([`publish_workers`]); an edge serves every worker the others publish
+//! ([`serve_edge`]), found by name in the records bucket. See `docs/NATS.md`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use amrpc_nats::msg::{self, Record};
+use amrpc_nats::{BridgeError, EdgeMirror, EdgeOpts, HostOpts, NatsLink, WorkerHost, records_bucket};
+use async_nats::jetstream::{self, kv};
+use futures_util::StreamExt;
+use tokio::task::JoinHandle;
+
+use crate::Server;
+
+/// Publish every local worker of `server` (relays are not republished) with its own replay
+/// cache, so its WebSocket clients and every edge's clients share one at-most-once record.
+pub async fn publish_workers(
+    server: &Server,
+    link: &NatsLink,
+    opts: &HostOpts,
+) -> Result<Vec<WorkerHost>, BridgeError> {
+    let mut hosts = Vec::new();
+    for name in server.worker_names() {
+        let Some(w) = server.worker(&name) else { continue };
+        if w.is_relay() {
+            continue;
+        }
+        let h = WorkerHost::start(
+            link.client.clone(),
+            &name,
+            w.machine().clone(),
+            w.replay_cache().clone(),
+            opts.clone(),
+        )
+        .await?;
+        tracing::info!(worker = %name, incarnation = h.incarnation(), "published on NATS");
+        hosts.push(h);
+    }
+    Ok(hosts)
+}
+
+/// An edge's bookkeeping; dropping it stops following the bucket (served workers stay).
+#[derive(Debug)]
+pub struct Edge {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Serve on `server` every worker published in the bucket, now and later: one [`EdgeMirror`]
+/// per worker, made when its record first appears, and made again when the worker comes back
+/// with another schema (its sessions are closed; clients reconnect to the new one). While
+/// NATS is unreachable the edge's sessions are closed once, so clients see `Disconnected`
+/// (and may fail over) instead of a mirror that silently stopped.
+pub async fn serve_edge(server: Server, link: NatsLink, opts: EdgeOpts) -> Result<Edge, BridgeError> {
+    let js = jetstream::new(link.client.clone());
+    let store = records_bucket(&js, &opts.bucket).await?;
+    let mut records = store.watch_with_history(">").await.map_err(BridgeError::nats)?;
+    let srv = server.clone();
+    let client = link.client.clone();
+    let follow = tokio::spawn(async move {
+        let mut mirrors: HashMap<String, EdgeMirror> = HashMap::new();
+        while let Some(entry) = records.next().await {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!(error = %e, "watching the workers bucket failed");
+                    continue;
+                }
+            };
+            if entry.operation != kv::Operation::Put {
+                continue;
+            }
+            let name = entry.key.clone();
+            let rec: Record = match msg::decode("record", &entry.value).and_then(|r: Record| r.check().map(|()| r)) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(worker = %name, error = %e, "record skipped");
+                    continue;
+                }
+            };
+            if mirrors.get(&name).is_some_and(|m| m.schema_hash() == rec.schema_hash) {
+                continue; // served; the mirror follows the record itself
+            }
+            if mirrors.remove(&name).is_some() {
+                tracing::info!(worker = %name, "the worker came back with another schema: mirroring it again");
+                srv.remove_worker(&name);
+            }
+            match EdgeMirror::connect(client.clone(), &name, opts.clone()).await {
+                Ok(m) => match srv.add_upstream(&name, Arc::new(m.clone())) {
+                    Ok(_) => {
+                        tracing::info!(worker = %name, "serving from NATS");
+                        mirrors.insert(name, m);
+                    }
+                    Err(e) => tracing::warn!(worker = %name, error = %e, "not served"),
+                },
+                Err(e) => tracing::warn!(worker = %name, error = %e, "mirroring failed"),
+            }
+        }
+    });
+    // NATS gone: close the sessions once, so clients know
+    let mut connected = link.connected.clone();
+    let srv = server.clone();
+    let watch_link = tokio::spawn(async move {
+        loop {
+            if connected.wait_for(|c| !*c).await.is_err() {
+                return;
+            }
+            tracing::warn!("NATS is unreachable: closing this edge's sessions");
+            for name in srv.worker_names() {
+                if let Some(w) = srv.worker(&name).filter(|w| w.is_relay()) {
+                    w.kick();
+                }
+            }
+            if connected.wait_for(|c| *c).await.is_err() {
+                return;
+            }
+            tracing::info!("NATS is back");
+        }
+    });
+    Ok(Edge {
+        tasks: vec![follow, watch_link],
+    })
+}
