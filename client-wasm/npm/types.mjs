@@ -140,14 +140,14 @@ for (const file of process.argv.slice(2)) {
 
   // connect<Schema>(): the typed overload, after the untyped one (so `connect(url)` keeps
   // returning a RemoteMachine)
-  const untyped = "export function connect(url: string, options?: ConnectOptions): Promise<RemoteMachine>;\n";
+  const untyped = "export function connect(url: string | string[], options?: ConnectOptions): Promise<RemoteMachine>;\n";
   if (!text.includes("TypedRemoteMachine<S>>")) {
     if (text.includes(untyped)) {
       text = text.replace(
         untyped,
         untyped +
           "/** Connect with a worker's typings (`amrpc types` writes them): names and args are checked. */\n" +
-          "export function connect<S extends SchemaTypes>(url: string, options?: ConnectOptions): Promise<TypedRemoteMachine<S>>;\n",
+          "export function connect<S extends SchemaTypes>(url: string | string[], options?: ConnectOptions): Promise<TypedRemoteMachine<S>>;\n",
       );
       text = text.replace(/^export interface AmrpcError[^\n]*\n/m, (m) => m + TYPED);
       done.push("added SchemaTypes, TypedRemoteMachine and connect<S>()");

@@ -126,7 +126,7 @@ async fn outcome(what: &str, p: Promise) -> String {
 
 /// Connects with `options` (JSON) and returns the mirror.
 async fn open(url: &str, options: &str) -> RemoteMachine {
-    let v = ok(&format!("connect({url}, {options})"), connect(url, js(options))).await;
+    let v = ok(&format!("connect({url}, {options})"), connect(url.into(), js(options))).await;
     RemoteMachine::try_from_js_value(v).expect("connect resolves with a RemoteMachine")
 }
 
@@ -660,10 +660,26 @@ async fn reconnects_and_resyncs_after_the_server_drops_the_connection() {
 async fn gives_up_with_a_typed_error_when_nothing_listens() {
     // port 9 (discard) on loopback: refused; 2 attempts, short delays
     let p = connect(
-        "ws://127.0.0.1:9/ws/test",
+        "ws://127.0.0.1:9/ws/test".into(),
         js(r#"{"connRetries": 2, "retryDelayMs": 20}"#),
     );
     assert_eq!(rejects("connect to a closed port", p).await, "ConnRetryFailed");
+}
+
+#[wasm_bindgen_test]
+async fn a_list_of_urls_fails_over_to_one_that_answers() {
+    // the first refuses (port 9 on loopback), the second is the test server
+    let urls = js_sys::Array::of2(&"ws://127.0.0.1:9/ws/test".into(), &test_url().into());
+    let p = connect(
+        urls.into(),
+        js(r#"{"clientId": "wasm-failover", "connRetries": 4, "retryDelayMs": 20}"#),
+    );
+    let v = ok("connect to a list", p).await;
+    let m = RemoteMachine::try_from_js_value(v).expect("connect resolves with a RemoteMachine");
+    m.close();
+    // an empty list is a typed error
+    let empty = connect(js_sys::Array::new().into(), JsValue::UNDEFINED);
+    assert_eq!(rejects("connect([])", empty).await, "InvalidUrl");
 }
 
 // --- access control --------------------------------------------------------------------------
@@ -672,7 +688,7 @@ async fn gives_up_with_a_typed_error_when_nothing_listens() {
 async fn schema_mismatch_rejects_with_a_typed_error() {
     let url = test_url();
     let p = connect(
-        &url,
+        url.as_str().into(),
         js(r#"{"clientId": "wasm-schema", "schemaHash": "1", "connRetries": 2}"#),
     );
     assert_eq!(rejects("connect with a wrong schema hash", p).await, "SchemaMismatch");
@@ -695,17 +711,21 @@ async fn locked_server_checks_client_id_and_token() {
     let locked = auth_url();
     let wrong_id = rejects(
         "locked: wrong client id",
-        connect(&locked, creds("intruder", Some("secret"))),
+        connect(locked.as_str().into(), creds("intruder", Some("secret"))),
     )
     .await;
     assert_eq!(wrong_id, "AccessDenied", "{}", origin_hint(&wrong_id));
     let wrong_token = rejects(
         "locked: wrong token",
-        connect(&locked, creds("allowed-client", Some("nope"))),
+        connect(locked.as_str().into(), creds("allowed-client", Some("nope"))),
     )
     .await;
     assert_eq!(wrong_token, "Unauthorized", "{}", origin_hint(&wrong_token));
-    let no_token = rejects("locked: no token", connect(&locked, creds("allowed-client", None))).await;
+    let no_token = rejects(
+        "locked: no token",
+        connect(locked.as_str().into(), creds("allowed-client", None)),
+    )
+    .await;
     assert_eq!(no_token, "Unauthorized");
 
     let m = open(&locked, r#"{"clientId": "allowed-client", "token": "secret"}"#).await;
@@ -724,7 +744,7 @@ async fn locked_server_refuses_a_foreign_origin() {
     let locked = locked_url();
     // the server answers the upgrade with HTTP 403, which a page cannot see: the client retries,
     // then gives up with a typed error
-    let p = connect(&locked, creds("allowed-client", Some("secret")));
+    let p = connect(locked.as_str().into(), creds("allowed-client", Some("secret")));
     assert_eq!(rejects("locked: this page's Origin", p).await, "ConnRetryFailed");
 }
 

@@ -47,6 +47,11 @@ impl BridgeError {
         }
     }
 
+    /// As the API's [`Error`] (`Rpc` with this error's code).
+    pub fn into_error(self) -> Error {
+        self.into()
+    }
+
     /// A NATS or JetStream failure.
     pub fn nats(e: impl std::fmt::Display) -> BridgeError {
         BridgeError::Nats(e.to_string())

@@ -3,6 +3,7 @@
 //! the bucket current; another answers mutation requests with the worker's own replay cache,
 //! so a call resent through any edge (or the worker's own WebSocket server) runs at most once.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use futures_util::StreamExt;
 use tokio::sync::{Mutex, Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use crate::msg::{self, ClockMsg, MutateReply, MutateReq, RECORD_FORMAT, Record, WaitReply, WaitReq};
+use crate::msg::{self, ClockMsg, MutateReq, RECORD_FORMAT, Record, Reply, Request, WaitReq};
 use crate::subjects::{self, HOSTS_GROUP, Subjects};
 use crate::{BridgeError, random_id};
 
@@ -154,12 +155,8 @@ impl WorkerHost {
             .put(name, msg::encode(&record)?.into())
             .await
             .map_err(BridgeError::nats)?;
-        let mutations = client
-            .queue_subscribe(subjects.mutate.clone(), HOSTS_GROUP.to_string())
-            .await
-            .map_err(BridgeError::nats)?;
-        let waits = client
-            .queue_subscribe(subjects.wait.clone(), HOSTS_GROUP.to_string())
+        let requests = client
+            .queue_subscribe(subjects.rpc.clone(), HOSTS_GROUP.to_string())
             .await
             .map_err(BridgeError::nats)?;
         let inner = Arc::new(Inner {
@@ -213,40 +210,79 @@ impl WorkerHost {
                 }
             }
         }));
-        // mutation requests, each in its own task, at most `max_concurrent` at once
+        // requests in the order they arrive: a wait is registered before a later mutation
+        // runs; each mutation and each wait then goes on in its own task
         let i = inner.clone();
         tasks.push(tokio::spawn(async move {
-            let slots = Arc::new(Semaphore::new(i.opts.max_concurrent.max(1)));
-            let mut mutations = mutations;
-            while let Some(m) = mutations.next().await {
-                let Ok(slot) = slots.clone().acquire_owned().await else {
-                    break;
+            let mutations = Arc::new(Semaphore::new(i.opts.max_concurrent.max(1)));
+            let waits = Arc::new(Semaphore::new(i.opts.max_waits.max(1)));
+            // remote waits by reply subject: canceling the context unbinds at once
+            let mut pending: HashMap<String, amrpc_core::Ctx> = HashMap::new();
+            let mut requests = requests;
+            while let Some(m) = requests.next().await {
+                pending.retain(|_, c| !c.is_canceled());
+                let request = msg::decode::<Request>("request", &m.payload);
+                let Some(reply_to) = m.reply.clone() else {
+                    // only Unwait comes without a reply subject
+                    match request {
+                        Ok(Request::Unwait { reply }) => {
+                            if let Some(ctx) = pending.remove(&reply) {
+                                ctx.cancel();
+                            }
+                        }
+                        _ => tracing::debug!(worker = %i.name, "request without a reply subject dropped"),
+                    }
+                    continue;
                 };
-                let i = i.clone();
-                tokio::spawn(async move {
-                    i.answer(m).await;
-                    drop(slot);
-                });
-            }
-        }));
-        // remote waits, each in its own task until it completes (bounded in number and time)
-        let i = inner.clone();
-        tasks.push(tokio::spawn(async move {
-            let slots = Arc::new(Semaphore::new(i.opts.max_waits.max(1)));
-            let mut waits = waits;
-            while let Some(m) = waits.next().await {
-                let slot = slots.clone().try_acquire_owned();
-                let i = i.clone();
-                tokio::spawn(async move {
-                    let reply = match slot {
-                        Ok(_slot) => i.wait(&m).await,
-                        Err(_) => WaitReply::Failed {
-                            code: ErrorCode::TooManyWaits,
-                            message: format!("the host keeps at most {} remote waits", i.opts.max_waits),
-                        },
-                    };
-                    i.reply(&m, &reply).await;
-                });
+                match request {
+                    Err(e) => i.spawn_reply(reply_to, failed(e.code(), e.to_string())),
+                    Ok(Request::Unwait { .. }) => {}
+                    Ok(Request::Sync) => {
+                        let i = i.clone();
+                        tokio::spawn(async move {
+                            let reply = Reply::Met {
+                                incarnation: i.incarnation,
+                                seq: i.flush().await,
+                            };
+                            i.reply(reply_to, &reply).await;
+                        });
+                    }
+                    Ok(Request::Mutate(req)) => {
+                        let Ok(slot) = mutations.clone().acquire_owned().await else {
+                            break;
+                        };
+                        let i = i.clone();
+                        tokio::spawn(async move {
+                            let reply = i.run(req).await;
+                            drop(slot);
+                            i.reply(reply_to, &reply).await;
+                        });
+                    }
+                    Ok(Request::Wait(req)) => {
+                        let Ok(slot) = waits.clone().try_acquire_owned() else {
+                            let message = format!("the host keeps at most {} remote waits", i.opts.max_waits);
+                            i.spawn_reply(reply_to, failed(ErrorCode::TooManyWaits, message));
+                            continue;
+                        };
+                        // bound now, before any later request runs
+                        let ctx = amrpc_core::Ctx::new();
+                        match i.wait(req, &ctx) {
+                            Err(refused) => i.spawn_reply(reply_to, refused),
+                            Ok(wait) => {
+                                pending.insert(reply_to.to_string(), ctx);
+                                let i = i.clone();
+                                tokio::spawn(async move {
+                                    let reply = i.met(wait).await;
+                                    drop(slot);
+                                    // a canceled wait's waiter is gone: no answer
+                                    if let Some(reply) = reply {
+                                        i.reply(reply_to, &reply).await;
+                                    }
+                                });
+                            }
+                        }
+                    }
+                }
             }
         }));
         Ok(WorkerHost { inner, tasks })
@@ -255,6 +291,12 @@ impl WorkerHost {
     /// The host's incarnation (a random id per start).
     pub fn incarnation(&self) -> u64 {
         self.inner.incarnation
+    }
+
+    /// Publish the machine's clock now if it changed since the last message (changes go out
+    /// by themselves after each queue drain); returns the sequence that includes it.
+    pub async fn flush(&self) -> u64 {
+        self.inner.flush().await
     }
 
     /// The clock sequence last published.
@@ -318,22 +360,8 @@ impl Inner {
         next
     }
 
-    /// Answer one request on the mutate subject. A request without a reply subject is not run.
-    async fn answer(&self, m: async_nats::Message) {
-        if m.reply.is_none() {
-            tracing::debug!(worker = %self.name, "mutation request without a reply subject dropped");
-            return;
-        }
-        let reply = match msg::decode::<MutateReq>("mutation request", &m.payload) {
-            Ok(req) => self.run(req).await,
-            Err(e) => failed(e.code(), e.to_string()),
-        };
-        self.reply(&m, &reply).await;
-    }
-
-    /// Send `reply` to a request's reply subject.
-    async fn reply<T: serde::Serialize>(&self, m: &async_nats::Message, reply: &T) {
-        let Some(to) = m.reply.clone() else { return };
+    /// Send `reply` to a reply subject.
+    async fn reply(&self, to: async_nats::Subject, reply: &Reply) {
         match msg::encode(reply) {
             Ok(bytes) => {
                 if let Err(e) = self.client.publish(to, bytes.into()).await {
@@ -344,41 +372,55 @@ impl Inner {
         }
     }
 
-    /// Evaluate one remote wait until it completes (or `max_wait`).
-    async fn wait(&self, m: &async_nats::Message) -> WaitReply {
-        let refuse = |code, message| WaitReply::Failed { code, message };
-        let wait = match msg::decode::<WaitReq>("wait request", &m.payload) {
-            Err(e) => return refuse(e.code(), e.to_string()),
-            Ok(WaitReq::Queue { tick }) => WorkerPort::when_queue(&self.machine, tick),
-            Ok(WaitReq::Args {
+    /// [`Inner::reply`] from the request loop, without holding it up.
+    fn spawn_reply(self: &Arc<Self>, to: async_nats::Subject, reply: Reply) {
+        let i = self.clone();
+        tokio::spawn(async move { i.reply(to, &reply).await });
+    }
+
+    /// Check a remote wait and bind it on the machine, under `ctx` (canceled by `Unwait`).
+    fn wait(&self, req: WaitReq, ctx: &amrpc_core::Ctx) -> Result<amrpc_core::Wait, Reply> {
+        match req {
+            WaitReq::Queue { tick } => Ok(self.machine.when_queue(tick, Some(ctx))),
+            WaitReq::Args {
                 schema_hash,
                 state,
                 args,
-            }) => {
+            } => {
                 if schema_hash != self.schema.hash {
-                    return refuse(ErrorCode::SchemaMismatch, "the edge mirrors another schema".into());
+                    return Err(failed(
+                        ErrorCode::SchemaMismatch,
+                        "the edge mirrors another schema".into(),
+                    ));
                 }
                 if usize::from(state) >= self.schema.names.len() {
-                    return refuse(ErrorCode::InvalidParams, format!("state index {state} out of range"));
+                    return Err(failed(
+                        ErrorCode::InvalidParams,
+                        format!("state index {state} out of range"),
+                    ));
                 }
-                match WorkerPort::when_args(&self.machine, state, args) {
-                    Ok(w) => w,
-                    Err((code, message)) => return refuse(code, message),
-                }
+                self.machine
+                    .when_args_index(usize::from(state), args, Some(ctx))
+                    .map_err(|e| failed(ErrorCode::InvalidParams, e.to_string()))
             }
-        };
-        match tokio::time::timeout(self.opts.max_wait, wait).await {
-            Ok(Ok(())) => WaitReply::Done {
-                incarnation: self.incarnation,
-                seq: self.flush().await,
-            },
-            Ok(Err(e)) => refuse(e.code(), e.to_string()),
-            Err(_) => refuse(ErrorCode::Timeout, format!("remote wait over {:?}", self.opts.max_wait)),
         }
     }
 
+    /// Until a bound wait completes (or `max_wait`); `None` when it was canceled.
+    async fn met(&self, wait: amrpc_core::Wait) -> Option<Reply> {
+        Some(match tokio::time::timeout(self.opts.max_wait, wait).await {
+            Ok(Ok(())) => Reply::Met {
+                incarnation: self.incarnation,
+                seq: self.flush().await,
+            },
+            Ok(Err(amrpc_core::WaitError::Canceled)) => return None,
+            Ok(Err(e)) => failed(e.code(), e.to_string()),
+            Err(_) => failed(ErrorCode::Timeout, format!("remote wait over {:?}", self.opts.max_wait)),
+        })
+    }
+
     /// Check and run one request, at most once per `(key, req)`.
-    async fn run(&self, r: MutateReq) -> MutateReply {
+    async fn run(&self, r: MutateReq) -> Reply {
         if r.schema_hash != self.schema.hash {
             return failed(
                 ErrorCode::SchemaMismatch,
@@ -450,7 +492,7 @@ impl Inner {
         &self,
         call: CallId,
         r: MutateReq,
-    ) -> Result<(amrpc_core::Outcome, Option<amrpc_core::wire::WhyMsg>), MutateReply> {
+    ) -> Result<(amrpc_core::Outcome, Option<amrpc_core::wire::WhyMsg>), Reply> {
         let machine = self.machine.clone();
         let ran =
             tokio::task::spawn_blocking(move || WorkerPort::mutate(&machine, call, r.ty, &r.states, r.args, 0)).await;
@@ -463,8 +505,8 @@ impl Inner {
     }
 
     /// A `Done` reply naming the clock sequence that includes the mutation.
-    async fn done(&self, outcome: amrpc_core::Outcome, why: Option<amrpc_core::wire::WhyMsg>) -> MutateReply {
-        MutateReply::Done {
+    async fn done(&self, outcome: amrpc_core::Outcome, why: Option<amrpc_core::wire::WhyMsg>) -> Reply {
+        Reply::Done {
             outcome,
             why,
             incarnation: self.incarnation,
@@ -473,6 +515,6 @@ impl Inner {
     }
 }
 
-fn failed(code: ErrorCode, message: String) -> MutateReply {
-    MutateReply::Failed { code, message }
+fn failed(code: ErrorCode, message: String) -> Reply {
+    Reply::Failed { code, message }
 }

@@ -53,7 +53,27 @@ pub struct Record {
     pub err: Option<String>,
 }
 
-/// A mutation an edge forwards to the worker's host (request/reply on the mutate subject).
+/// A request an edge sends to the worker's host, on the worker's request subject. One subject
+/// for all kinds, so the host sees them in the order the edge sent them (a remote wait sent
+/// before a mutation is registered before the mutation runs).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    /// Run a mutation; answered with [`Reply::Done`] or [`Reply::Failed`].
+    Mutate(MutateReq),
+    /// Evaluate a remote wait; answered with [`Reply::Met`] or [`Reply::Failed`] when it
+    /// completes.
+    Wait(WaitReq),
+    /// A barrier: answered with [`Reply::Met`] (the clock sequence then) once every earlier
+    /// request of this edge has been taken in (mutations started, waits bound).
+    Sync,
+    /// Drop the remote wait whose reply subject is `reply` (its waiter went away). No answer.
+    Unwait {
+        /// The wait's reply subject.
+        reply: String,
+    },
+}
+
+/// A mutation an edge forwards to the worker's host.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MutateReq {
     /// The schema the edge mirrors; another one is refused (`SchemaMismatch`).
@@ -71,32 +91,7 @@ pub struct MutateReq {
     pub args: Args,
 }
 
-/// The host's answer to a [`MutateReq`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum MutateReply {
-    /// It ran (or had run: a resend answered from the replay cache); the clock change it made
-    /// is in clock message `seq` of `incarnation` or an earlier one.
-    Done {
-        /// The outcome.
-        outcome: Outcome,
-        /// Why it was canceled, when known.
-        why: Option<WhyMsg>,
-        /// The host's incarnation.
-        incarnation: u64,
-        /// The clock sequence that includes the mutation's effects.
-        seq: u64,
-    },
-    /// It did not run (or its outcome is unknown); `code` says which.
-    Failed {
-        /// A stable code.
-        code: ErrorCode,
-        /// Detail.
-        message: String,
-    },
-}
-
-/// A remote wait an edge asks the worker's host to evaluate (request/reply on the wait
-/// subject): the reply comes when it completes.
+/// A remote wait, evaluated on the worker's host.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum WaitReq {
     /// `WhenArgs`: `state` (by index) activated with args that include `args`.
@@ -115,17 +110,30 @@ pub enum WaitReq {
     },
 }
 
-/// The host's answer to a [`WaitReq`].
+/// The host's answer to a [`Request`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum WaitReply {
-    /// It completed; the clock then is in clock message `seq` of `incarnation` or earlier.
+pub enum Reply {
+    /// A mutation ran (or had run: a resend answered from the replay cache); the clock change
+    /// it made is in clock message `seq` of `incarnation` or an earlier one.
     Done {
+        /// The outcome.
+        outcome: Outcome,
+        /// Why it was canceled, when known.
+        why: Option<WhyMsg>,
+        /// The host's incarnation.
+        incarnation: u64,
+        /// The clock sequence that includes the mutation's effects.
+        seq: u64,
+    },
+    /// A remote wait completed (or a `Sync` was reached); the clock then is in clock message
+    /// `seq` of `incarnation`.
+    Met {
         /// The host's incarnation.
         incarnation: u64,
         /// The clock sequence at completion.
         seq: u64,
     },
-    /// It failed or was refused.
+    /// It did not run, or failed; `code` says which.
     Failed {
         /// A stable code.
         code: ErrorCode,

@@ -1,6 +1,6 @@
 //! Subject and bucket names. A worker `w` under prefix `p` (default `amrpc`) uses
-//! `p.w.clock` (clock changes), `p.w.payload` (payloads), `p.w.mutate` (mutation requests) and
-//! `p.w.wait` (remote waits),
+//! `p.w.clock` (clock changes), `p.w.payload` (payloads) and `p.w.rpc` (requests: mutations
+//! and remote waits),
 //! and key `w` of the bucket (default `amrpc_workers`).
 
 use crate::BridgeError;
@@ -9,7 +9,7 @@ use crate::BridgeError;
 pub const PREFIX: &str = "amrpc";
 /// The default key-value bucket.
 pub const BUCKET: &str = "amrpc_workers";
-/// The queue group of worker hosts on a mutate subject (one host answers each request).
+/// The queue group of worker hosts on a request subject (one host answers each request).
 pub const HOSTS_GROUP: &str = "amrpc-hosts";
 
 /// One worker's subjects.
@@ -19,10 +19,8 @@ pub struct Subjects {
     pub clock: String,
     /// Payloads.
     pub payload: String,
-    /// Mutation requests ([`crate::msg::MutateReq`]).
-    pub mutate: String,
-    /// Remote waits ([`crate::msg::WaitReq`]).
-    pub wait: String,
+    /// Requests to the worker's host ([`crate::msg::Request`]).
+    pub rpc: String,
 }
 
 /// A worker name must be one NATS subject token and a bucket key: ASCII letters, digits, `-`
@@ -54,8 +52,7 @@ impl Subjects {
         Ok(Subjects {
             clock: format!("{prefix}.{name}.clock"),
             payload: format!("{prefix}.{name}.payload"),
-            mutate: format!("{prefix}.{name}.mutate"),
-            wait: format!("{prefix}.{name}.wait"),
+            rpc: format!("{prefix}.{name}.rpc"),
         })
     }
 }
@@ -70,7 +67,7 @@ mod tests {
         for bad in ["", "a.b", "a*", ">", "a b", "ü"] {
             assert!(matches!(check_name(bad), Err(BridgeError::BadName(_))), "{bad:?}");
         }
-        assert_eq!(Subjects::new("amrpc", "w").unwrap().mutate, "amrpc.w.mutate");
+        assert_eq!(Subjects::new("amrpc", "w").unwrap().rpc, "amrpc.w.rpc");
         assert!(Subjects::new("a..b", "w").is_err());
         assert!(Subjects::new("a.b", "w").is_ok());
     }

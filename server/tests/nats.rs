@@ -12,7 +12,7 @@ use amrpc_client::{Client, ClientOpts};
 use amrpc_core::session::CallId;
 use amrpc_core::states as names;
 use amrpc_core::{Api, ErrorCode, Handlers, Machine, MutationType, Outcome};
-use amrpc_nats::msg::{self, MutateReply, MutateReq};
+use amrpc_nats::msg::{self, MutateReq, Reply, Request};
 use amrpc_nats::subjects::Subjects;
 use amrpc_nats::{BridgeError, EdgeMirror, EdgeOpts};
 use nats_support::{Nats, edge, host};
@@ -80,19 +80,11 @@ async fn an_edge_serves_a_worker_it_does_not_host() {
         .unwrap();
     assert_eq!(mirror.time(None), m.time(None));
     // remote waits are evaluated on the worker
-    // (registered on the host a moment after the call returns: C is toggled until it fires)
-    let mut w = mirror.when_args("C", amrpc_core::Args::new().with("n", 3i64), None);
-    let mut fired = false;
-    for _ in 0..100 {
-        m.remove1("C", None);
-        m.add1("C", Some(amrpc_core::Args::new().with("n", 3i64)));
-        if let Ok(r) = tokio::time::timeout(Duration::from_millis(100), &mut w).await {
-            r.expect("remote WhenArgs");
-            fired = true;
-            break;
-        }
-    }
-    assert!(fired, "remote WhenArgs never completed");
+    // (the wait and then the mutation, through the same edge: bound on the worker in that order)
+    let w = mirror.when_args("C", amrpc_core::Args::new().with("n", 3i64), None);
+    let added = mirror.add1("C", Some(amrpc_core::Args::new().with("n", 3i64)));
+    assert_eq!(within("add C", added).await.unwrap(), Outcome::Executed);
+    within("remote WhenArgs", w).await.expect("met on the worker");
     assert!(mirror.is1("C"));
     assert_eq!(e.server.worker("abcd").unwrap().session_count(), 1);
 }
@@ -154,40 +146,60 @@ async fn bad_input_over_nats_is_typed_and_never_reaches_handlers() {
     let s = Subjects::new("amrpc", "abcd").unwrap();
     let ask = |bytes: Vec<u8>| {
         let nc = nc.clone();
-        let subject = s.mutate.clone();
+        let subject = s.rpc.clone();
         async move {
             let r = within("request", nc.request(subject, bytes.into()))
                 .await
                 .expect("a reply");
-            msg::decode::<MutateReply>("reply", &r.payload).expect("a well-formed reply")
+            msg::decode::<Reply>("reply", &r.payload).expect("a well-formed reply")
         }
     };
     // garbage on the mutate subject
     match ask(b"\xff\xff\xff garbage".to_vec()).await {
-        MutateReply::Failed { code, .. } => assert_eq!(code, ErrorCode::Malformed),
+        Reply::Failed { code, .. } => assert_eq!(code, ErrorCode::Malformed),
         r => panic!("{r:?}"),
     }
     let a = u16::try_from(m.index("A").unwrap()).unwrap();
-    let req = |hash: u64, states: Vec<u16>| MutateReq {
-        schema_hash: hash,
-        key: 1,
-        req: 1,
-        ty: MutationType::Add,
-        states,
-        args: Default::default(),
+    let req = |hash: u64, states: Vec<u16>| {
+        Request::Mutate(MutateReq {
+            schema_hash: hash,
+            key: 1,
+            req: 1,
+            ty: MutationType::Add,
+            states,
+            args: Default::default(),
+        })
     };
     let hash = amrpc_core::wire::machine_schema_hash(&m);
     // a schema mismatch
     match ask(msg::encode(&req(hash ^ 1, vec![a])).unwrap()).await {
-        MutateReply::Failed { code, .. } => assert_eq!(code, ErrorCode::SchemaMismatch),
+        Reply::Failed { code, .. } => assert_eq!(code, ErrorCode::SchemaMismatch),
         r => panic!("{r:?}"),
     }
     // an index out of range
     match ask(msg::encode(&req(hash, vec![999])).unwrap()).await {
-        MutateReply::Failed { code, .. } => assert_eq!(code, ErrorCode::InvalidParams),
+        Reply::Failed { code, .. } => assert_eq!(code, ErrorCode::InvalidParams),
         r => panic!("{r:?}"),
     }
-    // garbage and a forged clock on the clock subject, garbage as a record
+    // a wait of another schema, and of a state out of range
+    let wait = |hash: u64, state: u16| {
+        Request::Wait(msg::WaitReq::Args {
+            schema_hash: hash,
+            state,
+            args: Default::default(),
+        })
+    };
+    match ask(msg::encode(&wait(hash ^ 1, a)).unwrap()).await {
+        Reply::Failed { code, .. } => assert_eq!(code, ErrorCode::SchemaMismatch),
+        r => panic!("{r:?}"),
+    }
+    match ask(msg::encode(&wait(hash, 999)).unwrap()).await {
+        Reply::Failed { code, .. } => assert_eq!(code, ErrorCode::InvalidParams),
+        r => panic!("{r:?}"),
+    }
+    // a forged reply to an edge's inbox is dropped (no request of that number is waiting)
+    nc.publish("_INBOX.forged.1", b"\x00".as_slice().into()).await.unwrap();
+    // garbage and a forged clock on the clock subject
     nc.publish(s.clock.clone(), b"not a clock".as_slice().into())
         .await
         .unwrap();

@@ -1,6 +1,7 @@
 //! The fixture of the semantics suite: one worker machine built the way upstream's
-//! `internal/testing/utils` builds RPC workers, reached either directly (`Backend::Local`) or
-//! through a WebSocket mirror (`Backend::Remote`).
+//! `internal/testing/utils` builds RPC workers, reached directly (`Backend::Local`), through a
+//! WebSocket mirror (`Backend::Remote`), or through a mirror of an edge server that follows the
+//! worker over NATS (`Backend::Edge`).
 
 use std::future::Future;
 use std::time::Duration;
@@ -23,6 +24,9 @@ pub(crate) enum Backend {
     Local,
     /// A `Mirror` of the worker, over a real WebSocket on 127.0.0.1.
     Remote,
+    /// A `Mirror` over WebSocket of an edge server, which mirrors the worker published on a
+    /// `nats-server` of the test's own (`amrpc-nats`).
+    Edge,
 }
 
 /// How to build the worker: own states merged with `states::worker_schema()`, the state order
@@ -162,9 +166,41 @@ impl Fixture {
                 worker,
                 remote: None,
             },
-            Backend::Remote => {
+            Backend::Remote | Backend::Edge => {
                 let server = Server::new(self.server_opts.clone());
-                let served = server.add_worker(&self.name, worker.clone()).expect("add_worker");
+                let (served, nats) = match backend {
+                    Backend::Edge => {
+                        let nats = crate::nats_support::Nats::start().await;
+                        // the worker's own server (not listening): its replay cache is the host's
+                        let own = Server::new(ServerOpts::default());
+                        let local = own.add_worker(&self.name, worker.clone()).expect("add_worker");
+                        let host = amrpc_nats::WorkerHost::start(
+                            nats.client().await,
+                            &self.name,
+                            worker.clone(),
+                            local.replay_cache().clone(),
+                            Default::default(),
+                        )
+                        .await
+                        .expect("publish");
+                        let mirror =
+                            amrpc_nats::EdgeMirror::connect(nats.client().await, &self.name, Default::default())
+                                .await
+                                .expect("edge mirror");
+                        let served = server
+                            .add_upstream(&self.name, std::sync::Arc::new(mirror.clone()))
+                            .expect("add_upstream");
+                        (
+                            served,
+                            Some(Nats {
+                                _nats: nats,
+                                _host: host,
+                                mirror,
+                            }),
+                        )
+                    }
+                    _ => (server.add_worker(&self.name, worker.clone()).expect("add_worker"), None),
+                };
                 let addr = server.spawn("127.0.0.1:0").await.expect("server spawn");
                 let url = format!("ws://{addr}/ws/{}", self.name);
                 let client = tokio::time::timeout(WAIT, Client::connect(&url, ClientOpts::default()))
@@ -184,7 +220,12 @@ impl Fixture {
                     backend,
                     api: Box::new(client.mirror().clone()),
                     worker,
-                    remote: Some(Remote { server, client, served }),
+                    remote: Some(Remote {
+                        server,
+                        client,
+                        served,
+                        nats,
+                    }),
                 }
             }
         }
@@ -195,6 +236,15 @@ struct Remote {
     server: Server,
     client: Client,
     served: amrpc_server::Worker,
+    /// The edge backend's NATS side.
+    nats: Option<Nats>,
+}
+
+/// The edge backend's `nats-server`, worker host and edge mirror.
+struct Nats {
+    _nats: crate::nats_support::Nats,
+    _host: amrpc_nats::WorkerHost,
+    mirror: amrpc_nats::EdgeMirror,
 }
 
 /// A started fixture.
@@ -224,9 +274,16 @@ impl Env {
     /// A barrier: on the remote backend one round trip (`sync`), after which every frame the
     /// server sent before has been applied — so a wait that would have been signaled by then
     /// is ready. Local waits complete synchronously: nothing to do.
+    /// On the edge backend: the client syncs with the edge (which has then forwarded all its
+    /// earlier requests), the edge with the worker's host (which has then taken them in, and
+    /// the edge shows the worker's clock), and the client with the edge again.
     pub(crate) async fn round_trip(&self) {
         if let Some(r) = &self.remote {
             within("sync", r.client.mirror().sync()).await.expect("sync");
+            if let Some(n) = &r.nats {
+                within("edge sync", n.mirror.sync()).await.expect("edge sync");
+                within("sync again", r.client.mirror().sync()).await.expect("sync");
+            }
         }
     }
 
@@ -236,6 +293,9 @@ impl Env {
     /// shows the worker's schema (`inspect`).
     pub(crate) async fn finish(self) {
         let ctx = format!("{:?}", self.backend);
+        if self.backend == Backend::Edge {
+            self.round_trip().await;
+        }
         assert_eq!(
             self.worker.tick(EXCEPTION),
             0,

@@ -2,25 +2,25 @@
 //! subscription and one bucket watch per worker per edge, whatever the number of clients
 //! served from it; mutations go to the worker's host by request/reply.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+mod rpc;
+
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use amrpc_core::session::{CallId, replay_key};
 use amrpc_core::wire;
-use amrpc_core::{
-    CompiledSchema, Error, ErrorCode, Machine, MutationType, Opts, Outcome, Slot, Wait, WaitError, WaitRegistry, Why,
-};
+use amrpc_core::{CompiledSchema, Error, ErrorCode, Machine, MutationType, Opts, Outcome, Slot, Wait, WaitError, Why};
 use async_nats::jetstream::{self, kv};
 use futures_util::StreamExt;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::feed::{Feed, Step};
-use crate::msg::{self, ClockMsg, MutateReply, MutateReq, Record, WaitReply, WaitReq};
+use crate::msg::{self, ClockMsg, MutateReq, Record, Reply, Request, WaitReq};
 use crate::subjects::{self, Subjects};
 use crate::{BridgeError, random_id};
+use rpc::{Outbound, RemoteWaits, Rpc};
 
 /// How an edge mirrors a worker.
 #[derive(Clone, Debug)]
@@ -62,22 +62,8 @@ struct Inner {
     /// For calls made on this mirror directly (not forwarded for a client).
     own_key: u64,
     next_req: AtomicU32,
+    rpc: Arc<Rpc>,
     waits: Arc<RemoteWaits>,
-}
-
-/// Remote waits in flight, by key: dropping a wait aborts its request.
-#[derive(Default)]
-struct RemoteWaits {
-    next: AtomicU64,
-    tasks: Mutex<HashMap<u64, tokio::task::AbortHandle>>,
-}
-
-impl WaitRegistry for RemoteWaits {
-    fn unbind(&self, id: u64) {
-        if let Some(t) = lock(&self.tasks).remove(&id) {
-            t.abort();
-        }
-    }
 }
 
 /// A worker's mirror on an edge. Cheap to clone; the feed stops when the last clone is dropped.
@@ -87,11 +73,14 @@ pub struct EdgeMirror {
     _feed: Arc<FeedTask>,
 }
 
-struct FeedTask(JoinHandle<()>);
+/// The mirror's tasks (following the worker, sending requests), stopped with the last clone.
+struct FeedTask(Vec<JoinHandle<()>>);
 
 impl Drop for FeedTask {
     fn drop(&mut self) {
-        self.0.abort();
+        for t in &self.0 {
+            t.abort();
+        }
     }
 }
 
@@ -157,6 +146,9 @@ impl EdgeMirror {
             detail: e.to_string(),
         })?;
         let records = store.watch_with_history(name).await.map_err(BridgeError::nats)?;
+        let (out, queued) = mpsc::unbounded_channel();
+        let rpc = Arc::new(Rpc::new(client.new_inbox(), out));
+        let replies = client.subscribe(rpc.replies()).await.map_err(BridgeError::nats)?;
         let feed = Feed::new(&rec);
         let inner = Arc::new(Inner {
             client,
@@ -171,12 +163,19 @@ impl EdgeMirror {
             broken: Mutex::new(None),
             own_key: replay_key("amrpc-edge", random_id()),
             next_req: AtomicU32::new(1),
-            waits: Arc::default(),
+            waits: Arc::new(RemoteWaits {
+                rpc: rpc.clone(),
+                tasks: Default::default(),
+            }),
+            rpc,
         });
-        let task = tokio::spawn(follow(inner.clone(), clock, records));
+        let tasks = vec![
+            tokio::spawn(follow(inner.clone(), clock, records, replies)),
+            tokio::spawn(send(inner.client.clone(), inner.subjects.rpc.clone(), queued)),
+        ];
         Ok(EdgeMirror {
             inner,
-            _feed: Arc::new(FeedTask(task)),
+            _feed: Arc::new(FeedTask(tasks)),
         })
     }
 
@@ -188,6 +187,35 @@ impl EdgeMirror {
     /// The worker's name.
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// A barrier with the worker's host: once it returns, every request made here before has
+    /// been taken in there (mutations started, remote waits bound) and this mirror shows the
+    /// worker's clock as of then.
+    pub async fn sync(&self) -> Result<(), Error> {
+        let (n, rx) = self.inner.rpc.ask(&Request::Sync)?;
+        match self
+            .inner
+            .rpc
+            .answer(&self.inner.name, n, rx, self.inner.opts.call_timeout)
+            .await?
+        {
+            Reply::Met { incarnation, seq } => {
+                self.inner.caught_up(incarnation, seq).await;
+                Ok(())
+            }
+            Reply::Failed { code, message } => Err(Error::Rpc { code, message }),
+            Reply::Done { .. } => Err(BridgeError::Malformed {
+                what: "reply",
+                detail: "a mutation's answer to a sync".into(),
+            }
+            .into()),
+        }
+    }
+
+    /// Until this mirror shows clock `seq` of `incarnation` (or a later incarnation's clock).
+    pub async fn caught_up(&self, incarnation: u64, seq: u64) {
+        self.inner.caught_up(incarnation, seq).await
     }
 
     /// The hash of the schema mirrored (a record of another one needs a new mirror).
@@ -216,7 +244,7 @@ impl EdgeMirror {
     }
 
     /// Forward mutation `call` to the worker's host; resolves once this mirror shows its
-    /// effects (or after `call_timeout`).
+    /// effects. The request is queued when this is called, in call order.
     pub fn mutate_call(
         &self,
         call: CallId,
@@ -225,11 +253,40 @@ impl EdgeMirror {
         args: amrpc_core::Args,
     ) -> impl std::future::Future<Output = Result<(Outcome, Option<Why>), Error>> + Send + 'static {
         let inner = self.inner.clone();
+        let broken = lock(&inner.broken).clone();
+        let asked = match broken {
+            Some(why) => Err(BridgeError::SchemaMismatch(why).into()),
+            None => inner.rpc.ask(&Request::Mutate(MutateReq {
+                schema_hash: inner.schema_hash,
+                key: call.key,
+                req: call.req,
+                ty,
+                states,
+                args,
+            })),
+        };
         async move {
-            let timeout = inner.opts.call_timeout;
-            match tokio::time::timeout(timeout, inner.forward(call, ty, states, args)).await {
-                Ok(r) => r,
-                Err(_) => Err(BridgeError::Timeout(format!("mutation on {} after {timeout:?}", inner.name)).into()),
+            let (n, rx) = asked?;
+            match inner.rpc.answer(&inner.name, n, rx, inner.opts.call_timeout).await? {
+                Reply::Done {
+                    outcome,
+                    why,
+                    incarnation,
+                    seq,
+                } => {
+                    // read-your-writes: the reply waits for the clock that includes it
+                    let caught_up = inner.caught_up(incarnation, seq);
+                    if tokio::time::timeout(inner.opts.call_timeout, caught_up).await.is_err() {
+                        tracing::warn!(worker = %inner.name, seq, "the mirror did not catch up with a mutation in time");
+                    }
+                    Ok((outcome, why.map(|w| w.to_why(&inner.names))))
+                }
+                Reply::Failed { code, message } => Err(Error::Rpc { code, message }),
+                Reply::Met { .. } => Err(BridgeError::Malformed {
+                    what: "reply",
+                    detail: "a wait's answer to a mutation".into(),
+                }
+                .into()),
             }
         }
     }
@@ -268,41 +325,32 @@ impl EdgeMirror {
     }
 
     fn remote_wait(&self, req: WaitReq) -> Wait {
-        let bytes = match msg::encode(&req) {
-            Ok(b) => b,
-            Err(e) => return Wait::ready(Err(WaitError::from_error(e.into()))),
+        let (n, rx) = match self.inner.rpc.ask(&Request::Wait(req)) {
+            Ok(a) => a,
+            Err(e) => return Wait::ready(Err(WaitError::from_error(e))),
         };
         let slot = Arc::new(Slot::default());
-        let key = self.inner.waits.next.fetch_add(1, Ordering::Relaxed);
         let inner = self.inner.clone();
         let done = slot.clone();
         let task = tokio::spawn(async move {
-            let request = async_nats::Request::new()
-                .payload(bytes.into())
-                .timeout(Some(inner.opts.max_wait));
-            let r = match inner.client.send_request(inner.subjects.wait.clone(), request).await {
+            let r = match inner.rpc.answer(&inner.name, n, rx, inner.opts.max_wait).await {
                 Err(e) => Err(WaitError::Disconnected(format!("remote wait on {}: {e}", inner.name))),
-                Ok(m) => match msg::decode::<WaitReply>("wait reply", &m.payload) {
-                    Err(e) => Err(WaitError::Remote {
-                        code: e.code(),
-                        message: e.to_string(),
-                    }),
-                    Ok(WaitReply::Failed { code, message }) => Err(WaitError::Remote { code, message }),
-                    Ok(WaitReply::Done { incarnation, seq }) => {
-                        inner.caught_up(incarnation, seq).await;
-                        Ok(())
-                    }
-                },
+                Ok(Reply::Failed { code, message }) => Err(WaitError::Remote { code, message }),
+                Ok(Reply::Met { incarnation, seq }) => {
+                    inner.caught_up(incarnation, seq).await;
+                    Ok(())
+                }
+                Ok(Reply::Done { .. }) => Err(WaitError::Remote {
+                    code: ErrorCode::Malformed,
+                    message: "a mutation's answer to a wait".into(),
+                }),
             };
-            lock(&inner.waits.tasks).remove(&key);
+            inner.waits.done(n);
             done.complete(r);
         });
-        lock(&self.inner.waits.tasks).insert(key, task.abort_handle());
-        if task.is_finished() {
-            lock(&self.inner.waits.tasks).remove(&key);
-        }
-        let registry = Arc::downgrade(&self.inner.waits) as std::sync::Weak<dyn WaitRegistry>;
-        Wait::pending(slot, None, Some((registry, key)))
+        self.inner.waits.insert(n, task.abort_handle());
+        let registry = Arc::downgrade(&self.inner.waits) as std::sync::Weak<dyn amrpc_core::WaitRegistry>;
+        Wait::pending(slot, None, Some((registry, n)))
     }
 }
 
@@ -311,58 +359,6 @@ impl Inner {
     async fn caught_up(&self, incarnation: u64, seq: u64) {
         let mut pos = self.position.subscribe();
         let _ = pos.wait_for(|(inc, s)| *inc != incarnation || *s >= seq).await;
-    }
-
-    async fn forward(
-        &self,
-        call: CallId,
-        ty: MutationType,
-        states: Vec<u16>,
-        args: amrpc_core::Args,
-    ) -> Result<(Outcome, Option<Why>), Error> {
-        if let Some(why) = lock(&self.broken).clone() {
-            return Err(BridgeError::SchemaMismatch(why).into());
-        }
-        let req = MutateReq {
-            schema_hash: self.schema_hash,
-            key: call.key,
-            req: call.req,
-            ty,
-            states,
-            args,
-        };
-        let bytes = msg::encode(&req)?;
-        let request = async_nats::Request::new()
-            .payload(bytes.into())
-            .timeout(Some(self.opts.call_timeout));
-        let answer = self
-            .client
-            .send_request(self.subjects.mutate.clone(), request)
-            .await
-            .map_err(|e| match e.kind() {
-                async_nats::RequestErrorKind::NoResponders => Error::Rpc {
-                    code: ErrorCode::Disconnected,
-                    message: format!("no host serves worker {}", self.name),
-                },
-                async_nats::RequestErrorKind::TimedOut => Error::Rpc {
-                    code: ErrorCode::MayNotHaveRun,
-                    message: format!("no answer from the host of {}", self.name),
-                },
-                _ => BridgeError::nats(e).into(),
-            })?;
-        match msg::decode::<MutateReply>("mutation reply", &answer.payload)? {
-            MutateReply::Done {
-                outcome,
-                why,
-                incarnation,
-                seq,
-            } => {
-                // read-your-writes: the reply waits for the clock that includes it
-                self.caught_up(incarnation, seq).await;
-                Ok((outcome, why.map(|w| w.to_why(&self.names))))
-            }
-            MutateReply::Failed { code, message } => Err(Error::Rpc { code, message }),
-        }
     }
 
     fn step(&self, step: Step) {
@@ -385,9 +381,18 @@ impl Inner {
 
 /// Follow the worker's clock subject and its record until the mirror is dropped. Bad messages
 /// are logged and skipped: they never move the mirror.
-async fn follow(inner: Arc<Inner>, mut clock: async_nats::Subscriber, mut records: kv::Watch) {
+async fn follow(
+    inner: Arc<Inner>,
+    mut clock: async_nats::Subscriber,
+    mut records: kv::Watch,
+    mut replies: async_nats::Subscriber,
+) {
     loop {
         tokio::select! {
+            m = replies.next() => {
+                let Some(m) = m else { break };
+                inner.rpc.deliver(m);
+            }
             m = clock.next() => {
                 let Some(m) = m else { break };
                 match msg::decode::<ClockMsg>("clock message", &m.payload) {
@@ -421,6 +426,20 @@ async fn follow(inner: Arc<Inner>, mut clock: async_nats::Subscriber, mut record
                     Err(e) => tracing::warn!(worker = %inner.name, error = %e, "record skipped"),
                 }
             }
+        }
+    }
+}
+
+/// Publish the mirror's requests in the order they were made.
+async fn send(client: async_nats::Client, subject: String, mut queued: mpsc::UnboundedReceiver<Outbound>) {
+    while let Some((reply, payload)) = queued.recv().await {
+        let sent = match reply {
+            Some(r) => client.publish_with_reply(subject.clone(), r, payload).await,
+            None => client.publish(subject.clone(), payload).await,
+        };
+        if let Err(e) = sent {
+            // the client is closed: its waiter times out
+            tracing::warn!(subject = %subject, error = %e, "a request was not sent");
         }
     }
 }
