@@ -293,6 +293,31 @@ impl WorkerHost {
         self.inner.incarnation
     }
 
+    /// Publish each payload of `payloads` on the worker's payload subject (one message per
+    /// payload, whatever the number of edges), until the stream ends or the host stops.
+    pub fn forward_payloads<S>(&mut self, payloads: S)
+    where
+        S: futures_util::Stream<Item = msg::PayloadMsg> + Send + 'static,
+    {
+        let i = self.inner.clone();
+        self.tasks.push(tokio::spawn(async move {
+            let mut payloads = std::pin::pin!(payloads);
+            while let Some(p) = payloads.next().await {
+                let sent = match msg::encode(&p) {
+                    Ok(bytes) => i
+                        .client
+                        .publish(i.subjects.payload.clone(), bytes.into())
+                        .await
+                        .map_err(BridgeError::nats),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = sent {
+                    tracing::warn!(worker = %i.name, payload = %p.name, error = %e, "a payload was not published");
+                }
+            }
+        }));
+    }
+
     /// Publish the machine's clock now if it changed since the last message (changes go out
     /// by themselves after each queue drain); returns the sequence that includes it.
     pub async fn flush(&self) -> u64 {

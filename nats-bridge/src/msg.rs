@@ -27,6 +27,20 @@ pub struct ClockMsg {
     pub err: Option<String>,
 }
 
+/// A payload the worker sent to its clients, on its payload subject (edges send it on to
+/// their sessions).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayloadMsg {
+    /// Payload kind.
+    pub name: String,
+    /// Sender id.
+    pub source: String,
+    /// Opaque data.
+    pub data: Vec<u8>,
+    /// The one client id it is for (`None`: every client).
+    pub destination: Option<String>,
+}
+
 /// A worker as its host publishes it in the bucket (key: the worker's name): what an edge
 /// needs to mirror it without asking the host, at clock sequence `seq`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,5 +14,5 @@ pub mod server;
 pub use amrpc_core;
 pub use server::{
     AuthHook, SNAPSHOT_FORMAT, Server, ServerError, ServerOpts, SessionInfo, TlsConfig, Upstream, Worker, WorkerInfo,
-    WorkerSnapshot, take_snapshot,
+    WorkerPayload, WorkerSnapshot, take_snapshot,
 };

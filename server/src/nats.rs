@@ -5,13 +5,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use amrpc_nats::msg::{self, Record};
+use amrpc_nats::msg::{self, PayloadMsg, Record};
 use amrpc_nats::{BridgeError, EdgeMirror, EdgeOpts, HostOpts, NatsLink, WorkerHost, records_bucket};
 use async_nats::jetstream::{self, kv};
 use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
-use crate::Server;
+use crate::{Server, Worker, WorkerPayload};
 
 /// Publish every local worker of `server` (relays are not republished) with its own replay
 /// cache, so its WebSocket clients and every edge's clients share one at-most-once record.
@@ -26,7 +26,7 @@ pub async fn publish_workers(
         if w.is_relay() {
             continue;
         }
-        let h = WorkerHost::start(
+        let mut h = WorkerHost::start(
             link.client.clone(),
             &name,
             w.machine().clone(),
@@ -34,10 +34,63 @@ pub async fn publish_workers(
             opts.clone(),
         )
         .await?;
+        h.forward_payloads(payload_stream(w.payloads()));
         tracing::info!(worker = %name, incarnation = h.incarnation(), "published on NATS");
         hosts.push(h);
     }
     Ok(hosts)
+}
+
+/// A worker's payloads as a stream of bridge messages (a lagging forwarder skips what it lost).
+fn payload_stream(
+    rx: tokio::sync::broadcast::Receiver<Arc<WorkerPayload>>,
+) -> impl futures_util::Stream<Item = PayloadMsg> + Send + 'static {
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(p) => {
+                    let m = PayloadMsg {
+                        name: p.name.clone(),
+                        source: p.source.clone(),
+                        data: p.data.clone(),
+                        destination: p.destination.clone(),
+                    };
+                    return Some((m, rx));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(lost = n, "payloads not published: the forwarder lagged");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+}
+
+/// Serve `mirror` as worker `name` of `server`, its payloads sent on to its sessions.
+pub fn serve_mirror(server: &Server, name: &str, mirror: EdgeMirror) -> Result<Worker, crate::ServerError> {
+    let worker = server.add_upstream(name, Arc::new(mirror.clone()))?;
+    let w = worker.clone();
+    let mut payloads = mirror.payloads();
+    tokio::spawn(async move {
+        loop {
+            match payloads.recv().await {
+                Ok(p) => {
+                    w.send_payload(WorkerPayload {
+                        name: p.name,
+                        source: p.source,
+                        data: p.data,
+                        destination: p.destination,
+                    });
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(lost = n, "payloads lost on the edge");
+                }
+                // the mirror is gone
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    Ok(worker)
 }
 
 /// An edge's bookkeeping; dropping it stops following the bucket (served workers stay).
@@ -94,7 +147,7 @@ pub async fn serve_edge(server: Server, link: NatsLink, opts: EdgeOpts) -> Resul
                 srv.remove_worker(&name);
             }
             match EdgeMirror::connect(client.clone(), &name, opts.clone()).await {
-                Ok(m) => match srv.add_upstream(&name, Arc::new(m.clone())) {
+                Ok(m) => match serve_mirror(&srv, &name, m.clone()) {
                     Ok(_) => {
                         tracing::info!(worker = %name, "serving from NATS");
                         mirrors.insert(name, m);

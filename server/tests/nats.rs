@@ -226,3 +226,23 @@ async fn bad_input_over_nats_is_typed_and_never_reaches_handlers() {
         .unwrap();
     assert_eq!(e.mirror.machine().time(None), m.time(None));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payloads_reach_the_clients_of_every_edge() {
+    let nats = Nats::start().await;
+    let (m, _) = counted_worker();
+    let _h = host(&nats, "abcd", m.clone()).await;
+    let e1 = edge(&nats, "abcd").await;
+    let e2 = edge(&nats, "abcd").await;
+    let c1 = client(&e1.url("abcd")).await;
+    let c2 = client(&e2.url("abcd")).await;
+    let (mut p1, mut p2) = (c1.payloads(), c2.payloads());
+    let args = amrpc_core::Args::new()
+        .with("name", "hello")
+        .with("data", amrpc_core::Value::Bytes(b"hi there".to_vec()));
+    m.add1(names::SEND_PAYLOAD, Some(args));
+    for p in [&mut p1, &mut p2] {
+        let got = within("payload", p.recv()).await.expect("a payload");
+        assert_eq!((got.name.as_str(), got.data.as_slice()), ("hello", b"hi there".as_slice()));
+    }
+}

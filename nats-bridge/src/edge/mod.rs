@@ -13,11 +13,11 @@ use amrpc_core::wire;
 use amrpc_core::{CompiledSchema, Error, ErrorCode, Machine, MutationType, Opts, Outcome, Slot, Wait, WaitError, Why};
 use async_nats::jetstream::{self, kv};
 use futures_util::StreamExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::feed::{Feed, Step};
-use crate::msg::{self, ClockMsg, MutateReq, Record, Reply, Request, WaitReq};
+use crate::msg::{self, ClockMsg, MutateReq, PayloadMsg, Record, Reply, Request, WaitReq};
 use crate::subjects::{self, Subjects};
 use crate::{BridgeError, random_id};
 use rpc::{Outbound, RemoteWaits, Rpc};
@@ -64,6 +64,7 @@ struct Inner {
     next_req: AtomicU32,
     rpc: Arc<Rpc>,
     waits: Arc<RemoteWaits>,
+    payloads: broadcast::Sender<PayloadMsg>,
 }
 
 /// A worker's mirror on an edge. Cheap to clone; the feed stops when the last clone is dropped.
@@ -149,6 +150,10 @@ impl EdgeMirror {
         let (out, queued) = mpsc::unbounded_channel();
         let rpc = Arc::new(Rpc::new(client.new_inbox(), out));
         let replies = client.subscribe(rpc.replies()).await.map_err(BridgeError::nats)?;
+        let payloads = client
+            .subscribe(subjects.payload.clone())
+            .await
+            .map_err(BridgeError::nats)?;
         let feed = Feed::new(&rec);
         let inner = Arc::new(Inner {
             client,
@@ -168,9 +173,11 @@ impl EdgeMirror {
                 tasks: Default::default(),
             }),
             rpc,
+            payloads: broadcast::channel(64).0,
         });
         let tasks = vec![
             tokio::spawn(follow(inner.clone(), clock, records, replies)),
+            tokio::spawn(relay_payloads(inner.clone(), payloads)),
             tokio::spawn(send(inner.client.clone(), inner.subjects.rpc.clone(), queued)),
         ];
         Ok(EdgeMirror {
@@ -182,6 +189,11 @@ impl EdgeMirror {
     /// The mirrored machine (reads and waits answer here).
     pub fn machine(&self) -> &Machine {
         &self.inner.machine
+    }
+
+    /// The payloads the worker publishes (a slow receiver loses the oldest: `Lagged`).
+    pub fn payloads(&self) -> broadcast::Receiver<PayloadMsg> {
+        self.inner.payloads.subscribe()
     }
 
     /// The worker's name.
@@ -440,6 +452,18 @@ async fn send(client: async_nats::Client, subject: String, mut queued: mpsc::Unb
         if let Err(e) = sent {
             // the client is closed: its waiter times out
             tracing::warn!(subject = %subject, error = %e, "a request was not sent");
+        }
+    }
+}
+
+/// The worker's payloads to this mirror's receivers; bad ones are logged and skipped.
+async fn relay_payloads(inner: Arc<Inner>, mut sub: async_nats::Subscriber) {
+    while let Some(m) = sub.next().await {
+        match msg::decode::<PayloadMsg>("payload", &m.payload) {
+            Ok(p) => {
+                let _ = inner.payloads.send(p);
+            }
+            Err(e) => tracing::warn!(worker = %inner.name, error = %e, "payload skipped"),
         }
     }
 }

@@ -24,7 +24,7 @@ use tokio::sync::{Semaphore, watch};
 pub use opts::{AuthHook, ServerError, ServerOpts};
 pub use tls::TlsConfig;
 pub use upstream::Upstream;
-pub use worker::{SNAPSHOT_FORMAT, SessionInfo, Worker, WorkerInfo, WorkerSnapshot};
+pub use worker::{SNAPSHOT_FORMAT, SessionInfo, Worker, WorkerInfo, WorkerPayload, WorkerSnapshot};
 
 /// `dir/<name>.json`; a worker name that is not a plain file name is refused.
 fn snapshot_path(dir: &std::path::Path, name: &str) -> Result<std::path::PathBuf, ServerError> {

@@ -11,13 +11,18 @@ use tokio::sync::{broadcast, watch};
 use super::ServerError;
 use super::upstream::Upstream;
 
-/// A payload sent by a worker through its `SendPayload` state.
-#[derive(Clone, Debug)]
-pub(super) struct PayloadOut {
-    pub(super) name: String,
-    pub(super) source: String,
-    pub(super) data: Vec<u8>,
-    pub(super) destination: Option<String>,
+/// A payload sent by a worker through its `SendPayload` state (or, on an edge, by the worker
+/// it mirrors), to its sessions' clients.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerPayload {
+    /// Payload kind (the `name` arg).
+    pub name: String,
+    /// Sender id (the `source` arg, else the worker's id).
+    pub source: String,
+    /// Opaque data.
+    pub data: Vec<u8>,
+    /// The one client id it is for (`None`: every client).
+    pub destination: Option<String>,
 }
 
 /// Tells sessions the worker changed. A local worker signals once per queue drain (a cascade of
@@ -70,7 +75,7 @@ pub struct Worker {
     pub(super) machine: Machine,
     pub(super) relay: Option<Arc<dyn Upstream>>,
     pub(super) changes: watch::Sender<u64>,
-    pub(super) payloads: broadcast::Sender<Arc<PayloadOut>>,
+    pub(super) payloads: broadcast::Sender<Arc<WorkerPayload>>,
     pub(super) replay: Arc<ReplayCache>,
     pub(super) sessions: Arc<AtomicUsize>,
     pub(super) kick: watch::Sender<u64>,
@@ -231,7 +236,7 @@ impl Worker {
                 m.add_err_state(names::ERR_SEND_PAYLOAD, "SendPayload needs a name arg", None);
                 return;
             }
-            let p = PayloadOut {
+            let p = WorkerPayload {
                 name,
                 source: args
                     .get("source")
@@ -265,7 +270,9 @@ impl Worker {
         let machine = upstream.machine().clone();
         check_worker_states(&machine)?;
         let (changes, _) = watch::channel(0u64);
-        let (payloads, _) = broadcast::channel(1);
+        // a relay over WebSocket sends none on (payloads stop at the first hop, as upstream); an
+        // edge sends on what the worker published (`send_payload`)
+        let (payloads, _) = broadcast::channel(64);
         machine.bind_tracer(Arc::new(ChangeTracer {
             tx: changes.clone(),
             per_transition: true,
@@ -316,6 +323,17 @@ impl Worker {
     /// clients' calls on it, such as a NATS worker host): one at-most-once record per worker.
     pub fn replay_cache(&self) -> &Arc<ReplayCache> {
         &self.replay
+    }
+
+    /// The payloads this worker sends to its clients.
+    pub fn payloads(&self) -> broadcast::Receiver<Arc<WorkerPayload>> {
+        self.payloads.subscribe()
+    }
+
+    /// Send a payload to this worker's sessions (e.g. one its remote worker published); false
+    /// when no session listens.
+    pub fn send_payload(&self, p: WorkerPayload) -> bool {
+        self.payloads.send(Arc::new(p)).is_ok()
     }
 
     /// Signals once per change of the served machine (a local worker: per queue drain).

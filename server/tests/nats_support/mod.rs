@@ -6,7 +6,6 @@
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use amrpc_core::Machine;
@@ -100,15 +99,12 @@ pub(crate) async fn host(nats: &Nats, name: &str, machine: Machine) -> Host {
     let server = Server::new(ServerOpts::default());
     let worker = server.add_worker(name, machine).expect("add_worker");
     let addr = server.spawn("127.0.0.1:0").await.expect("spawn");
-    let host = WorkerHost::start(
-        nats.client().await,
-        name,
-        worker.machine().clone(),
-        worker.replay_cache().clone(),
-        HostOpts::default(),
-    )
-    .await
-    .expect("publish the worker");
+    let link = amrpc_nats::connect(&nats.url(), "test-host").await.expect("nats");
+    let host = amrpc_server::nats::publish_workers(&server, &link, &HostOpts::default())
+        .await
+        .expect("publish the worker")
+        .pop()
+        .expect("one worker host");
     Host {
         server,
         worker,
@@ -129,9 +125,7 @@ pub(crate) async fn edge(nats: &Nats, name: &str) -> Edge {
         .await
         .expect("mirror the worker");
     let server = Server::new(ServerOpts::default());
-    server
-        .add_upstream(name, Arc::new(mirror.clone()))
-        .expect("add_upstream");
+    amrpc_server::nats::serve_mirror(&server, name, mirror.clone()).expect("serve the mirror");
     let addr = server.spawn("127.0.0.1:0").await.expect("spawn");
     Edge { server, mirror, addr }
 }
