@@ -17,6 +17,7 @@ mod js;
 mod load;
 mod local;
 mod machine_load;
+mod nats;
 mod proxy;
 mod report;
 mod scenario;
@@ -85,6 +86,10 @@ enum Cmd {
     },
     /// Live heap of an idle session's parts (the server session, the session machine).
     SessionMemory,
+    /// The NATS hop (issue 14): op latency and NATS traffic on the worker's own server vs an
+    /// edge, fan-out to --clients (default 1 000) on one server vs over 3 edges, NATS messages
+    /// per worker change. Needs `nats-server`. Not part of `all`.
+    Nats,
     /// (internal) the server process of the fan-out, memory and load runs.
     #[command(hide = true)]
     ChildServer {
@@ -469,30 +474,27 @@ struct Results {
 
 fn main() {
     let cli = Cli::parse();
-    if let Some(Cmd::ChildServer { threads, max_sessions }) = cli.cmd {
-        if let Err(e) = fanout::child_server(threads, max_sessions) {
-            eprintln!("child server: {e}");
-            std::process::exit(1);
+    // the commands that are not the suite's sections
+    let early: Option<(&str, Result<(), String>)> = match &cli.cmd {
+        Some(Cmd::ChildServer { threads, max_sessions }) => {
+            Some(("child server", fanout::child_server(*threads, *max_sessions)))
         }
-        return;
-    }
-    if let Some(Cmd::JsServer { addr }) = cli.cmd {
-        if let Err(e) = js::serve_until_killed(addr) {
-            eprintln!("js-server: {e}");
-            std::process::exit(1);
+        Some(Cmd::JsServer { addr }) => Some(("js-server", js::serve_until_killed(*addr))),
+        Some(Cmd::SessionMemory) => Some(("session-memory", instr::session_memory())),
+        Some(Cmd::Instr { path }) => Some(("instr", instr::run(*path, cli.opts.ops))),
+        Some(Cmd::Nats) => {
+            let o = &cli.opts;
+            let clients = o.clients.iter().max().copied();
+            Some((
+                "nats",
+                nats::command(o.quick, clients, o.ops, o.runs, o.mutations, &o.json),
+            ))
         }
-        return;
-    }
-    if let Some(Cmd::SessionMemory) = cli.cmd {
-        if let Err(e) = instr::session_memory() {
-            eprintln!("session-memory: {e}");
-            std::process::exit(1);
-        }
-        return;
-    }
-    if let Some(Cmd::Instr { path }) = cli.cmd {
-        if let Err(e) = instr::run(path, cli.opts.ops) {
-            eprintln!("instr: {e}");
+        _ => None,
+    };
+    if let Some((what, r)) = early {
+        if let Err(e) = r {
+            eprintln!("{what}: {e}");
             std::process::exit(1);
         }
         return;
@@ -523,7 +525,7 @@ fn main() {
         Some(Cmd::Browser) => (false, false, true, false),
         Some(Cmd::Load) => (false, false, false, true),
         Some(Cmd::Connect | Cmd::Node) => (false, false, false, false),
-        Some(Cmd::ChildServer { .. } | Cmd::Instr { .. } | Cmd::SessionMemory | Cmd::JsServer { .. }) => unreachable!(),
+        Some(_) => unreachable!("handled above"),
     };
     let do_connect = matches!(cli.cmd, None | Some(Cmd::All | Cmd::Connect));
     let do_node = match cli.cmd {

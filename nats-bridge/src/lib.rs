@@ -17,6 +17,8 @@ pub mod feed;
 mod host;
 pub mod msg;
 pub mod subjects;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use edge::{EdgeMirror, EdgeOpts};
 pub use error::BridgeError;
