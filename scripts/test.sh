@@ -72,6 +72,9 @@ if ! command -v nats-server >/dev/null 2>&1; then
 fi
 nats-server --version
 
+log "benchmark suite, NATS hop (quick: one clock message per worker change, every op and fan-out right)"
+cargo run -q -p amrpc-bench -- nats --quick --json target/bench/nats-quick.json
+
 log "tests: upstream suites, vector replay, property tests, RPC suites, NATS bridge, doctests"
 cargo test --workspace --lib --tests --examples
 cargo test --workspace --doc
