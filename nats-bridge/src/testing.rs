@@ -53,7 +53,9 @@ impl NatsServer {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        Err(BridgeError::Timeout(format!("nats-server did not listen on {port} within 5 s")))
+        Err(BridgeError::Timeout(format!(
+            "nats-server did not listen on {port} within 5 s"
+        )))
     }
 
     /// `nats://127.0.0.1:<port>`.

@@ -243,6 +243,9 @@ async fn payloads_reach_the_clients_of_every_edge() {
     m.add1(names::SEND_PAYLOAD, Some(args));
     for p in [&mut p1, &mut p2] {
         let got = within("payload", p.recv()).await.expect("a payload");
-        assert_eq!((got.name.as_str(), got.data.as_slice()), ("hello", b"hi there".as_slice()));
+        assert_eq!(
+            (got.name.as_str(), got.data.as_slice()),
+            ("hello", b"hi there".as_slice())
+        );
     }
 }
