@@ -69,6 +69,19 @@ fn payload_stream(
 /// Serve `mirror` as worker `name` of `server`, its payloads sent on to its sessions.
 pub fn serve_mirror(server: &Server, name: &str, mirror: EdgeMirror) -> Result<Worker, crate::ServerError> {
     let worker = server.add_upstream(name, Arc::new(mirror.clone()))?;
+    forward_payloads(&worker, &mirror);
+    Ok(worker)
+}
+
+/// [`serve_mirror`] in place of what `server` served as `name` ([`Server::replace_upstream`]).
+pub fn replace_mirror(server: &Server, name: &str, mirror: EdgeMirror) -> Result<Worker, crate::ServerError> {
+    let worker = server.replace_upstream(name, Arc::new(mirror.clone()))?;
+    forward_payloads(&worker, &mirror);
+    Ok(worker)
+}
+
+/// The mirror's payloads to the worker's sessions, until the mirror is gone.
+fn forward_payloads(worker: &Worker, mirror: &EdgeMirror) {
     let w = worker.clone();
     let mut payloads = mirror.payloads();
     tokio::spawn(async move {
@@ -90,7 +103,6 @@ pub fn serve_mirror(server: &Server, name: &str, mirror: EdgeMirror) -> Result<W
             }
         }
     });
-    Ok(worker)
 }
 
 /// An edge's bookkeeping; dropping it stops following the bucket (served workers stay).
@@ -108,10 +120,10 @@ impl Drop for Edge {
 }
 
 /// Serve on `server` every worker published in the bucket, now and later: one [`EdgeMirror`]
-/// per worker, made when its record first appears, and made again when the worker comes back
-/// with another schema (its sessions are closed; clients reconnect to the new one). While
-/// NATS is unreachable the edge's sessions are closed once, so clients see `Disconnected`
-/// (and may fail over) instead of a mirror that silently stopped.
+/// per worker, made when its record first appears, and made again when the worker restarts,
+/// moves to another host or comes back with another schema (its sessions are closed; clients
+/// reconnect to the new one). While NATS is unreachable the edge's sessions are closed once, so
+/// clients see `Disconnected` (and may fail over) instead of a mirror that silently stopped.
 pub async fn serve_edge(server: Server, link: NatsLink, opts: EdgeOpts) -> Result<Edge, BridgeError> {
     let js = jetstream::new(link.client.clone());
     let store = records_bucket(&js, &opts.bucket).await?;
@@ -139,15 +151,22 @@ pub async fn serve_edge(server: Server, link: NatsLink, opts: EdgeOpts) -> Resul
                     continue;
                 }
             };
-            if mirrors.get(&name).is_some_and(|m| m.schema_hash() == rec.schema_hash) {
+            let same = |m: &EdgeMirror| m.schema_hash() == rec.schema_hash && m.first_incarnation() == rec.incarnation;
+            if mirrors.get(&name).is_some_and(same) {
                 continue; // served; the mirror follows the record itself
             }
-            if mirrors.remove(&name).is_some() {
-                tracing::info!(worker = %name, "the worker came back with another schema: mirroring it again");
-                srv.remove_worker(&name);
-            }
+            // the worker restarted or moved (another incarnation, another replay memory) or has
+            // another schema: a new mirror, served under the worker's new replay id; the old
+            // one's sessions are closed, so clients reconnect and learn that id in `Welcome`
+            // (their calls in flight then fail with MayNotHaveRun instead of running twice)
+            let replace = mirrors.contains_key(&name);
             match EdgeMirror::connect(client.clone(), &name, opts.clone()).await {
-                Ok(m) => match serve_mirror(&srv, &name, m.clone()) {
+                Ok(m) => match if replace {
+                    tracing::info!(worker = %name, incarnation = rec.incarnation, "the worker restarted: mirroring it again");
+                    replace_mirror(&srv, &name, m.clone())
+                } else {
+                    serve_mirror(&srv, &name, m.clone())
+                } {
                     Ok(_) => {
                         tracing::info!(worker = %name, "serving from NATS");
                         mirrors.insert(name, m);

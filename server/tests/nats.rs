@@ -197,8 +197,7 @@ async fn bad_input_over_nats_is_typed_and_never_reaches_handlers() {
         Reply::Failed { code, .. } => assert_eq!(code, ErrorCode::InvalidParams),
         r => panic!("{r:?}"),
     }
-    // a forged reply to an edge's inbox is dropped (no request of that number is waiting)
-    nc.publish("_INBOX.forged.1", b"\x00".as_slice().into()).await.unwrap();
+    // (forged and stray replies to an edge's inbox: the unit tests of `edge/rpc.rs`)
     // garbage and a forged clock on the clock subject
     nc.publish(s.clock.clone(), b"not a clock".as_slice().into())
         .await
@@ -248,4 +247,54 @@ async fn payloads_reach_the_clients_of_every_edge() {
             ("hello", b"hi there".as_slice())
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_restarts_elsewhere_is_found_again_by_name() {
+    let nats = Nats::start().await;
+    let (m1, _) = counted_worker();
+    let h1 = host(&nats, "abcd", m1.clone()).await;
+    // an edge that serves whatever the bucket names
+    let server = amrpc_server::Server::new(amrpc_server::ServerOpts::default());
+    let link = amrpc_nats::connect(&nats.url(), "edge").await.unwrap();
+    let _edge = amrpc_server::nats::serve_edge(server.clone(), link, Default::default())
+        .await
+        .unwrap();
+    let addr = server.spawn("127.0.0.1:0").await.unwrap();
+    within("served", async {
+        while server.worker("abcd").is_none() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let c = client(&format!("ws://{addr}/ws/abcd")).await;
+    assert_eq!(
+        within("add A", c.mirror().add1("A", None)).await.unwrap(),
+        Outcome::Executed
+    );
+    let replay_before = server.worker("abcd").unwrap().replay_cache().id();
+    // the host goes away; a new one (a fresh machine: its clock starts over) takes the name
+    drop(h1);
+    let (m2, runs2) = counted_worker();
+    let _h2 = host(&nats, "abcd", m2.clone()).await;
+    // the client is moved to the new mirror and shows the new worker's clock (A is off there)
+    within("the new worker's clock", c.mirror().when_not1("A", None))
+        .await
+        .unwrap();
+    within("Ready again", c.states().when1(names::READY, None))
+        .await
+        .unwrap();
+    let served = server.worker("abcd").unwrap();
+    assert_ne!(
+        served.replay_cache().id(),
+        replay_before,
+        "the new worker's replay memory"
+    );
+    assert_eq!(
+        within("add B", c.mirror().add1("B", None)).await.unwrap(),
+        Outcome::Executed
+    );
+    assert!(m2.is1("B") && !m1.is1("B"), "the call went to the new worker");
+    assert_eq!(runs2.load(Ordering::SeqCst), 0);
+    assert_eq!(c.mirror().time(None), m2.time(None));
 }

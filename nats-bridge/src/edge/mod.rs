@@ -53,6 +53,7 @@ struct Inner {
     machine: Machine,
     names: Vec<String>,
     schema_hash: u64,
+    first_incarnation: u64,
     opts: EdgeOpts,
     feed: Mutex<Feed>,
     /// `(incarnation, seq)` the mirror shows.
@@ -162,6 +163,7 @@ impl EdgeMirror {
             machine,
             names: rec.names.clone(),
             schema_hash: rec.schema_hash,
+            first_incarnation: rec.incarnation,
             opts,
             position: watch::channel(feed.position()).0,
             feed: Mutex::new(feed),
@@ -228,6 +230,12 @@ impl EdgeMirror {
     /// Until this mirror shows clock `seq` of `incarnation` (or a later incarnation's clock).
     pub async fn caught_up(&self, incarnation: u64, seq: u64) {
         self.inner.caught_up(incarnation, seq).await
+    }
+
+    /// The incarnation of the worker's host this mirror started with (a record of another one:
+    /// the worker restarted or moved).
+    pub fn first_incarnation(&self) -> u64 {
+        self.inner.first_incarnation
     }
 
     /// The hash of the schema mirrored (a record of another one needs a new mirror).

@@ -140,3 +140,58 @@ impl WaitRegistry for RemoteWaits {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(subject: &str, payload: &[u8]) -> async_nats::Message {
+        async_nats::Message {
+            subject: subject.into(),
+            reply: None,
+            payload: bytes::Bytes::copy_from_slice(payload),
+            headers: None,
+            status: None,
+            description: None,
+            length: payload.len(),
+        }
+    }
+
+    fn rpc() -> (Rpc, mpsc::UnboundedReceiver<Outbound>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Rpc::new("_INBOX.edge".into(), tx), rx)
+    }
+
+    #[tokio::test]
+    async fn requests_go_out_in_order_with_numbered_reply_subjects() {
+        let (rpc, mut out) = rpc();
+        let (a, _) = rpc.ask(&Request::Sync).unwrap();
+        let (b, _) = rpc.ask(&Request::Sync).unwrap();
+        assert!(a < b);
+        assert_eq!(out.recv().await.unwrap().0, Some(format!("_INBOX.edge.{a}")));
+        assert_eq!(out.recv().await.unwrap().0, Some(format!("_INBOX.edge.{b}")));
+    }
+
+    #[tokio::test]
+    async fn a_forged_reply_is_a_typed_error_and_a_stray_one_is_dropped() {
+        let (rpc, _out) = rpc();
+        let (n, rx) = rpc.ask(&Request::Sync).unwrap();
+        // a reply to no request, and one that is not a number: dropped, the request still waits
+        rpc.deliver(message(&format!("_INBOX.edge.{}", n + 100), b"x"));
+        rpc.deliver(message("_INBOX.edge.nope", b"x"));
+        assert_eq!(lock(&rpc.waiting).len(), 1);
+        // garbage as the answer of a waiting request: Malformed, never a result
+        rpc.deliver(message(&format!("_INBOX.edge.{n}"), b"\xff\xff garbage"));
+        let err = rpc.answer("w", n, rx, Duration::from_secs(1)).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::Malformed);
+    }
+
+    #[tokio::test]
+    async fn no_answer_in_time_may_not_have_run() {
+        let (rpc, _out) = rpc();
+        let (n, rx) = rpc.ask(&Request::Sync).unwrap();
+        let err = rpc.answer("w", n, rx, Duration::from_millis(10)).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::MayNotHaveRun);
+        assert!(lock(&rpc.waiting).is_empty(), "forgotten");
+    }
+}

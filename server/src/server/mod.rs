@@ -168,6 +168,23 @@ impl Server {
         Ok(worker)
     }
 
+    /// Serve `upstream` as `/ws/{name}` in place of what was served there, in one step (a client
+    /// reconnecting meanwhile never finds the name missing); the old worker's sessions are
+    /// closed (`Bye` with `ShuttingDown`), so its clients reconnect to the new one.
+    pub fn replace_upstream(&self, name: &str, upstream: Arc<dyn Upstream>) -> Result<Worker, ServerError> {
+        let worker = Worker::relay(upstream, self.0.opts.replay_instances)?;
+        let old = self
+            .0
+            .workers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), worker.clone());
+        if let Some(old) = old {
+            old.kick();
+        }
+        Ok(worker)
+    }
+
     /// Stop serving `name`: its sessions are closed (`Bye` with `ShuttingDown`, so clients
     /// reconnect and find whatever is served under the name next). `None`: no such worker.
     pub fn remove_worker(&self, name: &str) -> Option<Worker> {
