@@ -216,11 +216,16 @@ impl WorkerHost {
         tasks.push(tokio::spawn(async move {
             let mutations = Arc::new(Semaphore::new(i.opts.max_concurrent.max(1)));
             let waits = Arc::new(Semaphore::new(i.opts.max_waits.max(1)));
-            // remote waits by reply subject: canceling the context unbinds at once
+            // remote waits by reply subject: canceling the context unbinds at once; a finished
+            // wait cancels its own, and finished ones are swept out as the map grows
             let mut pending: HashMap<String, amrpc_core::Ctx> = HashMap::new();
+            let mut sweep_at = 64;
             let mut requests = requests;
             while let Some(m) = requests.next().await {
-                pending.retain(|_, c| !c.is_canceled());
+                if pending.len() >= sweep_at {
+                    pending.retain(|_, c| !c.is_canceled());
+                    sweep_at = (pending.len() * 2).max(64);
+                }
                 let request = msg::decode::<Request>("request", &m.payload);
                 let Some(reply_to) = m.reply.clone() else {
                     // only Unwait comes without a reply subject
@@ -269,10 +274,11 @@ impl WorkerHost {
                         match i.wait(req, &ctx) {
                             Err(refused) => i.spawn_reply(reply_to, refused),
                             Ok(wait) => {
-                                pending.insert(reply_to.to_string(), ctx);
+                                pending.insert(reply_to.to_string(), ctx.clone());
                                 let i = i.clone();
                                 tokio::spawn(async move {
                                     let reply = i.met(wait).await;
+                                    ctx.cancel();
                                     drop(slot);
                                     // a canceled wait's waiter is gone: no answer
                                     if let Some(reply) = reply {
@@ -453,6 +459,12 @@ impl Inner {
                     "the edge mirrors schema {:016x}, the worker has {:016x}",
                     r.schema_hash, self.schema.hash
                 ),
+            );
+        }
+        if r.incarnation != 0 && r.incarnation != self.incarnation {
+            return failed(
+                ErrorCode::Disconnected,
+                "the worker restarted since this edge mirrored it: reconnect".into(),
             );
         }
         let count = self.schema.names.len();

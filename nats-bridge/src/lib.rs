@@ -20,7 +20,7 @@ pub mod subjects;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use edge::{EdgeMirror, EdgeOpts};
+pub use edge::{EdgeMirror, EdgeOpts, rewatch};
 pub use error::BridgeError;
 pub use host::{HostOpts, WorkerHost, records_bucket};
 

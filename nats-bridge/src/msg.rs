@@ -92,6 +92,9 @@ pub enum Request {
 pub struct MutateReq {
     /// The schema the edge mirrors; another one is refused (`SchemaMismatch`).
     pub schema_hash: u64,
+    /// The host incarnation the edge's sessions announced the replay memory of; another one is
+    /// refused (`Disconnected`: the worker restarted, and a resend could run twice). 0: any.
+    pub incarnation: u64,
     /// The client's replay key and request id: at most once per pair, whichever edge sends it.
     /// Key 0: a no-sync mutation (never resent, not remembered).
     pub key: u64,

@@ -132,7 +132,16 @@ pub async fn serve_edge(server: Server, link: NatsLink, opts: EdgeOpts) -> Resul
     let client = link.client.clone();
     let follow = tokio::spawn(async move {
         let mut mirrors: HashMap<String, EdgeMirror> = HashMap::new();
-        while let Some(entry) = records.next().await {
+        loop {
+            let Some(entry) = records.next().await else {
+                // the watch ended (its consumer is gone): watch again, from the latest records
+                tracing::warn!("the workers bucket watch ended; watching again");
+                match amrpc_nats::rewatch(&store, ">").await {
+                    Some(w) => records = w,
+                    None => return,
+                }
+                continue;
+            };
             let entry = match entry {
                 Ok(e) => e,
                 Err(e) => {

@@ -163,6 +163,7 @@ async fn bad_input_over_nats_is_typed_and_never_reaches_handlers() {
     let req = |hash: u64, states: Vec<u16>| {
         Request::Mutate(MutateReq {
             schema_hash: hash,
+            incarnation: 0,
             key: 1,
             req: 1,
             ty: MutationType::Add,
@@ -174,6 +175,15 @@ async fn bad_input_over_nats_is_typed_and_never_reaches_handlers() {
     // a schema mismatch
     match ask(msg::encode(&req(hash ^ 1, vec![a])).unwrap()).await {
         Reply::Failed { code, .. } => assert_eq!(code, ErrorCode::SchemaMismatch),
+        r => panic!("{r:?}"),
+    }
+    // a mutation for another incarnation of the worker (its replay memory is not this one's)
+    let mut stale = req(hash, vec![a]);
+    if let Request::Mutate(r) = &mut stale {
+        r.incarnation = 12345;
+    }
+    match ask(msg::encode(&stale).unwrap()).await {
+        Reply::Failed { code, .. } => assert_eq!(code, ErrorCode::Disconnected),
         r => panic!("{r:?}"),
     }
     // an index out of range

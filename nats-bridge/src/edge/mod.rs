@@ -58,8 +58,9 @@ struct Inner {
     feed: Mutex<Feed>,
     /// `(incarnation, seq)` the mirror shows.
     position: watch::Sender<(u64, u64)>,
-    /// Set when the worker came back with another schema: this mirror can no longer follow it.
-    broken: Mutex<Option<String>>,
+    /// Set when the worker restarted or came back with another schema: this mirror no longer
+    /// follows it (a new one must be served), and calls through it are refused with this code.
+    broken: Mutex<Option<(ErrorCode, String)>>,
     /// For calls made on this mirror directly (not forwarded for a client).
     own_key: u64,
     next_req: AtomicU32,
@@ -178,7 +179,7 @@ impl EdgeMirror {
             payloads: broadcast::channel(64).0,
         });
         let tasks = vec![
-            tokio::spawn(follow(inner.clone(), clock, records, replies)),
+            tokio::spawn(follow(inner.clone(), store, clock, records, replies)),
             tokio::spawn(relay_payloads(inner.clone(), payloads)),
             tokio::spawn(send(inner.client.clone(), inner.subjects.rpc.clone(), queued)),
         ];
@@ -258,9 +259,11 @@ impl EdgeMirror {
         lock(&self.inner.feed).err().map(str::to_string)
     }
 
-    /// Why this mirror stopped following its worker (it came back with another schema).
+    /// Why this mirror stopped following its worker: it restarted (another incarnation: its
+    /// replay memory is not the one this mirror's clients were told of) or came back with
+    /// another schema. Serve a new mirror then (the server's `serve_edge` does).
     pub fn broken(&self) -> Option<String> {
-        lock(&self.inner.broken).clone()
+        lock(&self.inner.broken).as_ref().map(|(_, why)| why.clone())
     }
 
     /// Forward mutation `call` to the worker's host; resolves once this mirror shows its
@@ -275,9 +278,10 @@ impl EdgeMirror {
         let inner = self.inner.clone();
         let broken = lock(&inner.broken).clone();
         let asked = match broken {
-            Some(why) => Err(BridgeError::SchemaMismatch(why).into()),
+            Some((code, message)) => Err(Error::Rpc { code, message }),
             None => inner.rpc.ask(&Request::Mutate(MutateReq {
                 schema_hash: inner.schema_hash,
+                incarnation: inner.first_incarnation,
                 key: call.key,
                 req: call.req,
                 ty,
@@ -382,10 +386,22 @@ impl Inner {
     }
 
     fn step(&self, step: Step) {
+        if lock(&self.broken).is_some() {
+            return; // no longer following: a new mirror serves the worker
+        }
         let applied = match &step {
             Step::Idle => Ok(()),
             Step::Apply(time) => self.machine.apply_time(time),
-            Step::Reset(time) => self.machine.reset_time(time),
+            Step::Reset(_) => {
+                // the worker restarted: its clock may be lower and its replay memory is another
+                // one; this mirror's sessions cannot follow that (their clients were told the old
+                // replay id), so it stops here and a new mirror is served
+                let (inc, _) = lock(&self.feed).position();
+                let why = format!("worker {} restarted (incarnation {inc:x}): reconnect", self.name);
+                tracing::info!(worker = %self.name, "the worker restarted: this mirror stops following it");
+                *lock(&self.broken) = Some((ErrorCode::Disconnected, why));
+                Ok(())
+            }
         };
         if let Err(e) = applied {
             tracing::error!(worker = %self.name, error = %e, "the mirror refused a clock");
@@ -403,6 +419,7 @@ impl Inner {
 /// are logged and skipped: they never move the mirror.
 async fn follow(
     inner: Arc<Inner>,
+    store: kv::Store,
     mut clock: async_nats::Subscriber,
     mut records: kv::Watch,
     mut replies: async_nats::Subscriber,
@@ -430,7 +447,15 @@ async fn follow(
                         tracing::warn!(worker = %inner.name, error = %e, "watching the record failed");
                         continue;
                     }
-                    None => break,
+                    None => {
+                        // the watch ended (its consumer is gone): watch again, from the latest
+                        tracing::warn!(worker = %inner.name, "the record watch ended; watching again");
+                        match rewatch(&store, &inner.name).await {
+                            Some(w) => records = w,
+                            None => break,
+                        }
+                        continue;
+                    }
                 };
                 if entry.operation != kv::Operation::Put {
                     tracing::info!(worker = %inner.name, "the worker's record was removed");
@@ -441,13 +466,29 @@ async fn follow(
                     Ok(step) => inner.step(step),
                     Err(e @ BridgeError::SchemaMismatch(_)) => {
                         tracing::error!(worker = %inner.name, error = %e, "the mirror stops following its worker");
-                        *lock(&inner.broken) = Some(e.to_string());
+                        *lock(&inner.broken) = Some((ErrorCode::SchemaMismatch, e.to_string()));
                     }
                     Err(e) => tracing::warn!(worker = %inner.name, error = %e, "record skipped"),
                 }
             }
         }
     }
+}
+
+/// A new watch of `key`'s record, retried with backoff (100 ms doubling to 5 s, 20 tries) while
+/// JetStream is unreachable; `None`: give up (the clock subscription ended too, or the bucket is
+/// gone for good).
+pub async fn rewatch(store: &kv::Store, key: &str) -> Option<kv::Watch> {
+    let mut delay = Duration::from_millis(100);
+    for _ in 0..20 {
+        match store.watch_with_history(key).await {
+            Ok(w) => return Some(w),
+            Err(e) => tracing::warn!(key, error = %e, "watching a record failed; retrying"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+    None
 }
 
 /// Publish the mirror's requests in the order they were made.
