@@ -15,6 +15,7 @@
 # Usage: scripts/callgrind.sh                 (all three)
 #        scripts/callgrind.sh machine sessions
 #        TOP=15 scripts/callgrind.sh sessions (also the 15 costliest functions, inclusive, of N2)
+#        BIN=/tmp/amrpc-bench-before scripts/callgrind.sh sessions (another build, e.g. before a change)
 # Output: one line per workload, `<name> <Ir/op> Ir/op (N1=…, N2=…)`; the callgrind files stay in
 # target/callgrind/ for callgrind_annotate.
 set -euo pipefail
@@ -30,8 +31,10 @@ TOP="${TOP:-0}"
 OUT=target/callgrind
 mkdir -p "$OUT"
 
-cargo build -q --release -p amrpc-bench
-BIN=target/release/amrpc-bench
+if [ -z "${BIN:-}" ]; then
+  cargo build -q --release -p amrpc-bench
+  BIN=target/release/amrpc-bench
+fi
 
 # total instructions of one run: `ir <name> <n>`
 ir() {

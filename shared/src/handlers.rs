@@ -1,7 +1,6 @@
 //! Handlers: named closures bound to a machine, dispatched with upstream's name rules
 //! (`FooEnter`, `FooExit`, `FooState`, `FooEnd`, `FooBar`, `AnyFoo`, `FooAny`, `AnyAny`).
 
-use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -260,7 +259,7 @@ impl Dispatch {
     }
 
     pub(crate) fn rebuild(&mut self, c: &Arc<Compiled>) {
-        let mut by_name: BTreeMap<&str, Vec<(usize, HandlerFn)>> = BTreeMap::new();
+        let mut by_name: litemap::LiteMap<&str, Vec<(usize, HandlerFn)>> = litemap::LiteMap::new();
         for (i, (_, h)) in self.sets.iter().enumerate() {
             for (n, f) in &h.entries {
                 by_name.entry(n.as_str()).or_default().push((i, f.clone()));

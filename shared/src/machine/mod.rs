@@ -639,7 +639,7 @@ fn check_names(c: &Compiled, names: &[&str], machine_id: &str) -> Result<Vec<Id>
     if c.order.len() > names.len() {
         return Err(verify_len_err(c, names));
     }
-    let mut seen = alloc::collections::BTreeSet::new();
+    let mut seen = hashbrown::HashSet::with_capacity(names.len());
     for n in names {
         if !seen.insert(*n) {
             return Err(Error::InvalidArgs(format!("duplicate state {n} in the state list")));

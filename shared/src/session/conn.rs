@@ -9,9 +9,11 @@
 //! `T` is the shell's completion for one call (a oneshot sender, a promise's resolver): the
 //! driver keeps it with the request and hands it back with the result, so shells keep no maps.
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::VecDeque;
+
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
+use litemap::LiteMap;
 
 use crate::error::ErrorCode;
 use crate::machine::{CompiledSchema, Machine, Opts};
@@ -156,9 +158,9 @@ pub struct Connection<T> {
     /// started waiting after a quiet spell: the start of the silence that presumes a link dead.
     heard_at: u64,
     rng: u64,
-    calls: BTreeMap<u32, T>,
+    calls: LiteMap<u32, T>,
     /// Remote waits: request id → the shell's key for it (completions are in `calls`).
-    waits: BTreeMap<u32, u64>,
+    waits: LiteMap<u32, u64>,
     /// Explicit syncs waiting for the full clock.
     syncs: Vec<T>,
     out: VecDeque<ConnOutput<T>>,
@@ -208,8 +210,8 @@ impl<T> Connection<T> {
             endpoint: 0,
             opened_at: 0,
             heard_at: 0,
-            calls: BTreeMap::new(),
-            waits: BTreeMap::new(),
+            calls: LiteMap::new(),
+            waits: LiteMap::new(),
             syncs: Vec::new(),
             out: VecDeque::new(),
             last_status: None,

@@ -2,9 +2,11 @@
 //! keeps the mirror — a local [`Machine`] with the worker's schema whose clock follows the
 //! worker's, so getters, waits and state contexts behave exactly as on a local machine.
 
-use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::collections::BTreeSet;
+
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
+use litemap::LiteMap;
 
 use crate::error::ErrorCode;
 use crate::machine::{CompiledSchema, Machine, Opts};
@@ -162,15 +164,15 @@ pub struct ClientSession {
     resync: Option<u32>,
     held: Vec<(u32, Result<Outcome, Error>, Option<Why>)>,
     next_req: u32,
-    pending: BTreeMap<u32, Pending>,
-    chunks: BTreeMap<u64, Assembly>,
+    pending: LiteMap<u32, Pending>,
+    chunks: LiteMap<u64, Assembly>,
     chunk_seq: u64,
     resyncs: u64,
     worker_err: Option<String>,
     /// The mirror's clock moved during the current frame.
     changed: bool,
     /// Remote waits registered on the worker (their request ids), until signaled or refused.
-    waits: BTreeSet<u32>,
+    waits: LiteMap<u32, ()>,
     /// Shallow clocks only: added to the server's ticks so the mirror stays monotonic across
     /// reconnects (a new session numbers shallow ticks from 0 again).
     offset: Vec<u64>,
@@ -249,13 +251,13 @@ impl ClientSession {
             resync: None,
             held: Vec::new(),
             next_req: 1,
-            pending: BTreeMap::new(),
-            chunks: BTreeMap::new(),
+            pending: LiteMap::new(),
+            chunks: LiteMap::new(),
             chunk_seq: 0,
             resyncs: 0,
             worker_err: None,
             changed: false,
-            waits: BTreeSet::new(),
+            waits: LiteMap::new(),
             offset: Vec::new(),
             max_waits: 0,
             replay_id: None,
@@ -331,8 +333,8 @@ impl ClientSession {
     /// at `now_ms`. The server's replay cache runs each at most once.
     pub fn resend_pending(&mut self, now_ms: u64) -> Vec<Vec<u8>> {
         self.pending
-            .values_mut()
-            .map(|p| {
+            .iter_mut()
+            .map(|(_, p)| {
                 p.sent_at = now_ms;
                 p.sent = true;
                 p.frame.clone()
@@ -387,7 +389,10 @@ impl ClientSession {
     /// event may happen while disconnected, so they fail rather than re-register).
     pub fn disconnected(&mut self) -> Vec<u32> {
         self.lose_link();
-        core::mem::take(&mut self.waits).into_iter().collect()
+        core::mem::take(&mut self.waits)
+            .into_iter()
+            .map(|(req, ())| req)
+            .collect()
     }
 
     fn lose_link(&mut self) {
@@ -408,7 +413,7 @@ impl ClientSession {
         let frame = ClientMsg::WhenArgs(WaitArgs { req, state, args })
             .encode()
             .map_err(|e| Error::InvalidArgs(e.0))?;
-        self.waits.insert(req);
+        self.waits.insert(req, ());
         Ok((req, frame))
     }
 
@@ -420,7 +425,7 @@ impl ClientSession {
         let frame = (ClientMsg::WhenQueue { req, tick })
             .encode()
             .map_err(|e| Error::InvalidArgs(e.0))?;
-        self.waits.insert(req);
+        self.waits.insert(req, ());
         Ok((req, frame))
     }
 
@@ -442,7 +447,7 @@ impl ClientSession {
 
     /// Drop a registered wait: the `Unwait` frame to send (`None` if it is not registered).
     pub fn unwait(&mut self, req: u32) -> Option<Vec<u8>> {
-        if !self.waits.remove(&req) || self.phase != Phase::Open {
+        if self.waits.remove(&req).is_none() || self.phase != Phase::Open {
             return None;
         }
         (ClientMsg::Unwait { req }).encode().ok()
@@ -558,7 +563,7 @@ impl ClientSession {
         loop {
             let req = self.next_req;
             self.next_req = if req + 1 >= REQ_ID_WRAP { 1 } else { req + 1 };
-            if !self.pending.contains_key(&req) && !self.waits.contains(&req) {
+            if !self.pending.contains_key(&req) && !self.waits.contains_key(&req) {
                 return req;
             }
         }
@@ -901,7 +906,7 @@ impl ClientSession {
 
     /// A remote wait's signal: as a reply, for a registered wait (not one canceled meanwhile).
     fn signaled(&mut self, r: Reply, out: &mut Vec<ClientOutput>) {
-        if self.apply_reply_update(&r, out) && self.waits.remove(&r.req) {
+        if self.apply_reply_update(&r, out) && self.waits.remove(&r.req).is_some() {
             self.resolve(r.req, Ok(Outcome::Executed), None, out);
         }
     }
@@ -933,7 +938,7 @@ impl ClientSession {
                 self.resync = None;
                 out.push(ClientOutput::Error(err));
             }
-            Some(req) if self.waits.remove(&req) => out.push(ClientOutput::Reply {
+            Some(req) if self.waits.remove(&req).is_some() => out.push(ClientOutput::Reply {
                 req,
                 result: Err(err),
                 why: None,
