@@ -309,15 +309,7 @@ impl WorkerHost {
         self.tasks.push(tokio::spawn(async move {
             let mut payloads = std::pin::pin!(payloads);
             while let Some(p) = payloads.next().await {
-                let sent = match msg::encode(&p) {
-                    Ok(bytes) => i
-                        .client
-                        .publish(i.subjects.payload.clone(), bytes.into())
-                        .await
-                        .map_err(BridgeError::nats),
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = sent {
+                if let Err(e) = i.publish(i.subjects.payload.clone(), &p).await {
                     tracing::warn!(worker = %i.name, payload = %p.name, error = %e, "a payload was not published");
                 }
             }
@@ -372,14 +364,7 @@ impl Inner {
             update,
             err: if err_changed { err } else { None },
         };
-        let sent = match msg::encode(&m) {
-            Ok(bytes) => self
-                .client
-                .publish(self.subjects.clock.clone(), bytes.into())
-                .await
-                .map_err(BridgeError::nats),
-            Err(e) => Err(e),
-        };
+        let sent = self.publish(self.subjects.clock.clone(), &m).await;
         self.record.send_modify(|r| {
             r.seq = next;
             r.time.clone_from(&p.last);
@@ -391,15 +376,23 @@ impl Inner {
         next
     }
 
+    /// Encode `msg` and publish it on `subject`.
+    async fn publish<S: async_nats::subject::ToSubject, T: serde::Serialize>(
+        &self,
+        subject: S,
+        msg: &T,
+    ) -> Result<(), BridgeError> {
+        let bytes = msg::encode(msg)?;
+        self.client
+            .publish(subject, bytes.into())
+            .await
+            .map_err(BridgeError::nats)
+    }
+
     /// Send `reply` to a reply subject.
     async fn reply(&self, to: async_nats::Subject, reply: &Reply) {
-        match msg::encode(reply) {
-            Ok(bytes) => {
-                if let Err(e) = self.client.publish(to, bytes.into()).await {
-                    tracing::warn!(worker = %self.name, error = %e, "sending a reply failed");
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "encoding a reply failed"),
+        if let Err(e) = self.publish(to, reply).await {
+            tracing::warn!(worker = %self.name, error = %e, "sending a reply failed");
         }
     }
 

@@ -173,6 +173,13 @@ pub fn decode<'a, T: Deserialize<'a>>(what: &'static str, bytes: &'a [u8]) -> Re
 }
 
 impl Record {
+    /// Decode a bucket value and [`Record::check`] it.
+    pub fn decode(value: &[u8]) -> Result<Record, BridgeError> {
+        let rec: Record = decode("record", value)?;
+        rec.check()?;
+        Ok(rec)
+    }
+
     /// Checks a decoded record before anything is built from it: its format, matching lengths
     /// and the schema hash.
     pub fn check(&self) -> Result<(), BridgeError> {

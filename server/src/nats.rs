@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use amrpc_nats::msg::{self, PayloadMsg, Record};
+use amrpc_nats::msg::{PayloadMsg, Record};
 use amrpc_nats::{BridgeError, EdgeMirror, EdgeOpts, HostOpts, NatsLink, WorkerHost, records_bucket};
 use async_nats::jetstream::{self, kv};
 use futures_util::StreamExt;
@@ -153,7 +153,7 @@ pub async fn serve_edge(server: Server, link: NatsLink, opts: EdgeOpts) -> Resul
                 continue;
             }
             let name = entry.key.clone();
-            let rec: Record = match msg::decode("record", &entry.value).and_then(|r: Record| r.check().map(|()| r)) {
+            let rec = match Record::decode(&entry.value) {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(worker = %name, error = %e, "record skipped");

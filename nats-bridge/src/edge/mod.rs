@@ -96,15 +96,8 @@ impl std::fmt::Debug for EdgeMirror {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Decode and check a bucket entry.
-fn read_record(value: &[u8]) -> Result<Record, BridgeError> {
-    let rec: Record = msg::decode("record", value)?;
-    rec.check()?;
-    Ok(rec)
 }
 
 impl EdgeMirror {
@@ -127,7 +120,7 @@ impl EdgeMirror {
             Some(e) if e.operation == kv::Operation::Put => e,
             _ => return Err(BridgeError::UnknownWorker(name.to_string())),
         };
-        let rec = read_record(&entry.value)?;
+        let rec = Record::decode(&entry.value)?;
         let schema = wire::schema_from_wire(&rec.names, &rec.schema).map_err(|e| BridgeError::Malformed {
             what: "record",
             detail: e.to_string(),
@@ -461,7 +454,7 @@ async fn follow(
                     tracing::info!(worker = %inner.name, "the worker's record was removed");
                     continue;
                 }
-                let step = read_record(&entry.value).and_then(|rec| lock(&inner.feed).on_record(&rec));
+                let step = Record::decode(&entry.value).and_then(|rec| lock(&inner.feed).on_record(&rec));
                 match step {
                     Ok(step) => inner.step(step),
                     Err(e @ BridgeError::SchemaMismatch(_)) => {

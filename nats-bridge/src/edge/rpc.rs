@@ -11,12 +11,9 @@ use std::time::Duration;
 use amrpc_core::{Error, ErrorCode, WaitRegistry};
 use tokio::sync::{mpsc, oneshot};
 
+use super::lock;
 use crate::BridgeError;
 use crate::msg::{self, Reply, Request};
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// One request to publish: its reply subject (none for `Unwait`) and its bytes.
 pub(super) type Outbound = (Option<String>, bytes::Bytes);
